@@ -1,1 +1,376 @@
-//! cli
+//! The `core-lite` command line: `serve` and the admin commands. Admin commands work on the
+//! data dir directly (SQLite allows a running server beside them). Commands that create
+//! something print one JSON object on stdout and a sentence on stderr.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::api::ServiceStatus;
+use crate::service::{read_json_file, write_private_file, Core};
+
+/// core-lite — the light core of the VPN service module pair.
+///
+/// Keeps templates, products, offerings, channels, credentials, sessions and usage in a
+/// SQLite database under --data-dir, and serves the Service API over HTTP/JSON.
+///
+/// Quick start (agent):
+///   core-lite module register templates/vpn
+///   core-lite product create --name vpn-1 --module vpn --endpoint 203.0.113.7:1194
+///   core-lite offering publish --product vpn-1 --input offer.json --out offering.signed.json
+///   core-lite channel create --offering HASH
+///   core-lite access export CHANNEL --out access.json
+///   core-lite serve
+#[derive(Debug, Parser)]
+#[command(name = "core-lite", version, about, long_about, verbatim_doc_comment)]
+pub struct Cli {
+    /// Data directory: core.db (SQLite), agent.key and admin.token (both 0600).
+    #[arg(
+        long,
+        env = "CORE_LITE_DATA_DIR",
+        default_value = "./core-lite-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the Service API (HTTP/JSON; OpenAPI document at /openapi.json).
+    Serve(ServeArgs),
+    /// Service modules (templates).
+    #[command(subcommand)]
+    Module(ModuleCmd),
+    /// Products (what an agent sells through a module).
+    #[command(subcommand)]
+    Product(ProductCmd),
+    /// Offerings (filled, signed offering templates).
+    #[command(subcommand)]
+    Offering(OfferingCmd),
+    /// Channels (one client's purchase under an offering).
+    #[command(subcommand)]
+    Channel(ChannelCmd),
+    /// Access messages (credentials + config for the client).
+    #[command(subcommand)]
+    Access(AccessCmd),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. The default is loopback only; expose it with care.
+    #[arg(long, env = "CORE_LITE_LISTEN", default_value = "127.0.0.1:7700")]
+    pub listen: SocketAddr,
+    /// How often the billing timers (maxInactiveTime, maxSuspendTime) run, in milliseconds.
+    #[arg(long, env = "CORE_LITE_TICK_MS", default_value_t = 1000)]
+    pub tick_ms: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModuleCmd {
+    /// Register a module directory (module.toml, offering.json, access.json). Idempotent;
+    /// a changed template under the same name is refused.
+    Register {
+        /// The module directory, e.g. templates/vpn.
+        dir: PathBuf,
+    },
+    /// List registered modules with their template hashes.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProductCmd {
+    /// Create a product; prints its id and its adapter token (shown only once).
+    Create {
+        #[arg(long, env = "CORE_LITE_PRODUCT_NAME")]
+        name: String,
+        /// Registered module name.
+        #[arg(long, env = "CORE_LITE_PRODUCT_MODULE", default_value = "vpn")]
+        module: String,
+        /// Service endpoint HOST or HOST:PORT given to clients in access messages.
+        #[arg(long, env = "CORE_LITE_PRODUCT_ENDPOINT")]
+        endpoint: Option<String>,
+        /// Also write the token to this file (0600).
+        #[arg(long, env = "CORE_LITE_TOKEN_OUT")]
+        token_out: Option<PathBuf>,
+    },
+    List,
+    Show {
+        /// Product id or name.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OfferingCmd {
+    /// Build, validate, sign and store an offering from the agent's input (a JSON object
+    /// with the offering fields; the core fills templateHash, nonce, agentPublicKey, product).
+    Publish {
+        /// Product id or name.
+        #[arg(long, env = "CORE_LITE_OFFERING_PRODUCT")]
+        product: String,
+        /// JSON file with the agent's fields.
+        #[arg(long, env = "CORE_LITE_OFFERING_INPUT")]
+        input: PathBuf,
+        /// Write the signed offering here.
+        #[arg(long, env = "CORE_LITE_OFFERING_OUT")]
+        out: Option<PathBuf>,
+    },
+    List,
+    Show {
+        hash: String,
+    },
+    /// Client-side check of a signed offering: known template, signature, schema, rules.
+    Verify {
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelCmd {
+    /// Create a channel (client key + password) under an offering.
+    Create {
+        #[arg(long, env = "CORE_LITE_CHANNEL_OFFERING")]
+        offering: String,
+        /// Deposit in base units (1 PRIX = 10^8). Default: enough for maxUnits.
+        #[arg(long, env = "CORE_LITE_CHANNEL_DEPOSIT")]
+        deposit: Option<u64>,
+    },
+    List,
+    /// A channel with its usage and status history (by id or client key).
+    Show {
+        id: String,
+    },
+    /// Force a channel's status (operator action), e.g. `terminating`.
+    SetStatus {
+        id: String,
+        status: ServiceStatus,
+        #[arg(long, default_value = "set by operator")]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessCmd {
+    /// Agent: print (or write, 0600) the access message of a channel.
+    Export {
+        /// Channel id or client key.
+        channel: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Client: store an access message so that GetAccess serves it.
+    Import { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create an API token (shown once; stored hashed).
+    Create {
+        /// Only `client` (the client adapter's token); product tokens come with `product create`.
+        #[arg(long, default_value = "client")]
+        role: String,
+        /// Also write the token to this file (0600).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn open(data_dir: &Path) -> anyhow::Result<Core> {
+    Core::open(data_dir).with_context(|| format!("opening data dir {}", data_dir.display()))
+}
+
+/// Runs one command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(&cli.data_dir, args).await,
+        Command::Module(cmd) => {
+            let core = open(&cli.data_dir)?;
+            match cmd {
+                ModuleCmd::Register { dir } => {
+                    let r = core.register_module(&dir)?;
+                    eprintln!(
+                        "module {} {} {}",
+                        r.module,
+                        r.version,
+                        if r.newly_registered {
+                            "registered"
+                        } else {
+                            "already registered (unchanged)"
+                        }
+                    );
+                    print_json(&r)
+                }
+                ModuleCmd::List => print_json(&core.list_modules()?),
+            }
+        }
+        Command::Product(cmd) => {
+            let core = open(&cli.data_dir)?;
+            match cmd {
+                ProductCmd::Create {
+                    name,
+                    module,
+                    endpoint,
+                    token_out,
+                } => {
+                    let (p, token) = core.create_product(&name, &module, endpoint.as_deref())?;
+                    if let Some(path) = token_out {
+                        write_private_file(&path, format!("{}\n", token.expose()).as_bytes())?;
+                        eprintln!("token written to {}", path.display());
+                    }
+                    eprintln!(
+                        "product {} created; keep its token: it is not shown again",
+                        p.product_id
+                    );
+                    print_json(&serde_json::json!({
+                        "productId": p.product_id,
+                        "token": token.expose(),
+                    }))
+                }
+                ProductCmd::List => print_json(&core.list_products()?),
+                ProductCmd::Show { id } => print_json(&core.show_product(&id)?),
+            }
+        }
+        Command::Offering(cmd) => {
+            let core = open(&cli.data_dir)?;
+            match cmd {
+                OfferingCmd::Publish {
+                    product,
+                    input,
+                    out,
+                } => {
+                    let input = read_json_file(&input)?;
+                    let (hash, signed) = core.publish_offering(&product, &input)?;
+                    if let Some(path) = out {
+                        std::fs::write(&path, serde_json::to_string_pretty(&signed)?)
+                            .with_context(|| format!("writing {}", path.display()))?;
+                        eprintln!("signed offering written to {}", path.display());
+                    }
+                    eprintln!("offering {hash} published");
+                    print_json(&serde_json::json!({ "offeringHash": hash }))
+                }
+                OfferingCmd::List => print_json(&core.list_offerings()?),
+                OfferingCmd::Show { hash } => print_json(&core.show_offering(&hash)?),
+                OfferingCmd::Verify { file } => {
+                    let v = read_json_file(&file)?;
+                    let (hash, terms) = core.verify_offering(&v)?;
+                    eprintln!(
+                        "offering {hash} is valid: {} {} at {} base units/{}, up to {} units",
+                        terms.service_name,
+                        terms.country,
+                        terms.unit_price,
+                        terms.unit_name,
+                        terms.max_units
+                    );
+                    print_json(&serde_json::json!({ "offeringHash": hash, "valid": true }))
+                }
+            }
+        }
+        Command::Channel(cmd) => {
+            let core = open(&cli.data_dir)?;
+            match cmd {
+                ChannelCmd::Create { offering, deposit } => {
+                    let (id, key) = core.create_channel(&offering, deposit)?;
+                    eprintln!("channel {id} created for client key {key}");
+                    print_json(&serde_json::json!({ "channelId": id, "clientKey": key }))
+                }
+                ChannelCmd::List => print_json(&core.list_channels()?),
+                ChannelCmd::Show { id } => print_json(&core.channel_info(&id)?),
+                ChannelCmd::SetStatus { id, status, reason } => {
+                    print_json(&core.set_channel_status(&id, status, &reason)?)
+                }
+            }
+        }
+        Command::Access(cmd) => {
+            let core = open(&cli.data_dir)?;
+            match cmd {
+                AccessCmd::Export { channel, out } => {
+                    let msg = core.export_access(&channel)?;
+                    let text = serde_json::to_string_pretty(&msg)?;
+                    match out {
+                        Some(path) => {
+                            write_private_file(&path, text.as_bytes())?;
+                            eprintln!("access message written to {} (0600)", path.display());
+                            Ok(())
+                        }
+                        None => {
+                            println!("{text}");
+                            Ok(())
+                        }
+                    }
+                }
+                AccessCmd::Import { file } => {
+                    let v = read_json_file(&file)?;
+                    let key = core.import_access(&v)?;
+                    eprintln!("access message for client key {key} imported");
+                    print_json(&serde_json::json!({ "clientKey": key }))
+                }
+            }
+        }
+        Command::Token(TokenCmd::Create { role, out }) => {
+            if role != "client" {
+                bail!("--role: only `client` tokens are created here (product tokens come with `product create`)");
+            }
+            let core = open(&cli.data_dir)?;
+            let t = core.create_client_token()?;
+            if let Some(path) = out {
+                write_private_file(&path, format!("{}\n", t.expose()).as_bytes())?;
+                eprintln!("token written to {}", path.display());
+            }
+            print_json(&serde_json::json!({ "token": t.expose() }))
+        }
+    }
+}
+
+async fn serve(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
+    let core = Arc::new(open(data_dir)?);
+    let server = crate::server::start(
+        core.clone(),
+        args.listen,
+        Duration::from_millis(args.tick_ms.max(10)),
+    )
+    .await
+    .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(
+        listen = %server.addr,
+        data_dir = %data_dir.display(),
+        admin_token = %core.admin_token_path().display(),
+        "core-lite serving"
+    );
+    let stop = server.stopper();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping");
+        let _ = stop.send(true);
+    });
+    let mut server = server;
+    server.wait().await.context("serving")?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,1 +1,354 @@
-//! db
+//! SQLite storage: WAL, foreign keys on, migrations keyed by version, one writer connection
+//! and a few readers. Every write is a transaction committed with `synchronous=FULL`, so what
+//! a caller was told is durable.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("opening database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("migrating database to version {version}: {source}")]
+    Migrate {
+        version: i64,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "database {path} has schema version {found}, newer than this core-lite knows ({known})"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("database query failed: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("stored JSON in {what} is unreadable: {source}")]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The migrations, in order; index + 1 is the schema version.
+const MIGRATIONS: &[&str] = &[
+    // 1: the whole schema of issue 2; payments (issue 6) get their own table later.
+    r#"
+    CREATE TABLE modules (
+        name               TEXT PRIMARY KEY,
+        version            TEXT NOT NULL,
+        offering_template  TEXT NOT NULL,
+        offering_hash      TEXT NOT NULL UNIQUE,
+        access_template    TEXT NOT NULL,
+        access_hash        TEXT NOT NULL UNIQUE,
+        registered_at_ms   INTEGER NOT NULL
+    );
+    CREATE TABLE products (
+        id             TEXT PRIMARY KEY,
+        name           TEXT NOT NULL UNIQUE,
+        module         TEXT NOT NULL REFERENCES modules(name),
+        endpoint       TEXT,
+        config         TEXT NOT NULL DEFAULT '{}',
+        config_at_ms   INTEGER,
+        created_at_ms  INTEGER NOT NULL
+    );
+    CREATE TABLE tokens (
+        hash           TEXT PRIMARY KEY,
+        role           TEXT NOT NULL CHECK (role IN ('admin', 'product', 'client')),
+        product_id     TEXT REFERENCES products(id),
+        created_at_ms  INTEGER NOT NULL,
+        CHECK ((role = 'product') = (product_id IS NOT NULL))
+    );
+    CREATE TABLE offerings (
+        hash                  TEXT PRIMARY KEY,
+        product_id            TEXT NOT NULL REFERENCES products(id),
+        template_hash         TEXT NOT NULL,
+        signed                TEXT NOT NULL,
+        supply                INTEGER NOT NULL,
+        unit_price            INTEGER NOT NULL,
+        setup_price           INTEGER NOT NULL,
+        min_units             INTEGER NOT NULL,
+        max_units             INTEGER NOT NULL,
+        free_units            INTEGER NOT NULL,
+        billing_type          TEXT NOT NULL,
+        billing_interval      INTEGER NOT NULL,
+        max_billing_unit_lag  INTEGER NOT NULL,
+        max_suspend_time_s    INTEGER NOT NULL,
+        max_inactive_time_s   INTEGER NOT NULL,
+        additional_params     TEXT NOT NULL,
+        created_at_ms         INTEGER NOT NULL
+    );
+    -- side 'agent': a sale (offering, password hash); side 'client': an imported access message.
+    CREATE TABLE channels (
+        id                TEXT PRIMARY KEY,
+        side              TEXT NOT NULL CHECK (side IN ('agent', 'client')),
+        offering_hash     TEXT REFERENCES offerings(hash),
+        client_key        TEXT NOT NULL,
+        password_hash     TEXT,
+        access_message    TEXT,
+        deposit           INTEGER NOT NULL DEFAULT 0,
+        amount_paid       INTEGER NOT NULL DEFAULT 0,
+        status            TEXT NOT NULL,
+        status_since_ms   INTEGER NOT NULL,
+        bytes_total       INTEGER NOT NULL DEFAULT 0,
+        created_at_ms     INTEGER NOT NULL,
+        UNIQUE (side, client_key),
+        CHECK ((side = 'agent') = (offering_hash IS NOT NULL AND password_hash IS NOT NULL)),
+        CHECK ((side = 'client') = (access_message IS NOT NULL))
+    );
+    CREATE INDEX channels_offering ON channels(offering_hash, status);
+    CREATE TABLE status_history (
+        id          INTEGER PRIMARY KEY,
+        channel_id  TEXT NOT NULL REFERENCES channels(id),
+        status      TEXT NOT NULL,
+        at_ms       INTEGER NOT NULL,
+        reason      TEXT NOT NULL
+    );
+    CREATE INDEX status_history_channel ON status_history(channel_id, id);
+    CREATE TABLE sessions (
+        id              TEXT PRIMARY KEY,
+        channel_id      TEXT NOT NULL REFERENCES channels(id),
+        connection_id   TEXT,
+        client_addr     TEXT,
+        vpn_addr        TEXT,
+        started_at_ms   INTEGER NOT NULL,
+        stopped_at_ms   INTEGER,
+        updated_at_ms   INTEGER NOT NULL,
+        bytes_in        INTEGER NOT NULL DEFAULT 0,
+        bytes_out       INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX sessions_one_open ON sessions(channel_id) WHERE stopped_at_ms IS NULL;
+    CREATE INDEX sessions_channel ON sessions(channel_id, started_at_ms);
+    "#,
+];
+
+/// SQLite stores signed 64-bit integers; counters and money are u64 in Rust.
+pub fn to_sql_u64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+pub fn from_sql_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+const READERS: usize = 4;
+
+/// A pool of one writer and a few reader connections to one SQLite file.
+pub struct Db {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.path).finish()
+    }
+}
+
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll back).
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, DbError> {
+    let open_err = |source| DbError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(open_err)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;",
+    )
+    .map_err(open_err)?;
+    Ok(conn)
+}
+
+impl Db {
+    /// Opens (creating, mode 0600) the database and migrates it to the newest version.
+    pub fn open(path: &Path) -> Result<Db, DbError> {
+        if !path.exists() {
+            // Create the file 0600 before SQLite does (it would use the umask).
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| DbError::Open {
+                    path: path.to_path_buf(),
+                    source: rusqlite::Error::InvalidPath(PathBuf::from(format!(
+                        "{}: {e}",
+                        path.display()
+                    ))),
+                })?;
+        }
+        let mut writer = open_conn(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        migrate(&mut writer, path)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            readers.push(Mutex::new(open_conn(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?));
+        }
+        Ok(Db {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in an IMMEDIATE transaction on the writer and commits (durably) if it returns Ok.
+    pub fn write<T, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = lock(&self.writer);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| E::from(DbError::Sql(e)))?;
+        let out = f(&tx)?;
+        tx.commit().map_err(|e| E::from(DbError::Sql(e)))?;
+        Ok(out)
+    }
+
+    /// Runs `f` on one of the reader connections (a consistent snapshot per statement).
+    pub fn read<T, E: From<DbError>>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        let conn = lock(&self.readers[i]);
+        f(&conn)
+    }
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
+    let current: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|source| DbError::Migrate { version: 0, source })?;
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if current > known {
+        return Err(DbError::TooNew {
+            path: path.to_path_buf(),
+            found: current,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i64::try_from(i).unwrap_or(i64::MAX) + 1;
+        if version <= current {
+            continue;
+        }
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Exclusive)
+            .map_err(|source| DbError::Migrate { version, source })?;
+        tx.execute_batch(sql)
+            .and_then(|()| tx.pragma_update(None, "user_version", version))
+            .and_then(|()| tx.commit())
+            .map_err(|source| DbError::Migrate { version, source })?;
+    }
+    Ok(())
+}
+
+/// `SELECT ... LIMIT 1` returning an optional row.
+pub fn opt<T>(r: rusqlite::Result<T>) -> Result<Option<T>, DbError> {
+    r.optional().map_err(DbError::Sql)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_migrates_and_reopens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("core.db");
+        {
+            let db = Db::open(&p).expect("open");
+            db.write(|tx| {
+                tx.execute(
+                    "INSERT INTO modules VALUES ('m','1','{}','h1','{}','h2',0)",
+                    [],
+                )?;
+                Ok::<_, DbError>(())
+            })
+            .expect("insert");
+        }
+        let db = Db::open(&p).expect("reopen");
+        let n: i64 = db
+            .read(|c| {
+                Ok::<_, DbError>(c.query_row("SELECT count(*) FROM modules", [], |r| r.get(0))?)
+            })
+            .expect("count");
+        assert_eq!(n, 1);
+        let v: i64 = db
+            .read(|c| Ok::<_, DbError>(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
+            .expect("version");
+        assert_eq!(v, 1);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn refuses_newer_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("core.db");
+        drop(Db::open(&p).expect("open"));
+        let c = Connection::open(&p).expect("raw");
+        c.pragma_update(None, "user_version", 99).expect("set");
+        drop(c);
+        let e = Db::open(&p).expect_err("must refuse");
+        assert!(e.to_string().contains("newer"), "{e}");
+    }
+
+    #[test]
+    fn failed_write_rolls_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(&dir.path().join("core.db")).expect("open");
+        let r: Result<(), DbError> = db.write(|tx| {
+            tx.execute(
+                "INSERT INTO modules VALUES ('m','1','{}','h1','{}','h2',0)",
+                [],
+            )?;
+            tx.execute(
+                "INSERT INTO modules VALUES ('m','1','{}','h1','{}','h2',0)",
+                [],
+            )?;
+            Ok(())
+        });
+        assert!(r.is_err());
+        let n: i64 = db
+            .read(|c| {
+                Ok::<_, DbError>(c.query_row("SELECT count(*) FROM modules", [], |r| r.get(0))?)
+            })
+            .expect("count");
+        assert_eq!(n, 0);
+    }
+}

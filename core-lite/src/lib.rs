@@ -5,8 +5,13 @@
 //!   [`offering`]), keys and secrets ([`keys`]), SQLite storage ([`db`]), the HTTP server
 //!   ([`server`]), the command line ([`cli`]) and an in-process [`testkit`].
 
+// The OpenAPI document is one large json! literal.
+#![recursion_limit = "512"]
+
 pub mod api;
 
+#[cfg(feature = "server")]
+pub mod billing;
 #[cfg(feature = "server")]
 pub mod cli;
 #[cfg(feature = "server")]
@@ -16,7 +21,11 @@ pub mod keys;
 #[cfg(feature = "server")]
 pub mod offering;
 #[cfg(feature = "server")]
+pub mod openapi;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
+pub mod service;
 #[cfg(feature = "server")]
 pub mod template;
 #[cfg(feature = "server")]

@@ -1,1 +1,310 @@
-//! server
+//! The HTTP/JSON server: the Service API of DESIGN §3, an admin read endpoint, the OpenAPI
+//! document and a health check. Every handler runs its database work on the blocking pool;
+//! every error is `{ "error": { "code", "message" } }` with the code's HTTP status.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, paths, ErrorBody, ErrorCode, ErrorDetail};
+use crate::service::{now_ms, Caller, Core, CoreError};
+
+impl IntoResponse for CoreError {
+    fn into_response(self) -> Response {
+        let code = self.code();
+        if matches!(code, ErrorCode::Internal | ErrorCode::Unavailable) {
+            tracing::error!(error = %format!("{self:#}"), "request failed");
+        }
+        let status =
+            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let message = match code {
+            // Do not leak storage details to callers.
+            ErrorCode::Internal => "internal error (see the core's log)".to_string(),
+            _ => self.to_string(),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message,
+                status: self.status(),
+            },
+        };
+        let mut resp = (status, Json(body)).into_response();
+        if code == ErrorCode::Unauthorized {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}
+
+/// A JSON body of at most [`api::MAX_BODY_BYTES`], with errors in the API's format.
+pub struct ApiJson<T>(pub T);
+
+#[axum::async_trait]
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = CoreError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > api::MAX_BODY_BYTES as u64) {
+            return Err(CoreError::PayloadTooLarge);
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), api::MAX_BODY_BYTES)
+            .await
+            .map_err(|e| {
+                if format!("{e:#}").contains("length limit") {
+                    CoreError::PayloadTooLarge
+                } else {
+                    CoreError::BadRequest(format!("could not read the request body: {e}"))
+                }
+            })?;
+        let v = serde_json::from_slice(&bytes)
+            .map_err(|e| CoreError::BadRequest(format!("invalid request body: {e}")))?;
+        Ok(ApiJson(v))
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Result<String, CoreError> {
+    let v = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(CoreError::Unauthorized)?;
+    let t = v
+        .strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .ok_or(CoreError::Unauthorized)?;
+    Ok(t.trim().to_string())
+}
+
+/// The authenticated caller, checked before the body is read.
+pub struct Authed(pub Caller);
+
+#[axum::async_trait]
+impl FromRequestParts<Arc<Core>> for Authed {
+    type Rejection = CoreError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        core: &Arc<Core>,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers)?;
+        let core = core.clone();
+        let caller = tokio::task::spawn_blocking(move || core.authenticate(&token))
+            .await
+            .map_err(|e| CoreError::Internal(format!("auth task failed: {e}")))??;
+        Ok(Authed(caller))
+    }
+}
+
+/// Runs `f` on the blocking pool.
+async fn call<T: Serialize + Send + 'static>(
+    core: Arc<Core>,
+    caller: Caller,
+    f: impl FnOnce(&Core, &Caller) -> Result<T, CoreError> + Send + 'static,
+) -> Result<Json<T>, CoreError> {
+    let out = tokio::task::spawn_blocking(move || f(&core, &caller))
+        .await
+        .map_err(|e| CoreError::Internal(format!("handler task failed: {e}")))??;
+    Ok(Json(out))
+}
+
+type St = State<Arc<Core>>;
+
+async fn auth_client(
+    State(core): St,
+    Authed(who): Authed,
+    ApiJson(req): ApiJson<api::AuthClientRequest>,
+) -> Result<Json<api::AuthClientResponse>, CoreError> {
+    let key = req.client_key.clone();
+    let r = call(core, who, move |c, who| c.auth_client(who, &req)).await;
+    match &r {
+        Ok(_) => tracing::info!(client_key = %key, "AuthClient: accepted"),
+        Err(e) => tracing::info!(client_key = %key, code = ?e.code(), "AuthClient: denied"),
+    }
+    r
+}
+
+async fn set_product_config(
+    State(core): St,
+    Authed(who): Authed,
+    ApiJson(req): ApiJson<api::SetProductConfigRequest>,
+) -> Result<Json<api::SetProductConfigResponse>, CoreError> {
+    call(core, who, move |c, who| c.set_product_config(who, &req)).await
+}
+
+async fn start_session(
+    State(core): St,
+    Authed(who): Authed,
+    ApiJson(req): ApiJson<api::StartSessionRequest>,
+) -> Result<Json<api::StartSessionResponse>, CoreError> {
+    call(core, who, move |c, who| c.start_session(who, &req)).await
+}
+
+async fn update_session(
+    State(core): St,
+    Authed(who): Authed,
+    ApiJson(req): ApiJson<api::UpdateSessionRequest>,
+) -> Result<Json<api::UpdateSessionResponse>, CoreError> {
+    call(core, who, move |c, who| c.update_session(who, &req)).await
+}
+
+async fn stop_session(
+    State(core): St,
+    Authed(who): Authed,
+    ApiJson(req): ApiJson<api::StopSessionRequest>,
+) -> Result<Json<api::StopSessionResponse>, CoreError> {
+    call(core, who, move |c, who| c.stop_session(who, &req)).await
+}
+
+async fn get_access(
+    State(core): St,
+    Authed(who): Authed,
+    ApiJson(req): ApiJson<api::GetAccessRequest>,
+) -> Result<Json<api::AccessMessage>, CoreError> {
+    call(core, who, move |c, who| c.get_access(who, &req)).await
+}
+
+async fn admin_channel(
+    State(core): St,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<api::ChannelInfo>, CoreError> {
+    call(core, who, move |c, who| {
+        if *who != Caller::Admin {
+            return Err(CoreError::Forbidden("admin token required".into()));
+        }
+        c.channel_info(&id)
+    })
+    .await
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+async fn not_found() -> CoreError {
+    CoreError::NotFound("no such endpoint (see /openapi.json)".into())
+}
+
+/// The router of the whole API.
+pub fn router(core: Arc<Core>) -> Router {
+    Router::new()
+        .route(paths::AUTH_CLIENT, post(auth_client))
+        .route(paths::SET_PRODUCT_CONFIG, post(set_product_config))
+        .route(paths::START_SESSION, post(start_session))
+        .route(paths::UPDATE_SESSION, post(update_session))
+        .route(paths::STOP_SESSION, post(stop_session))
+        .route(paths::GET_ACCESS, post(get_access))
+        .route(
+            &format!("{}/:id", paths::ADMIN_CHANNELS),
+            get(admin_channel),
+        )
+        .route(paths::OPENAPI, get(openapi))
+        .route(paths::HEALTH, get(health))
+        .fallback(not_found)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                CoreError::Internal("handler panicked".into()).into_response()
+            },
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY_BYTES))
+        .with_state(core)
+}
+
+/// A server running in the background (used by `serve` and by the testkit).
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    ticker: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Graceful stop: no new connections, running requests finish.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.stop.send(true);
+        self.ticker.abort();
+        let _ = self.ticker.await;
+        match self.server.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+
+    /// Waits until the server ends (it ends only on error or after [`stop`](Self::stop)).
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        match (&mut self.server).await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}
+
+/// Binds `listen` and serves the API; the billing timers run every `tick`.
+pub async fn start(
+    core: Arc<Core>,
+    listen: SocketAddr,
+    tick: Duration,
+) -> std::io::Result<RunningServer> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop, mut stopped) = watch::channel(false);
+    let app = router(core.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let ticker = tokio::spawn(async move {
+        let mut iv = tokio::time::interval(tick);
+        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            iv.tick().await;
+            let c = core.clone();
+            match tokio::task::spawn_blocking(move || c.tick(now_ms())).await {
+                Ok(Ok(changed)) => {
+                    for (ch, st) in changed {
+                        tracing::info!(channel = %ch, status = %st, "timer changed channel status");
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "billing timer failed"),
+                Err(e) => tracing::warn!(error = %e, "billing timer task failed"),
+            }
+        }
+    });
+    Ok(RunningServer {
+        addr,
+        stop,
+        server,
+        ticker,
+    })
+}

@@ -14,10 +14,15 @@
 //! ```
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use serde_json::Value;
+use anyhow::Context;
+use serde_json::{json, Value};
 
-use crate::api::{AccessMessage, ChannelInfo, ClientKey, Secret};
+use crate::api::{AccessMessage, ChannelInfo, ClientKey, Secret, ServiceStatus};
+use crate::server::RunningServer;
+use crate::service::Core;
 
 /// A running in-process core. Dropping it stops the server and removes the directory.
 pub struct TestCore {
@@ -25,7 +30,9 @@ pub struct TestCore {
     pub url: String,
     pub admin_token: Secret,
     pub data_dir: PathBuf,
-    _priv: (),
+    core: Arc<Core>,
+    server: Option<RunningServer>,
+    _dir: tempfile::TempDir,
 }
 
 /// Path of `templates/vpn` in this workspace.
@@ -37,31 +44,103 @@ pub fn vpn_module_dir() -> PathBuf {
 /// 0.001 PRIX, `max_units` MB, supply 10, prepaid, billingInterval 10, freeUnits 0;
 /// `speed` = (maxDownloadSpeed, maxUploadSpeed) in Mbit/s, min speeds 1.
 pub fn vpn_offering_input(max_units: u64, speed: Option<(&str, &str)>) -> Value {
-    let _ = (max_units, speed);
-    unimplemented!("testkit: being written")
+    let additional = match speed {
+        Some((down, up)) => json!({
+            "minDownloadSpeed": "1", "maxDownloadSpeed": down,
+            "minUploadSpeed": "1", "maxUploadSpeed": up,
+        }),
+        None => json!({}),
+    };
+    json!({
+        "serviceName": "Privatix VPN",
+        "supply": 10,
+        "unitName": "MB",
+        "unitPrice": 0.001,
+        "minUnits": 1,
+        "maxUnits": max_units,
+        "billingType": "prepaid",
+        "billingInterval": 10,
+        "maxBillingUnitLag": 100,
+        "maxSuspendTime": 600,
+        "maxInactiveTime": 3600,
+        "setupPrice": 0,
+        "freeUnits": 0,
+        "country": "DE",
+        "additionalParams": additional,
+    })
 }
+
+/// The billing timers of a test core run this often.
+pub const TEST_TICK: Duration = Duration::from_millis(200);
 
 impl TestCore {
     /// Starts a server on 127.0.0.1:0 with a fresh data dir.
     pub async fn start() -> anyhow::Result<TestCore> {
-        unimplemented!("testkit: being written")
+        let dir = tempfile::tempdir().context("tempdir")?;
+        let data_dir = dir.path().join("data");
+        let core = Arc::new(Core::open(&data_dir)?);
+        let admin_token = core.ensure_admin_token()?;
+        let server = crate::server::start(core.clone(), "127.0.0.1:0".parse()?, TEST_TICK).await?;
+        Ok(TestCore {
+            url: format!("http://{}", server.addr),
+            admin_token,
+            data_dir,
+            core,
+            server: Some(server),
+            _dir: dir,
+        })
     }
+
+    /// The core's operations, for tests that need more than the helpers below.
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// Stops the server (the port is closed; the data stays).
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.server.take() {
+            s.stop().await?;
+        }
+        Ok(())
+    }
+
     /// Stops the server and starts it again on the same port and data dir (for restart tests).
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        unimplemented!("testkit: being written")
+        self.stop().await?;
+        let addr: std::net::SocketAddr = self
+            .url
+            .trim_start_matches("http://")
+            .parse()
+            .context("test core url")?;
+        self.core = Arc::new(Core::open(&self.data_dir)?);
+        let mut last = None;
+        for _ in 0..50 {
+            match crate::server::start(self.core.clone(), addr, TEST_TICK).await {
+                Ok(s) => {
+                    self.server = Some(s);
+                    return Ok(());
+                }
+                Err(e) => {
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        Err(anyhow::anyhow!("rebinding {addr}: {last:?}"))
     }
+
     pub fn register_vpn_module(&self) -> anyhow::Result<()> {
-        unimplemented!("testkit: being written")
+        self.core.register_module(&vpn_module_dir())?;
+        Ok(())
     }
     /// Returns (product id, product token).
     pub fn create_product(&self, name: &str, endpoint: &str) -> anyhow::Result<(String, Secret)> {
-        let _ = (name, endpoint);
-        unimplemented!("testkit: being written")
+        let (p, t) = self.core.create_product(name, "vpn", Some(endpoint))?;
+        Ok((p.product_id, t))
     }
     /// Returns the offering hash.
     pub fn publish_offering(&self, product_id: &str, input: &Value) -> anyhow::Result<String> {
-        let _ = (product_id, input);
-        unimplemented!("testkit: being written")
+        Ok(self.core.publish_offering(product_id, input)?.0)
     }
     /// Returns (channel id, client key). `deposit` in base units; None = enough for maxUnits.
     pub fn create_channel(
@@ -69,34 +148,41 @@ impl TestCore {
         offering_hash: &str,
         deposit: Option<u64>,
     ) -> anyhow::Result<(String, ClientKey)> {
-        let _ = (offering_hash, deposit);
-        unimplemented!("testkit: being written")
+        Ok(self.core.create_channel(offering_hash, deposit)?)
     }
     pub fn export_access(&self, channel_id: &str) -> anyhow::Result<AccessMessage> {
-        let _ = channel_id;
-        unimplemented!("testkit: being written")
+        Ok(self.core.export_access(channel_id)?)
     }
     /// Client side: store an access message so GetAccess serves it.
     pub fn import_access(&self, msg: &AccessMessage) -> anyhow::Result<()> {
-        let _ = msg;
-        unimplemented!("testkit: being written")
+        self.core.import_access(&serde_json::to_value(msg)?)?;
+        Ok(())
     }
     /// A token for the client adapter (GetAccess, client-side sessions).
     pub fn create_client_token(&self) -> anyhow::Result<Secret> {
-        unimplemented!("testkit: being written")
+        Ok(self.core.create_client_token()?)
     }
     pub fn channel(&self, id_or_client_key: &str) -> anyhow::Result<ChannelInfo> {
-        let _ = id_or_client_key;
-        unimplemented!("testkit: being written")
+        Ok(self.core.channel_info(id_or_client_key)?)
     }
     /// Admin: force a channel's status (e.g. terminating) as billing would.
     pub fn set_channel_status(
         &self,
         id_or_client_key: &str,
-        status: crate::api::ServiceStatus,
+        status: ServiceStatus,
         reason: &str,
     ) -> anyhow::Result<()> {
-        let _ = (id_or_client_key, status, reason);
-        unimplemented!("testkit: being written")
+        self.core
+            .set_channel_status(id_or_client_key, status, reason)?;
+        Ok(())
+    }
+}
+
+impl Drop for TestCore {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            // Stop accepting at once; the runtime may be gone, so do not await.
+            let _ = s.stopper().send(true);
+        }
     }
 }
