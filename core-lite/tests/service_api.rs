@@ -1,0 +1,786 @@
+//! Every Service API operation over real HTTP against a real SQLite file, through the typed
+//! client and through raw requests for the hostile cases.
+
+use std::time::Duration;
+
+use core_lite::api::{
+    AuthClientRequest, Client, ClientKey, ErrorCode, GetAccessRequest, Secret, ServiceStatus,
+    SessionId, SetProductConfigRequest, StartSessionRequest, StopSessionRequest,
+    UpdateSessionRequest,
+};
+use core_lite::testkit::{vpn_offering_input, TestCore};
+
+const T: Duration = Duration::from_secs(5);
+
+struct Agent {
+    core: TestCore,
+    product_token: Secret,
+    offering: String,
+}
+
+async fn agent(max_units: u64) -> anyhow::Result<Agent> {
+    let core = TestCore::start().await?;
+    core.register_vpn_module()?;
+    let (pid, product_token) = core.create_product("vpn-1", "192.0.2.1:1194")?;
+    let offering = core.publish_offering(&pid, &vpn_offering_input(max_units, Some(("8", "4"))))?;
+    Ok(Agent {
+        core,
+        product_token,
+        offering,
+    })
+}
+
+fn client(core: &TestCore, token: &Secret) -> Client {
+    Client::new(&core.url, token.clone(), T).expect("client")
+}
+
+fn code(e: &core_lite::api::ApiError) -> Option<ErrorCode> {
+    e.code()
+}
+
+#[tokio::test]
+async fn auth_client_accepts_the_password_and_refuses_others() -> anyhow::Result<()> {
+    let a = agent(100).await?;
+    let (_, key) = a.core.create_channel(&a.offering, None)?;
+    let access = a.core.export_access(&key.0)?;
+    let c = client(&a.core, &a.product_token);
+    let ok = c
+        .auth_client(&AuthClientRequest {
+            client_key: key.clone(),
+            password: access.password.clone(),
+            client_addr: Some("198.51.100.7:40000".into()),
+        })
+        .await?;
+    assert_eq!(ok.status, ServiceStatus::Activating);
+    assert_eq!(ok.speed.max_download_bps, Some(8_000_000));
+    assert_eq!(ok.speed.max_upload_bps, Some(4_000_000));
+
+    let bad = c
+        .auth_client(&AuthClientRequest {
+            client_key: key.clone(),
+            password: Secret("wrong".into()),
+            client_addr: None,
+        })
+        .await
+        .expect_err("wrong password");
+    assert_eq!(code(&bad), Some(ErrorCode::AuthFailed));
+    let unknown = c
+        .auth_client(&AuthClientRequest {
+            client_key: ClientKey("c-nobody".into()),
+            password: access.password.clone(),
+            client_addr: None,
+        })
+        .await
+        .expect_err("unknown key");
+    assert_eq!(code(&unknown), Some(ErrorCode::AuthFailed));
+
+    // A terminated channel is refused with its status.
+    a.core
+        .set_channel_status(&key.0, ServiceStatus::Terminating, "test")?;
+    let e = c
+        .auth_client(&AuthClientRequest {
+            client_key: key.clone(),
+            password: access.password,
+            client_addr: None,
+        })
+        .await
+        .expect_err("terminated");
+    match e {
+        core_lite::api::ApiError::Api { code, status, .. } => {
+            assert_eq!(code, ErrorCode::ChannelInactive);
+            assert_eq!(status, Some(ServiceStatus::Terminated));
+        }
+        other => panic!("unexpected {other}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn repeated_failures_are_rate_limited() -> anyhow::Result<()> {
+    let a = agent(100).await?;
+    let (_, key) = a.core.create_channel(&a.offering, None)?;
+    let access = a.core.export_access(&key.0)?;
+    let c = client(&a.core, &a.product_token);
+    for _ in 0..core_lite::service::MAX_AUTH_FAILURES {
+        let e = c
+            .auth_client(&AuthClientRequest {
+                client_key: key.clone(),
+                password: Secret("guess".into()),
+                client_addr: Some("198.51.100.9:1".into()),
+            })
+            .await
+            .expect_err("wrong");
+        assert_eq!(code(&e), Some(ErrorCode::AuthFailed));
+    }
+    // Now even the right password is refused for a while: 429.
+    let e = c
+        .auth_client(&AuthClientRequest {
+            client_key: key.clone(),
+            password: access.password,
+            client_addr: None,
+        })
+        .await
+        .expect_err("limited");
+    assert_eq!(code(&e), Some(ErrorCode::RateLimited));
+    // And so is that address for another key.
+    let e = c
+        .auth_client(&AuthClientRequest {
+            client_key: ClientKey("c-other".into()),
+            password: Secret("x".into()),
+            client_addr: Some("198.51.100.9:2".into()),
+        })
+        .await
+        .expect_err("limited address");
+    assert_eq!(code(&e), Some(ErrorCode::RateLimited));
+    Ok(())
+}
+
+#[tokio::test]
+async fn sessions_count_cumulatively_and_exactly() -> anyhow::Result<()> {
+    let a = agent(1000).await?;
+    let (_, key) = a.core.create_channel(&a.offering, None)?;
+    let c = client(&a.core, &a.product_token);
+    let s = c
+        .start_session(&StartSessionRequest {
+            client_key: key.clone(),
+            connection_id: Some("k|1.2.3.4:5|100".into()),
+            client_addr: Some("1.2.3.4:5".into()),
+            vpn_addr: Some("10.8.0.2".into()),
+        })
+        .await?;
+    assert_eq!(s.status, ServiceStatus::Active);
+    assert_eq!(s.speed.max_download_bps, Some(8_000_000));
+    let up = |i, o| UpdateSessionRequest {
+        session_id: s.session_id.clone(),
+        bytes_in: i,
+        bytes_out: o,
+    };
+    let r = c.update_session(&up(1_000, 2_000)).await?;
+    assert_eq!(
+        (r.bytes_in, r.bytes_out, r.channel_bytes),
+        (1_000, 2_000, 3_000)
+    );
+    // Replayed: nothing changes.
+    let r = c.update_session(&up(1_000, 2_000)).await?;
+    assert_eq!(r.channel_bytes, 3_000);
+    // Older (reordered): nothing goes backwards.
+    let r = c.update_session(&up(500, 1_500)).await?;
+    assert_eq!(
+        (r.bytes_in, r.bytes_out, r.channel_bytes),
+        (1_000, 2_000, 3_000)
+    );
+    let r = c.update_session(&up(1_500_000, 2_000)).await?;
+    assert_eq!(r.channel_bytes, 1_502_000);
+    assert_eq!(r.units_used, 1);
+
+    // The same connection id (an adapter restarted) resumes the session, not a new one.
+    let again = c
+        .start_session(&StartSessionRequest {
+            client_key: key.clone(),
+            connection_id: Some("k|1.2.3.4:5|100".into()),
+            client_addr: None,
+            vpn_addr: None,
+        })
+        .await?;
+    assert_eq!(again.session_id, s.session_id);
+    assert_eq!((again.bytes_in, again.bytes_out), (1_500_000, 2_000));
+
+    let stop = c
+        .stop_session(&StopSessionRequest {
+            session_id: s.session_id.clone(),
+            bytes_in: 1_500_100,
+            bytes_out: 2_100,
+        })
+        .await?;
+    assert!(stop.stopped);
+    assert_eq!(stop.channel_bytes, 1_502_200);
+    // Stop again, or report after the stop: final counts stay final.
+    let stop2 = c
+        .stop_session(&StopSessionRequest {
+            session_id: s.session_id.clone(),
+            bytes_in: 9_999_999,
+            bytes_out: 9_999_999,
+        })
+        .await?;
+    assert!(!stop2.stopped);
+    assert_eq!(stop2.channel_bytes, 1_502_200);
+    let late = c.update_session(&up(8_000_000, 0)).await?;
+    assert_eq!(late.channel_bytes, 1_502_200);
+
+    // A second connection opens a new session and adds to the channel.
+    let s2 = c
+        .start_session(&StartSessionRequest {
+            client_key: key.clone(),
+            connection_id: Some("k|1.2.3.4:6|200".into()),
+            client_addr: None,
+            vpn_addr: None,
+        })
+        .await?;
+    assert_ne!(s2.session_id, s.session_id);
+    let r = c
+        .update_session(&UpdateSessionRequest {
+            session_id: s2.session_id.clone(),
+            bytes_in: 10,
+            bytes_out: 20,
+        })
+        .await?;
+    assert_eq!(r.channel_bytes, 1_502_230);
+    // A StartSession with another connection closes the stale open session.
+    let s3 = c
+        .start_session(&StartSessionRequest {
+            client_key: key.clone(),
+            connection_id: None,
+            client_addr: None,
+            vpn_addr: None,
+        })
+        .await?;
+    let info = a.core.channel(&key.0)?;
+    assert_eq!(info.open_session, Some(s3.session_id));
+    assert_eq!(info.bytes_total, 1_502_230);
+    Ok(())
+}
+
+#[tokio::test]
+async fn max_units_terminates_and_stop_finishes() -> anyhow::Result<()> {
+    let a = agent(10).await?;
+    let (_, key) = a.core.create_channel(&a.offering, None)?;
+    let c = client(&a.core, &a.product_token);
+    let s = c
+        .start_session(&StartSessionRequest {
+            client_key: key.clone(),
+            connection_id: None,
+            client_addr: None,
+            vpn_addr: None,
+        })
+        .await?;
+    let r = c
+        .update_session(&UpdateSessionRequest {
+            session_id: s.session_id.clone(),
+            bytes_in: 4_000_000,
+            bytes_out: 5_999_999,
+        })
+        .await?;
+    assert_eq!(r.status, ServiceStatus::Active);
+    let r = c
+        .update_session(&UpdateSessionRequest {
+            session_id: s.session_id.clone(),
+            bytes_in: 4_000_000,
+            bytes_out: 6_000_000,
+        })
+        .await?;
+    assert_eq!(r.status, ServiceStatus::Terminating);
+    assert_eq!(r.units_used, 10);
+    let st = c
+        .stop_session(&StopSessionRequest {
+            session_id: s.session_id.clone(),
+            bytes_in: 4_000_000,
+            bytes_out: 6_000_000,
+        })
+        .await?;
+    assert_eq!(st.status, ServiceStatus::Terminated);
+    let hist: Vec<ServiceStatus> = a
+        .core
+        .channel(&key.0)?
+        .history
+        .iter()
+        .map(|h| h.status)
+        .collect();
+    assert_eq!(
+        hist,
+        [
+            ServiceStatus::Pending,
+            ServiceStatus::Activating,
+            ServiceStatus::Active,
+            ServiceStatus::Terminating,
+            ServiceStatus::Terminated
+        ]
+    );
+    // No new session on a terminated channel.
+    let e = c
+        .start_session(&StartSessionRequest {
+            client_key: key.clone(),
+            connection_id: None,
+            client_addr: None,
+            vpn_addr: None,
+        })
+        .await
+        .expect_err("terminated");
+    assert_eq!(code(&e), Some(ErrorCode::ChannelInactive));
+    Ok(())
+}
+
+#[tokio::test]
+async fn deposit_exhaustion_terminates() -> anyhow::Result<()> {
+    let a = agent(1000).await?;
+    // 0.001 PRIX per MB = 100_000 base units; a deposit of 5 MB.
+    let (_, key) = a.core.create_channel(&a.offering, Some(500_000))?;
+    let c = client(&a.core, &a.product_token);
+    let s = c
+        .start_session(&StartSessionRequest {
+            client_key: key.clone(),
+            connection_id: None,
+            client_addr: None,
+            vpn_addr: None,
+        })
+        .await?;
+    let r = c
+        .update_session(&UpdateSessionRequest {
+            session_id: s.session_id.clone(),
+            bytes_in: 4_999_999,
+            bytes_out: 0,
+        })
+        .await?;
+    assert_eq!(r.status, ServiceStatus::Active);
+    let r = c
+        .update_session(&UpdateSessionRequest {
+            session_id: s.session_id,
+            bytes_in: 5_000_000,
+            bytes_out: 0,
+        })
+        .await?;
+    assert_eq!(r.status, ServiceStatus::Terminating);
+    // Below the minimum deposit (setupPrice + minUnits·unitPrice = 100_000): refused.
+    let e = a
+        .core
+        .create_channel(&a.offering, Some(99_999))
+        .expect_err("too low");
+    assert!(e.to_string().contains("minimum"), "{e}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn inactive_channel_is_terminated_by_the_timer() -> anyhow::Result<()> {
+    let core = TestCore::start().await?;
+    core.register_vpn_module()?;
+    let (pid, _) = core.create_product("vpn-1", "192.0.2.1:1194")?;
+    let mut input = vpn_offering_input(100, None);
+    input["maxInactiveTime"] = serde_json::json!(0);
+    let offering = core.publish_offering(&pid, &input)?;
+    let (_, key) = core.create_channel(&offering, None)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = core.channel(&key.0)?.status;
+        if st == ServiceStatus::Terminated {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {st} after 10 s with maxInactiveTime 0"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let h = core.channel(&key.0)?.history;
+    assert!(
+        h.iter().any(|c| c.reason.contains("maxInactiveTime")),
+        "{h:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn suspended_too_long_is_terminated() -> anyhow::Result<()> {
+    let core = TestCore::start().await?;
+    core.register_vpn_module()?;
+    let (pid, _) = core.create_product("vpn-1", "192.0.2.1:1194")?;
+    let mut input = vpn_offering_input(100, None);
+    input["maxSuspendTime"] = serde_json::json!(0);
+    let offering = core.publish_offering(&pid, &input)?;
+    let (_, key) = core.create_channel(&offering, None)?;
+    core.set_channel_status(&key.0, ServiceStatus::Suspending, "test")?;
+    // No open session: suspending settles to suspended at once, then the timer ends it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while core.channel(&key.0)?.status != ServiceStatus::Terminated {
+        assert!(std::time::Instant::now() < deadline, "not terminated");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let statuses: Vec<_> = core
+        .channel(&key.0)?
+        .history
+        .iter()
+        .map(|h| h.status)
+        .collect();
+    assert!(statuses.contains(&ServiceStatus::Suspended), "{statuses:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn product_config_and_access_message() -> anyhow::Result<()> {
+    let a = agent(100).await?;
+    let c = client(&a.core, &a.product_token);
+    let mut cfg = std::collections::BTreeMap::new();
+    cfg.insert("proto".to_string(), "udp".to_string());
+    cfg.insert("port".to_string(), "1194".to_string());
+    let r = c
+        .set_product_config(&SetProductConfigRequest {
+            config: cfg.clone(),
+        })
+        .await?;
+    assert!(r.changed);
+    let r = c
+        .set_product_config(&SetProductConfigRequest {
+            config: cfg.clone(),
+        })
+        .await?;
+    assert!(!r.changed, "identical config is no change");
+    let (_, key) = a.core.create_channel(&a.offering, None)?;
+    let msg = a.core.export_access(&key.0)?;
+    assert_eq!(msg.username, key);
+    assert_eq!(msg.service_endpoint_address, "192.0.2.1:1194");
+    assert_eq!(
+        msg.additional_params.get("proto").map(String::as_str),
+        Some("udp")
+    );
+    assert_eq!(
+        msg.additional_params
+            .get("maxDownloadSpeed")
+            .map(String::as_str),
+        Some("8")
+    );
+    assert!(msg.password.expose().len() >= 22, "≥128-bit password");
+
+    // Client side: a separate core imports it and serves it with GetAccess.
+    let client_core = TestCore::start().await?;
+    client_core.register_vpn_module()?;
+    let ct = client_core.create_client_token()?;
+    let cc = client(&client_core, &ct);
+    let e = cc
+        .get_access(&GetAccessRequest {
+            client_key: key.clone(),
+        })
+        .await
+        .expect_err("not imported yet");
+    assert_eq!(code(&e), Some(ErrorCode::NotFound));
+    client_core.import_access(&msg)?;
+    let got = cc
+        .get_access(&GetAccessRequest {
+            client_key: key.clone(),
+        })
+        .await?;
+    assert_eq!(got, msg);
+    // Client-side sessions on the client core.
+    let s = cc
+        .start_session(&StartSessionRequest {
+            client_key: key.clone(),
+            connection_id: Some("1".into()),
+            client_addr: None,
+            vpn_addr: None,
+        })
+        .await?;
+    let u = cc
+        .update_session(&UpdateSessionRequest {
+            session_id: s.session_id.clone(),
+            bytes_in: 7,
+            bytes_out: 8,
+        })
+        .await?;
+    assert_eq!(u.channel_bytes, 15);
+    // Tokens are not interchangeable between roles.
+    let e = cc
+        .auth_client(&AuthClientRequest {
+            client_key: key.clone(),
+            password: msg.password.clone(),
+            client_addr: None,
+        })
+        .await
+        .expect_err("client token");
+    assert_eq!(code(&e), Some(ErrorCode::Forbidden));
+    let e = c
+        .get_access(&GetAccessRequest { client_key: key })
+        .await
+        .expect_err("product token");
+    assert_eq!(code(&e), Some(ErrorCode::Forbidden));
+    // A product token cannot touch the client core's sessions (another token's realm).
+    let e = client(&client_core, &a.product_token)
+        .update_session(&UpdateSessionRequest {
+            session_id: s.session_id,
+            bytes_in: 1,
+            bytes_out: 1,
+        })
+        .await
+        .expect_err("foreign token");
+    assert_eq!(code(&e), Some(ErrorCode::Unauthorized));
+    Ok(())
+}
+
+#[tokio::test]
+async fn usage_survives_a_restart() -> anyhow::Result<()> {
+    let mut a = agent(1000).await?;
+    let (_, key) = a.core.create_channel(&a.offering, None)?;
+    let c = client(&a.core, &a.product_token);
+    let s = c
+        .start_session(&StartSessionRequest {
+            client_key: key.clone(),
+            connection_id: Some("x".into()),
+            client_addr: None,
+            vpn_addr: None,
+        })
+        .await?;
+    c.update_session(&UpdateSessionRequest {
+        session_id: s.session_id.clone(),
+        bytes_in: 123_456,
+        bytes_out: 654_321,
+    })
+    .await?;
+    a.core.restart().await?;
+    let r = c
+        .update_session(&UpdateSessionRequest {
+            session_id: s.session_id.clone(),
+            bytes_in: 123_456,
+            bytes_out: 654_321,
+        })
+        .await?;
+    assert_eq!(r.channel_bytes, 777_777);
+    assert_eq!(r.status, ServiceStatus::Active);
+    Ok(())
+}
+
+/// Raw HTTP: the hostile cases answer the right 4xx with a JSON error body.
+#[tokio::test]
+async fn bad_requests_get_clear_4xx() -> anyhow::Result<()> {
+    let a = agent(100).await?;
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{}", a.core.url, p);
+    let tok = a.product_token.expose().to_string();
+    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str)> = vec![
+        (
+            "/v1/AuthClient",
+            Some(&tok),
+            b"{bad json".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "/v1/AuthClient",
+            Some(&tok),
+            b"".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "/v1/AuthClient",
+            Some(&tok),
+            b"[1,2]".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "/v1/AuthClient",
+            Some(&tok),
+            br#"{"clientKey":"a","password":"b","x":1}"#.to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "/v1/AuthClient",
+            Some(&tok),
+            vec![b'a'; 200_000],
+            413,
+            "payload_too_large",
+        ),
+        (
+            "/v1/AuthClient",
+            None,
+            br#"{"clientKey":"a","password":"b"}"#.to_vec(),
+            401,
+            "unauthorized",
+        ),
+        (
+            "/v1/AuthClient",
+            None,
+            b"{bad".to_vec(),
+            401,
+            "unauthorized",
+        ),
+        (
+            "/v1/AuthClient",
+            Some("wrong-token"),
+            br#"{"clientKey":"a","password":"b"}"#.to_vec(),
+            401,
+            "unauthorized",
+        ),
+        (
+            "/v1/UpdateSession",
+            Some(&tok),
+            br#"{"sessionId":"s-none","bytesIn":1,"bytesOut":1}"#.to_vec(),
+            404,
+            "not_found",
+        ),
+        (
+            "/v1/UpdateSession",
+            Some(&tok),
+            br#"{"sessionId":"s","bytesIn":-1,"bytesOut":1}"#.to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "/v1/UpdateSession",
+            Some(&tok),
+            br#"{"sessionId":"s","bytesIn":1e30,"bytesOut":1}"#.to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "/v1/UpdateSession",
+            Some(&tok),
+            br#"{"sessionId":"s","bytesIn":18446744073709551615,"bytesOut":1}"#.to_vec(),
+            422,
+            "invalid",
+        ),
+        (
+            "/v1/StartSession",
+            Some(&tok),
+            br#"{"clientKey":"c-unknown"}"#.to_vec(),
+            404,
+            "not_found",
+        ),
+        (
+            "/v1/StartSession",
+            Some(&tok),
+            format!(r#"{{"clientKey":"{}"}}"#, "k".repeat(300)).into_bytes(),
+            400,
+            "bad_request",
+        ),
+        (
+            "/v1/StartSession",
+            Some(&tok),
+            br#"{"clientKey":"a\nb"}"#.to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "/v1/SetProductConfig",
+            Some(&tok),
+            br#"{"config":{"bad key":"x"}}"#.to_vec(),
+            422,
+            "invalid",
+        ),
+        (
+            "/v1/SetProductConfig",
+            Some(&tok),
+            br#"{"config":{"serviceEndpointAddress":"x\ny"}}"#.to_vec(),
+            422,
+            "invalid",
+        ),
+        (
+            "/v1/GetAccess",
+            Some(&tok),
+            br#"{"clientKey":"x"}"#.to_vec(),
+            403,
+            "forbidden",
+        ),
+        ("/v1/Nope", Some(&tok), b"{}".to_vec(), 404, "not_found"),
+    ];
+    for (path, token, body, want_status, want_code) in cases {
+        let mut rq = http.post(url(path)).body(body.clone());
+        if let Some(t) = token {
+            rq = rq.bearer_auth(t);
+        }
+        let resp = rq.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{path}: non-JSON error body {text:?}: {e}"))?;
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (want_status, Some(want_code)),
+            "{path} {:?} -> {text}",
+            String::from_utf8_lossy(&body[..body.len().min(60)])
+        );
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    // The server is still fine afterwards.
+    let h = http.get(url("/health")).send().await?;
+    assert_eq!(h.status().as_u16(), 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn openapi_document_is_served() -> anyhow::Result<()> {
+    let core = TestCore::start().await?;
+    let v: serde_json::Value = reqwest::get(format!("{}/openapi.json", core.url))
+        .await?
+        .json()
+        .await?;
+    let text = v.to_string();
+    for op in [
+        "AuthClient",
+        "SetProductConfig",
+        "StartSession",
+        "UpdateSession",
+        "StopSession",
+        "GetAccess",
+    ] {
+        assert!(text.contains(&format!("\"operationId\":\"{op}\"")), "{op}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn admin_channel_endpoint_needs_the_admin_token() -> anyhow::Result<()> {
+    let a = agent(100).await?;
+    let (id, key) = a.core.create_channel(&a.offering, None)?;
+    let admin = client(&a.core, &a.core.admin_token);
+    let info = admin.channel_info(&key.0).await?;
+    assert_eq!(info.channel_id, id);
+    assert_eq!(info.status, ServiceStatus::Activating);
+    let e = client(&a.core, &a.product_token)
+        .channel_info(&key.0)
+        .await
+        .expect_err("product token");
+    assert_eq!(code(&e), Some(ErrorCode::Forbidden));
+    let _ = SessionId("unused".into());
+    Ok(())
+}
+
+#[tokio::test]
+async fn supply_bounds_open_channels() -> anyhow::Result<()> {
+    let core = TestCore::start().await?;
+    core.register_vpn_module()?;
+    let (pid, _) = core.create_product("vpn-1", "192.0.2.1:1194")?;
+    let mut input = vpn_offering_input(100, None);
+    input["supply"] = serde_json::json!(2);
+    let offering = core.publish_offering(&pid, &input)?;
+    let (_, k1) = core.create_channel(&offering, None)?;
+    core.create_channel(&offering, None)?;
+    let e = core.create_channel(&offering, None).expect_err("sold out");
+    assert!(e.to_string().contains("sold out"), "{e}");
+    core.set_channel_status(&k1.0, ServiceStatus::Terminating, "test")?;
+    // A terminated channel frees its place.
+    core.create_channel(&offering, None)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn module_registration_is_idempotent_and_refuses_changes() -> anyhow::Result<()> {
+    let core = TestCore::start().await?;
+    let first = core
+        .core()
+        .register_module(&core_lite::testkit::vpn_module_dir())?;
+    assert!(first.newly_registered);
+    let again = core
+        .core()
+        .register_module(&core_lite::testkit::vpn_module_dir())?;
+    assert!(!again.newly_registered);
+    assert_eq!(first.offering_template_hash, again.offering_template_hash);
+    // Same name, changed template: refused with a clear message.
+    let dir = tempfile::tempdir()?;
+    for f in ["module.toml", "access.json"] {
+        std::fs::copy(
+            core_lite::testkit::vpn_module_dir().join(f),
+            dir.path().join(f),
+        )?;
+    }
+    let mut tpl: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        core_lite::testkit::vpn_module_dir().join("offering.json"),
+    )?)?;
+    tpl["schema"]["title"] = serde_json::json!("changed");
+    std::fs::write(dir.path().join("offering.json"), serde_json::to_vec(&tpl)?)?;
+    let e = core
+        .core()
+        .register_module(dir.path())
+        .expect_err("changed");
+    assert!(e.to_string().contains("already registered"), "{e}");
+    Ok(())
+}
