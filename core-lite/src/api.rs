@@ -731,7 +731,7 @@ mod tests {
         let mut p = BTreeMap::new();
         p.insert("minDownloadSpeed".to_string(), "10".to_string());
         p.insert("maxDownloadSpeed".to_string(), "8".to_string());
-        let e = SpeedLimits::from_params(&p).unwrap_err();
+        let e = SpeedLimits::from_params(&p).expect_err("min above max");
         assert!(e.to_string().contains("minDownloadSpeed"), "{e}");
         p.insert("minDownloadSpeed".to_string(), "2".to_string());
         let s = SpeedLimits::from_params(&p).expect("valid");

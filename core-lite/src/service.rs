@@ -1260,7 +1260,8 @@ impl Core {
         }
         self.db.write(|tx| {
             let now = now_ms();
-            let row: Option<(String, String, Option<String>, i64, i64, Option<i64>)> = opt(tx.query_row(
+            type Row = (String, String, Option<String>, i64, i64, Option<i64>);
+            let row: Option<Row> = opt(tx.query_row(
                 "SELECT s.channel_id, c.side, o.product_id, s.bytes_in, s.bytes_out, s.stopped_at_ms
                  FROM sessions s JOIN channels c ON c.id = s.channel_id
                  LEFT JOIN offerings o ON o.hash = c.offering_hash

@@ -541,7 +541,9 @@ async fn bad_requests_get_clear_4xx() -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let url = |p: &str| format!("{}{}", a.core.url, p);
     let tok = a.product_token.expose().to_string();
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str)> = vec![
+    // (path, bearer token, body, HTTP status, error code)
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             "/v1/AuthClient",
             Some(&tok),
