@@ -1,0 +1,1061 @@
+//! `adapter-client connect`: GetAccess → config → `openvpn` child → sessions on the core.
+//!
+//! One task (the [`Actor`]) owns all connection state. Other tasks only send it events: the
+//! management socket reader (parsed lines), the child waiter (exit status). Timers (hold
+//! release after backoff, child restart, usage reports, stop deadline) live in the actor's
+//! `select!`. Shutdown comes through a [`CancellationToken`].
+//!
+//! Connection life cycle:
+//! - OpenVPN starts with `management-hold`: it waits for `hold release`. The hold flag
+//!   persists, so after every internal restart (`RECONNECTING`) OpenVPN holds again and the
+//!   adapter releases it after the backoff delay — this is how reconnects are paced.
+//! - `>STATE:…,CONNECTED,…` → StartSession (`connectionId = "<openvpn pid>:<state time>"`),
+//!   shaping applied. `>BYTECOUNT` (cumulative for the OpenVPN process) minus the value at
+//!   connect time = the session's counts; UpdateSession every report interval.
+//! - `RECONNECTING` / `EXITING` / child exit → StopSession with the last counts.
+//! - The core answering suspending/suspended/terminating/terminated, an `EXITING` with
+//!   `server-pushed-halt` or `auth-failure` → stop for good. Anything else reconnects (an
+//!   exited child is restarted) with capped exponential backoff.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use core_lite::api::{
+    ApiError, Client, ClientKey, GetAccessRequest, Secret, ServiceStatus, SessionId,
+    StartSessionRequest, StopSessionRequest, UpdateSessionRequest,
+};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::mgmt::{self, classify_exit_reason, ExitKind, MgmtLine, OvpnState, StateChange};
+use crate::openvpn::{OpenVpnCommand, OutputTail};
+use crate::render::{self, RenderError, RenderOptions, RenderedConfig};
+use crate::runtime::{RuntimeDir, RuntimeError, AUTH_NAME, CONFIG_NAME};
+use crate::shaping::{self, ShapingPlan, Tools};
+use crate::state::{self, mb, now_unix, Phase, Status};
+
+/// Everything `connect` needs (resolved from flags, env and the config file).
+#[derive(Debug, Clone)]
+pub struct ConnectSettings {
+    pub client_key: ClientKey,
+    pub core_url: String,
+    pub token: Secret,
+    pub openvpn: PathBuf,
+    pub runtime_dir: PathBuf,
+    pub tun_dev: String,
+    pub ifb_dev: String,
+    pub shaping: bool,
+    pub tools: Tools,
+    pub state_file: PathBuf,
+    /// `bytecount N` interval (seconds, ≥ 1).
+    pub bytecount_interval: u32,
+    /// How often usage is reported with UpdateSession.
+    pub report_interval: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// How long OpenVPN gets to exit after `signal SIGTERM` before it is killed.
+    pub stop_timeout: Duration,
+    /// How long to wait for OpenVPN's management socket after the start.
+    pub mgmt_connect_timeout: Duration,
+    /// Timeout of each core call.
+    pub api_timeout: Duration,
+    /// OpenVPN `verb`.
+    pub verb: u8,
+}
+
+impl ConnectSettings {
+    /// Defaults for everything but the identity and the core.
+    pub fn new(client_key: ClientKey, core_url: String, token: Secret) -> Self {
+        let pid = std::process::id();
+        Self {
+            runtime_dir: crate::runtime::default_runtime_dir(&client_key.0),
+            state_file: crate::runtime::default_state_file(&client_key.0),
+            client_key,
+            core_url,
+            token,
+            openvpn: PathBuf::from("openvpn"),
+            tun_dev: format!("tunac{pid}"),
+            ifb_dev: format!("ifbac{pid}"),
+            shaping: true,
+            tools: Tools::default(),
+            bytecount_interval: 1,
+            report_interval: Duration::from_secs(5),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            stop_timeout: Duration::from_secs(10),
+            mgmt_connect_timeout: Duration::from_secs(15),
+            api_timeout: Duration::from_secs(5),
+            verb: 3,
+        }
+    }
+}
+
+/// Why `connect` ended without an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stopped on request (SIGINT/SIGTERM).
+    Stopped,
+    /// The core answered a status that ends the service.
+    CoreStopped { status: ServiceStatus, reason: String },
+    /// The server halted the client (`server-pushed-halt`).
+    ServerHalted { reason: String },
+    /// The server refused the credentials.
+    AuthFailed { reason: String },
+}
+
+impl Outcome {
+    /// Process exit code: 0 stopped on request, 3 suspended/terminated by the core, 4 halted
+    /// by the server, 5 credentials refused.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Stopped => 0,
+            Self::CoreStopped { .. } => 3,
+            Self::ServerHalted { .. } => 4,
+            Self::AuthFailed { .. } => 5,
+        }
+    }
+    pub fn phase(&self) -> Phase {
+        match self {
+            Self::Stopped => Phase::Stopped,
+            Self::CoreStopped { status, .. } if status.is_final() => Phase::Terminated,
+            Self::CoreStopped { .. } => Phase::Suspended,
+            Self::ServerHalted { .. } => Phase::Halted,
+            Self::AuthFailed { .. } => Phase::AuthFailed,
+        }
+    }
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Stopped => "stopped on request".into(),
+            Self::CoreStopped { reason, .. }
+            | Self::ServerHalted { reason }
+            | Self::AuthFailed { reason } => reason.clone(),
+        }
+    }
+}
+
+/// Errors that end `connect` before or outside the connection loop.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("invalid core settings: {0}")]
+    CoreClient(#[source] ApiError),
+    #[error("GetAccess for client key {client_key} failed: {source}")]
+    GetAccess {
+        client_key: ClientKey,
+        #[source]
+        source: ApiError,
+    },
+    #[error("the access message was refused: {0}")]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("invalid settings: {0}")]
+    Settings(String),
+}
+
+/// Backoff delay before attempt `attempt` (0 = first try, no delay).
+pub fn backoff_delay(attempt: u32, initial: Duration, max: Duration) -> Duration {
+    if attempt == 0 {
+        return Duration::ZERO;
+    }
+    let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
+    initial.saturating_mul(factor).min(max)
+}
+
+/// Per-direction byte counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl Counts {
+    /// `self - base`; a counter below its base means OpenVPN restarted its counters, and
+    /// the absolute value is the session's count.
+    pub fn since(self, base: Counts) -> Counts {
+        let d = |now: u64, b: u64| if now >= b { now - b } else { now };
+        Counts {
+            bytes_in: d(self.bytes_in, base.bytes_in),
+            bytes_out: d(self.bytes_out, base.bytes_out),
+        }
+    }
+}
+
+/// Fetches the access message and renders the config (the `render` command uses this too).
+pub async fn fetch_access(
+    api: &Client,
+    client_key: &ClientKey,
+) -> Result<core_lite::api::AccessMessage, ConnectError> {
+    api.get_access(&GetAccessRequest {
+        client_key: client_key.clone(),
+    })
+    .await
+    .map_err(|e| ConnectError::GetAccess {
+        client_key: client_key.clone(),
+        source: e,
+    })
+}
+
+/// Runs `connect` until stopped. Returns the [`Outcome`]; errors only for problems before
+/// the connection loop (core unreachable at start, refused access message, runtime dir).
+pub async fn run(s: ConnectSettings, cancel: CancellationToken) -> Result<Outcome, ConnectError> {
+    if s.bytecount_interval == 0 {
+        return Err(ConnectError::Settings("bytecount interval must be ≥ 1 s".into()));
+    }
+    render::check_dev_name(&s.ifb_dev)?;
+    let api = Client::new(&s.core_url, s.token.clone(), s.api_timeout)
+        .map_err(ConnectError::CoreClient)?;
+    info!(client_key = %s.client_key, core = %s.core_url, "connecting: fetching the access message (GetAccess)");
+    let access = tokio::select! {
+        r = fetch_access(&api, &s.client_key) => r?,
+        () = cancel.cancelled() => return Ok(Outcome::Stopped),
+    };
+    let dir = RuntimeDir::create(&s.runtime_dir)?;
+    let rendered = render::render(
+        &access,
+        &RenderOptions {
+            auth_file: dir.auth_path(),
+            mgmt_socket: dir.socket_path(),
+            tun_dev: s.tun_dev.clone(),
+            verb: s.verb,
+        },
+    )?;
+    if !rendered.ignored_keys.is_empty() {
+        warn!(
+            "access message: ignored unknown additionalParams keys: {}",
+            rendered.ignored_keys.join(", ")
+        );
+    }
+    for w in &rendered.warnings {
+        warn!("access message: {w}");
+    }
+    dir.write_private(AUTH_NAME, rendered.credentials.file_contents().as_bytes())?;
+    dir.write_private(CONFIG_NAME, rendered.text.as_bytes())?;
+    info!(
+        endpoint = %rendered.endpoint(),
+        proto = rendered.proto.directive_arg(),
+        tun = %s.tun_dev,
+        "access message accepted; starting OpenVPN"
+    );
+    let actor = Actor::new(s, api, rendered, &dir);
+    let outcome = actor.run(cancel).await;
+    drop(dir);
+    Ok(outcome)
+}
+
+enum Event {
+    MgmtConnected { gen: u64, writer: OwnedWriteHalf },
+    MgmtConnectFailed { gen: u64, error: String },
+    Line { gen: u64, line: MgmtLine },
+    MgmtClosed { gen: u64 },
+    ChildExited { gen: u64, status: String },
+}
+
+struct ChildInfo {
+    pid: u32,
+    tail: OutputTail,
+    /// Cancels the management connector/reader of this child.
+    cancel: CancellationToken,
+    holds: u32,
+}
+
+struct Session {
+    id: Option<SessionId>,
+    connection_id: String,
+    vpn_addr: Option<String>,
+    /// Absolute BYTECOUNT at connect time.
+    baseline: Counts,
+    /// Session counts (absolute − baseline) as of the last BYTECOUNT.
+    counts: Counts,
+}
+
+/// The connection actor.
+pub struct Actor {
+    s: ConnectSettings,
+    api: Client,
+    rendered: RenderedConfig,
+    config_path: PathBuf,
+    socket_path: PathBuf,
+    tx: mpsc::Sender<Event>,
+    rx: mpsc::Receiver<Event>,
+    gen: u64,
+    child: Option<ChildInfo>,
+    writer: Option<OwnedWriteHalf>,
+    release_at: Option<Instant>,
+    restart_at: Option<Instant>,
+    stop_deadline: Option<Instant>,
+    killed: bool,
+    next_report: Instant,
+    attempt: u32,
+    /// Absolute BYTECOUNT of the current child.
+    abs: Counts,
+    /// Absolute counts already attributed to a session (of the current child).
+    consumed: Counts,
+    session: Option<Session>,
+    stopping: bool,
+    outcome: Option<Outcome>,
+    shaping: Option<ShapingPlan>,
+    last_fatal: Option<String>,
+    status: Status,
+    state_write_failed: bool,
+}
+
+impl Actor {
+    fn new(s: ConnectSettings, api: Client, rendered: RenderedConfig, dir: &RuntimeDir) -> Self {
+        let (tx, rx) = mpsc::channel(1024);
+        let status = Status {
+            client_key: s.client_key.0.clone(),
+            phase: Phase::Starting,
+            reason: None,
+            pid: std::process::id(),
+            openvpn_pid: None,
+            endpoint: rendered.endpoint(),
+            tun_dev: s.tun_dev.clone(),
+            vpn_address: None,
+            session_id: None,
+            connected_since: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            total_bytes_in: 0,
+            total_bytes_out: 0,
+            connections: 0,
+            updated_at: now_unix(),
+        };
+        Self {
+            next_report: Instant::now() + s.report_interval,
+            config_path: dir.config_path(),
+            socket_path: dir.socket_path(),
+            s,
+            api,
+            rendered,
+            tx,
+            rx,
+            gen: 0,
+            child: None,
+            writer: None,
+            release_at: None,
+            restart_at: None,
+            stop_deadline: None,
+            killed: false,
+            attempt: 0,
+            abs: Counts::default(),
+            consumed: Counts::default(),
+            session: None,
+            stopping: false,
+            outcome: None,
+            shaping: None,
+            last_fatal: None,
+            status,
+            state_write_failed: false,
+        }
+    }
+
+    fn earliest_timer(&self) -> Instant {
+        [self.release_at, self.restart_at, self.stop_deadline]
+            .into_iter()
+            .flatten()
+            .fold(self.next_report, Instant::min)
+    }
+
+    async fn run(mut self, cancel: CancellationToken) -> Outcome {
+        self.write_state();
+        self.spawn_child();
+        loop {
+            if self.stopping && self.child.is_none() {
+                break;
+            }
+            let timer = self.earliest_timer();
+            tokio::select! {
+                () = cancel.cancelled(), if !self.stopping => {
+                    info!("stop requested: stopping OpenVPN");
+                    self.begin_stop(Outcome::Stopped).await;
+                }
+                ev = self.rx.recv() => {
+                    if let Some(ev) = ev {
+                        self.handle(ev).await;
+                    }
+                }
+                () = tokio::time::sleep_until(timer) => self.on_timer().await,
+            }
+        }
+        self.remove_shaping().await;
+        let outcome = self.outcome.take().unwrap_or(Outcome::Stopped);
+        self.status.phase = outcome.phase();
+        self.status.reason = Some(outcome.reason());
+        self.status.openvpn_pid = None;
+        self.status.connected_since = None;
+        self.write_state();
+        match &outcome {
+            Outcome::Stopped => info!("stopped"),
+            Outcome::CoreStopped { .. } => {
+                error!("stopped for good: {}", outcome.reason());
+            }
+            Outcome::ServerHalted { .. } | Outcome::AuthFailed { .. } => {
+                error!("stopped for good: {}", outcome.reason());
+            }
+        }
+        outcome
+    }
+
+    // ---- child and management connection -------------------------------------------
+
+    fn spawn_child(&mut self) {
+        self.restart_at = None;
+        self.gen += 1;
+        let gen = self.gen;
+        self.abs = Counts::default();
+        self.consumed = Counts::default();
+        self.writer = None;
+        let _ = std::fs::remove_file(&self.socket_path);
+        let cmd = OpenVpnCommand::new(&self.s.openvpn, &self.config_path);
+        let (mut child, tail) = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                error!(program = %self.s.openvpn.display(), "could not start openvpn: {e}");
+                self.schedule_restart("openvpn could not be started");
+                return;
+            }
+        };
+        let pid = child.id().unwrap_or(0);
+        info!(pid, "openvpn started; connecting to {}", self.rendered.endpoint());
+        let child_cancel = CancellationToken::new();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let status = match child.wait().await {
+                Ok(st) => st.to_string(),
+                Err(e) => format!("wait failed: {e}"),
+            };
+            let _ = tx.send(Event::ChildExited { gen, status }).await;
+        });
+        tokio::spawn(mgmt_task(
+            self.socket_path.clone(),
+            gen,
+            self.tx.clone(),
+            self.s.mgmt_connect_timeout,
+            child_cancel.clone(),
+        ));
+        self.child = Some(ChildInfo {
+            pid,
+            tail,
+            cancel: child_cancel,
+            holds: 0,
+        });
+        self.status.openvpn_pid = Some(pid);
+        self.set_phase(Phase::Connecting, None);
+    }
+
+    fn schedule_restart(&mut self, why: &str) {
+        self.attempt = self.attempt.saturating_add(1);
+        let d = backoff_delay(self.attempt, self.s.backoff_initial, self.s.backoff_max);
+        info!("restarting openvpn in {} ms ({why})", d.as_millis());
+        self.restart_at = Some(Instant::now() + d);
+        self.set_phase(Phase::Reconnecting, Some(why.to_string()));
+    }
+
+    async fn send(&mut self, cmd: &str) -> bool {
+        let Some(w) = self.writer.as_mut() else {
+            return false;
+        };
+        match tokio::time::timeout(Duration::from_secs(2), w.write_all(cmd.as_bytes())).await {
+            Ok(Ok(())) => {
+                debug!("management <- {}", cmd.trim_end());
+                true
+            }
+            Ok(Err(e)) => {
+                warn!("writing to the management socket failed: {e}");
+                self.writer = None;
+                false
+            }
+            Err(_) => {
+                warn!("writing to the management socket timed out");
+                self.writer = None;
+                false
+            }
+        }
+    }
+
+    fn signal_child(&self, sig: nix::sys::signal::Signal) {
+        if let Some(c) = &self.child {
+            if c.pid > 0 {
+                let pid = nix::unistd::Pid::from_raw(c.pid as i32);
+                if let Err(e) = nix::sys::signal::kill(pid, sig) {
+                    debug!("signal {sig} to openvpn pid {}: {e}", c.pid);
+                }
+            }
+        }
+    }
+
+    async fn begin_stop(&mut self, outcome: Outcome) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        self.outcome = Some(outcome);
+        self.release_at = None;
+        self.restart_at = None;
+        if self.child.is_none() {
+            return;
+        }
+        self.set_phase(Phase::Stopping, None);
+        if !self.send(mgmt::cmd::SIGNAL_TERM).await {
+            self.signal_child(nix::sys::signal::Signal::SIGTERM);
+        }
+        self.stop_deadline = Some(Instant::now() + self.s.stop_timeout);
+    }
+
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        if self.stop_deadline.is_some_and(|d| d <= now) {
+            if self.child.is_some() && !self.killed {
+                warn!(
+                    "openvpn did not exit within {} s; killing it",
+                    self.s.stop_timeout.as_secs()
+                );
+                self.signal_child(nix::sys::signal::Signal::SIGKILL);
+                self.killed = true;
+                self.stop_deadline = Some(now + Duration::from_secs(5));
+            } else {
+                error!("openvpn did not go away even after SIGKILL; giving up on it");
+                if let Some(c) = self.child.take() {
+                    c.cancel.cancel();
+                }
+                self.stop_deadline = None;
+            }
+        }
+        if self.release_at.is_some_and(|d| d <= now) {
+            self.release_at = None;
+            info!("reconnecting (attempt {})", self.attempt);
+            self.send(mgmt::cmd::HOLD_RELEASE).await;
+            self.set_phase(Phase::Connecting, None);
+        }
+        if self.restart_at.is_some_and(|d| d <= now) && !self.stopping {
+            self.spawn_child();
+        }
+        if self.next_report <= now {
+            self.next_report = now + self.s.report_interval;
+            self.report().await;
+        }
+    }
+
+    async fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::MgmtConnected { gen, writer } if gen == self.gen => {
+                debug!("management interface connected");
+                self.writer = Some(writer);
+                if self.stopping {
+                    self.send(mgmt::cmd::SIGNAL_TERM).await;
+                    return;
+                }
+                self.send(mgmt::cmd::STATE_ON).await;
+                let bc = mgmt::cmd::bytecount(self.s.bytecount_interval);
+                self.send(&bc).await;
+            }
+            Event::MgmtConnectFailed { gen, error } if gen == self.gen => {
+                error!("could not connect to the openvpn management socket: {error}");
+                self.signal_child(nix::sys::signal::Signal::SIGTERM);
+            }
+            Event::Line { gen, line } if gen == self.gen => self.on_line(line).await,
+            Event::MgmtClosed { gen } if gen == self.gen => {
+                self.writer = None;
+                if self.child.is_some() && !self.stopping {
+                    warn!("the openvpn management connection closed; restarting openvpn");
+                    self.signal_child(nix::sys::signal::Signal::SIGTERM);
+                }
+            }
+            Event::ChildExited { gen, status } if gen == self.gen => {
+                self.on_child_exit(status).await;
+            }
+            _ => debug!("event of an earlier openvpn process ignored"),
+        }
+    }
+
+    async fn on_child_exit(&mut self, status: String) {
+        let Some(child) = self.child.take() else {
+            return;
+        };
+        child.cancel.cancel();
+        self.writer = None;
+        self.release_at = None;
+        self.status.openvpn_pid = None;
+        self.end_session("openvpn exited").await;
+        self.remove_shaping().await;
+        if self.stopping {
+            info!("openvpn exited ({status})");
+            return;
+        }
+        warn!(
+            "openvpn exited unexpectedly ({status}){}",
+            self.last_fatal
+                .take()
+                .map(|f| format!(": {f}"))
+                .unwrap_or_default()
+        );
+        for l in child.tail.lines() {
+            warn!(target: "openvpn", "{l}");
+        }
+        self.schedule_restart(&format!("openvpn exited: {status}"));
+    }
+
+    async fn on_line(&mut self, line: MgmtLine) {
+        match line {
+            MgmtLine::Hold(text) => {
+                let Some(c) = self.child.as_mut() else { return };
+                c.holds += 1;
+                if self.stopping {
+                    return;
+                }
+                if c.holds == 1 {
+                    debug!("openvpn holds ({text}); releasing");
+                    self.send(mgmt::cmd::HOLD_RELEASE).await;
+                } else {
+                    let d = backoff_delay(self.attempt, self.s.backoff_initial, self.s.backoff_max);
+                    info!("reconnecting in {} ms", d.as_millis());
+                    self.release_at = Some(Instant::now() + d);
+                }
+            }
+            MgmtLine::State(sc) => self.on_state(sc).await,
+            MgmtLine::ByteCount {
+                bytes_in,
+                bytes_out,
+            } => {
+                self.abs = Counts {
+                    bytes_in,
+                    bytes_out,
+                };
+                if let Some(sess) = self.session.as_mut() {
+                    sess.counts = self.abs.since(sess.baseline);
+                    self.status.bytes_in = sess.counts.bytes_in;
+                    self.status.bytes_out = sess.counts.bytes_out;
+                }
+            }
+            MgmtLine::Fatal(msg) => {
+                error!("openvpn fatal error: {msg}");
+                self.last_fatal = Some(msg);
+            }
+            MgmtLine::Password(text) => {
+                if text.contains("Verification Failed") {
+                    error!("the server refused the credentials ({text})");
+                } else {
+                    warn!("openvpn asks for a password over the management interface ({text}); it should read the credentials file");
+                }
+            }
+            MgmtLine::Error(text) => warn!("openvpn management command failed: {text}"),
+            other => debug!("management -> {other:?}"),
+        }
+    }
+
+    async fn on_state(&mut self, sc: StateChange) {
+        match sc.state {
+            OvpnState::Connected => self.on_connected(sc).await,
+            OvpnState::Reconnecting => {
+                let reason = sc.description;
+                self.end_session(&format!("connection lost: {reason}")).await;
+                self.remove_shaping().await;
+                if self.stopping {
+                    return;
+                }
+                if classify_exit_reason(&reason) == ExitKind::ServerRestart {
+                    warn!("the server asked the client to reconnect ({reason})");
+                } else {
+                    warn!("connection lost ({reason}); reconnecting");
+                }
+                self.attempt = self.attempt.saturating_add(1);
+                self.set_phase(Phase::Reconnecting, Some(reason));
+            }
+            OvpnState::Exiting => {
+                let reason = sc.description;
+                self.end_session(&format!("openvpn exiting: {reason}")).await;
+                self.remove_shaping().await;
+                match classify_exit_reason(&reason) {
+                    ExitKind::ServerHalt => {
+                        self.begin_stop(Outcome::ServerHalted {
+                            reason: format!("the server halted the client ({reason})"),
+                        })
+                        .await;
+                    }
+                    ExitKind::AuthFailure => {
+                        self.begin_stop(Outcome::AuthFailed {
+                            reason: format!("the server refused the credentials ({reason})"),
+                        })
+                        .await;
+                    }
+                    _ if self.stopping => debug!("openvpn exiting ({reason})"),
+                    _ => warn!("openvpn is exiting ({reason}); it will be restarted"),
+                }
+            }
+            other => {
+                if self.session.is_none() && !self.stopping {
+                    debug!("openvpn state {other:?} {}", sc.description);
+                    self.set_phase(Phase::Connecting, None);
+                }
+            }
+        }
+    }
+
+    async fn on_connected(&mut self, sc: StateChange) {
+        if self.session.is_some() {
+            return;
+        }
+        let pid = self.child.as_ref().map_or(0, |c| c.pid);
+        let vpn_addr = sc.tun_ipv4.clone().or_else(|| sc.tun_ipv6.clone());
+        let remote = match (&sc.remote_ip, sc.remote_port) {
+            (Some(ip), Some(p)) => format!("{ip}:{p}"),
+            (Some(ip), None) => ip.clone(),
+            _ => self.rendered.endpoint(),
+        };
+        if sc.description == "ERROR" {
+            warn!("openvpn reports the initialization completed with errors");
+        }
+        info!(
+            vpn_address = vpn_addr.as_deref().unwrap_or("?"),
+            endpoint = %self.rendered.endpoint(),
+            remote = %remote,
+            "connected"
+        );
+        self.attempt = 0;
+        self.session = Some(Session {
+            id: None,
+            connection_id: format!("{pid}:{}", sc.time),
+            vpn_addr: vpn_addr.clone(),
+            baseline: self.consumed,
+            counts: self.abs.since(self.consumed),
+        });
+        self.status.connections += 1;
+        self.status.vpn_address = vpn_addr;
+        self.status.connected_since = Some(now_unix());
+        self.status.session_id = None;
+        self.set_phase(Phase::Connected, None);
+        self.apply_shaping().await;
+        self.start_session().await;
+        self.write_state();
+    }
+
+    // ---- core calls ------------------------------------------------------------------
+
+    /// Reacts to a service status from the core.
+    async fn check_status(&mut self, status: ServiceStatus, what: &str) {
+        if status.must_disconnect() && !self.stopping {
+            self.begin_stop(Outcome::CoreStopped {
+                status,
+                reason: format!("the core answered {status} ({what})"),
+            })
+            .await;
+        }
+    }
+
+    async fn check_api_error(&mut self, e: &ApiError, what: &str) {
+        if let ApiError::Api {
+            status: Some(st), ..
+        } = e
+        {
+            if st.must_disconnect() {
+                self.check_status(*st, what).await;
+                return;
+            }
+        }
+        warn!("{what} failed (will retry): {e}");
+    }
+
+    async fn start_session(&mut self) {
+        let Some(sess) = self.session.as_ref() else {
+            return;
+        };
+        if sess.id.is_some() {
+            return;
+        }
+        let req = StartSessionRequest {
+            client_key: self.s.client_key.clone(),
+            connection_id: Some(sess.connection_id.clone()),
+            client_addr: None,
+            vpn_addr: sess.vpn_addr.clone(),
+        };
+        match self.api.start_session(&req).await {
+            Ok(resp) => {
+                info!(session = %resp.session_id, status = %resp.status, "session started");
+                self.status.session_id = Some(resp.session_id.0.clone());
+                if let Some(sess) = self.session.as_mut() {
+                    sess.id = Some(resp.session_id);
+                }
+                self.check_status(resp.status, "StartSession").await;
+            }
+            Err(e) => self.check_api_error(&e, "StartSession").await,
+        }
+    }
+
+    async fn report(&mut self) {
+        let Some(sess) = self.session.as_ref() else {
+            self.write_state();
+            return;
+        };
+        let Some(id) = sess.id.clone() else {
+            self.start_session().await;
+            self.write_state();
+            return;
+        };
+        let c = sess.counts;
+        let req = UpdateSessionRequest {
+            session_id: id,
+            bytes_in: c.bytes_in,
+            bytes_out: c.bytes_out,
+        };
+        match self.api.update_session(&req).await {
+            Ok(resp) => {
+                info!(
+                    "traffic: down {} / up {} this session; channel {} MB used; status {}",
+                    mb(c.bytes_in),
+                    mb(c.bytes_out),
+                    resp.units_used,
+                    resp.status
+                );
+                self.check_status(resp.status, "UpdateSession").await;
+            }
+            Err(e) => self.check_api_error(&e, "UpdateSession").await,
+        }
+        self.write_state();
+    }
+
+    /// Closes the current session (if any) with its last counts.
+    async fn end_session(&mut self, reason: &str) {
+        let Some(mut sess) = self.session.take() else {
+            return;
+        };
+        let c = sess.counts;
+        // The next session of this OpenVPN process counts from here.
+        self.consumed = self.abs;
+        self.status.total_bytes_in += c.bytes_in;
+        self.status.total_bytes_out += c.bytes_out;
+        self.status.connected_since = None;
+        info!(
+            "session ended ({reason}): down {} / up {}",
+            mb(c.bytes_in),
+            mb(c.bytes_out)
+        );
+        if sess.id.is_none() {
+            // StartSession never succeeded: try once more so the traffic is not lost.
+            self.session = Some(sess);
+            self.start_session().await;
+            match self.session.take() {
+                Some(s) => sess = s,
+                None => return,
+            }
+        }
+        let Some(id) = sess.id.clone() else {
+            warn!(
+                "the core never acknowledged this session; {} bytes are unreported",
+                c.bytes_in + c.bytes_out
+            );
+            return;
+        };
+        let req = StopSessionRequest {
+            session_id: id,
+            bytes_in: c.bytes_in,
+            bytes_out: c.bytes_out,
+        };
+        for attempt in 1..=2 {
+            match self.api.stop_session(&req).await {
+                Ok(resp) => {
+                    debug!(stopped = resp.stopped, "session stopped");
+                    self.check_status(resp.status, "StopSession").await;
+                    return;
+                }
+                Err(e) if e.is_transport() && attempt == 1 => {
+                    warn!("StopSession failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => {
+                    self.check_api_error(&e, "StopSession").await;
+                    return;
+                }
+            }
+        }
+    }
+
+    // ---- shaping ---------------------------------------------------------------------
+
+    async fn apply_shaping(&mut self) {
+        if !self.s.shaping {
+            return;
+        }
+        let Some(plan) = ShapingPlan::new(&self.s.tun_dev, &self.s.ifb_dev, &self.rendered.speed)
+        else {
+            return;
+        };
+        // Leftovers of an earlier connection first.
+        for e in shaping::run_each(&plan.remove_commands(&self.s.tools)).await {
+            debug!("cleanup before shaping: {e}");
+        }
+        self.shaping = Some(plan.clone());
+        match shaping::run_all(&plan.apply_commands(&self.s.tools)).await {
+            Ok(()) => info!(
+                upload = ?plan.upload,
+                download = ?plan.download,
+                "speed limits applied on {}",
+                plan.tun
+            ),
+            Err(e) => error!("could not apply the speed limits: {e}"),
+        }
+    }
+
+    async fn remove_shaping(&mut self) {
+        if let Some(plan) = self.shaping.take() {
+            for e in shaping::run_each(&plan.remove_commands(&self.s.tools)).await {
+                warn!("removing the speed limits: {e}");
+            }
+        }
+    }
+
+    // ---- state file ------------------------------------------------------------------
+
+    fn set_phase(&mut self, phase: Phase, reason: Option<String>) {
+        let changed = self.status.phase != phase || reason.is_some();
+        self.status.phase = phase;
+        if reason.is_some() {
+            self.status.reason = reason;
+        }
+        if phase == Phase::Connected {
+            self.status.reason = None;
+        }
+        if phase != Phase::Connected {
+            self.status.session_id = self.session.as_ref().and_then(|s| s.id.as_ref().map(|i| i.0.clone()));
+        }
+        if changed {
+            self.write_state();
+        }
+    }
+
+    fn write_state(&mut self) {
+        self.status.updated_at = now_unix();
+        match state::write(&self.s.state_file, &self.status) {
+            Ok(()) => self.state_write_failed = false,
+            Err(e) if !self.state_write_failed => {
+                warn!("{e}");
+                self.state_write_failed = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Connects to the management socket (retrying until `timeout`), then forwards parsed lines.
+async fn mgmt_task(
+    path: PathBuf,
+    gen: u64,
+    tx: mpsc::Sender<Event>,
+    timeout: Duration,
+    cancel: CancellationToken,
+) {
+    let deadline = Instant::now() + timeout;
+    let stream = loop {
+        let attempt = tokio::select! {
+            r = UnixStream::connect(&path) => r,
+            () = cancel.cancelled() => return,
+        };
+        match attempt {
+            Ok(s) => break s,
+            Err(e) if Instant::now() >= deadline => {
+                let _ = tx
+                    .send(Event::MgmtConnectFailed {
+                        gen,
+                        error: format!("{}: {e}", path.display()),
+                    })
+                    .await;
+                return;
+            }
+            Err(_) => {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    () = cancel.cancelled() => return,
+                }
+            }
+        }
+    };
+    let (r, w) = stream.into_split();
+    if tx.send(Event::MgmtConnected { gen, writer: w }).await.is_err() {
+        return;
+    }
+    let mut r = BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        let line = tokio::select! {
+            l = mgmt::read_bounded_line(&mut r, &mut buf) => l,
+            () = cancel.cancelled() => return,
+        };
+        match line {
+            Ok(Some(l)) => match mgmt::parse_line(&l) {
+                Ok(line) => {
+                    if tx.send(Event::Line { gen, line }).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => warn!("unreadable management line: {e}"),
+            },
+            Ok(None) | Err(_) => {
+                let _ = tx.send(Event::MgmtClosed { gen }).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub fn cancel_on_signals(token: CancellationToken) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => info!("SIGINT received"),
+            _ = term.recv() => info!("SIGTERM received"),
+        }
+        token.cancel();
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_exponential() {
+        let i = Duration::from_secs(1);
+        let m = Duration::from_secs(60);
+        let got: Vec<u64> = (0..10).map(|a| backoff_delay(a, i, m).as_secs()).collect();
+        assert_eq!(got, vec![0, 1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(backoff_delay(u32::MAX, i, m), m);
+    }
+
+    #[test]
+    fn counts_since_baseline() {
+        let c = |i, o| Counts {
+            bytes_in: i,
+            bytes_out: o,
+        };
+        assert_eq!(c(150, 250).since(c(100, 200)), c(50, 50));
+        assert_eq!(c(10, 250).since(c(100, 200)), c(10, 50), "reset counter");
+        assert_eq!(c(0, 0).since(c(0, 0)), c(0, 0));
+    }
+
+    #[test]
+    fn outcome_codes_and_phases() {
+        assert_eq!(Outcome::Stopped.exit_code(), 0);
+        let t = Outcome::CoreStopped {
+            status: ServiceStatus::Terminating,
+            reason: "r".into(),
+        };
+        assert_eq!((t.exit_code(), t.phase()), (3, Phase::Terminated));
+        let s = Outcome::CoreStopped {
+            status: ServiceStatus::Suspending,
+            reason: "r".into(),
+        };
+        assert_eq!(s.phase(), Phase::Suspended);
+        assert_eq!(
+            Outcome::ServerHalted { reason: "h".into() }.exit_code(),
+            4
+        );
+    }
+}

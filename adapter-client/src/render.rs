@@ -1,0 +1,826 @@
+//! Renders the OpenVPN client configuration from an access message.
+//!
+//! The access message is **untrusted input**. The renderer works from an allow-list: every
+//! directive in the output is written by this module; values from the message only fill in
+//! arguments, and only after a strict per-field check. Inline blocks (`<ca>`, `<tls-crypt>`,
+//! `<tls-auth>`) are parsed and re-emitted in canonical form, so nothing but base64 / hex key
+//! material can appear between their tags. The only file path in the config is the
+//! `auth-user-pass` file and the management socket, both chosen by the caller (never by the
+//! message).
+//!
+//! Policy for `additionalParams` keys this module does not know: they are ignored (never
+//! rendered) and their names are returned in [`RenderedConfig::ignored_keys`] so the caller
+//! can warn. Ignoring is safe because key names never reach the config; refusing them would
+//! break a client whenever a server adds a new product-config key.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
+
+use core_lite::api::{speed_keys, AccessMessage, ClientKey, Secret, SpeedLimits};
+
+/// Largest access message accepted (bytes of its JSON form).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Largest PEM / key value accepted (bytes).
+pub const MAX_PEM_BYTES: usize = 16 * 1024;
+/// Longest single-line value accepted (bytes).
+pub const MAX_VALUE_LEN: usize = 256;
+/// Most `additionalParams` entries accepted.
+pub const MAX_PARAMS: usize = 64;
+/// Longest `additionalParams` key accepted (bytes).
+pub const MAX_KEY_LEN: usize = 64;
+/// Most certificates in `ca`.
+pub const MAX_CERTS: usize = 16;
+/// Port used when neither `serviceEndpointAddress` nor `port` gives one.
+pub const DEFAULT_PORT: u16 = 1194;
+
+/// Keys of `additionalParams` (docs/INTERFACES.md).
+pub mod keys {
+    pub const PROTO: &str = "proto";
+    pub const PORT: &str = "port";
+    pub const DEV: &str = "dev";
+    pub const CIPHER: &str = "cipher";
+    pub const DATA_CIPHERS: &str = "dataCiphers";
+    pub const AUTH: &str = "auth";
+    pub const TLS_VERSION_MIN: &str = "tlsVersionMin";
+    pub const CA: &str = "ca";
+    pub const TLS_CRYPT: &str = "tlsCrypt";
+    pub const TLS_AUTH: &str = "tlsAuth";
+    pub const KEY_DIRECTION: &str = "keyDirection";
+    pub const COMPRESS: &str = "compress";
+    pub const SERVICE_ENDPOINT_ADDRESS: &str = "serviceEndpointAddress";
+}
+
+/// What is wrong with one field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("is missing")]
+    Missing,
+    #[error("is empty")]
+    Empty,
+    #[error("contains a newline")]
+    Newline,
+    #[error("contains a control character")]
+    ControlChar,
+    #[error("is {len} bytes long, the limit is {max}")]
+    TooLong { len: usize, max: usize },
+    #[error("has characters outside the allowed set {allowed}")]
+    Charset { allowed: &'static str },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("is not allowed: {0}")]
+    NotAllowed(String),
+}
+
+/// Errors of [`render`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("access message is {size} bytes, the limit is {limit}")]
+    MessageTooLarge { size: usize, limit: usize },
+    #[error("access message has {count} additionalParams, the limit is {limit}")]
+    TooManyParams { count: usize, limit: usize },
+    /// A field of the access message was refused; `field` is its path, e.g.
+    /// `additionalParams.cipher`.
+    #[error("{field}: {problem}")]
+    Field { field: String, problem: Problem },
+    /// A local path chosen by the adapter cannot be written safely into the config.
+    #[error("local path {path:?} cannot be used in the OpenVPN config: {reason}")]
+    LocalPath { path: PathBuf, reason: &'static str },
+    #[error("tun device name {name:?}: {reason}")]
+    TunDevice { name: String, reason: &'static str },
+}
+
+impl RenderError {
+    /// The refused field, when the error is about one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Self::Field { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+    pub fn problem(&self) -> Option<&Problem> {
+        match self {
+            Self::Field { problem, .. } => Some(problem),
+            _ => None,
+        }
+    }
+}
+
+fn field_err(field: impl Into<String>, problem: Problem) -> RenderError {
+    RenderError::Field {
+        field: field.into(),
+        problem,
+    }
+}
+
+fn param_field(key: &str) -> String {
+    format!("additionalParams.{key}")
+}
+
+/// Local choices of the adapter (never from the message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// The `auth-user-pass` file.
+    pub auth_file: PathBuf,
+    /// The management unix socket.
+    pub mgmt_socket: PathBuf,
+    /// The tun device name OpenVPN must create (so the adapter knows what to shape).
+    pub tun_dev: String,
+    /// OpenVPN `verb`.
+    pub verb: u8,
+}
+
+/// Transport protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Udp,
+    Udp4,
+    Udp6,
+    Tcp,
+    Tcp4,
+    Tcp6,
+}
+
+impl Proto {
+    fn parse(v: &str) -> Option<Self> {
+        Some(match v {
+            "udp" => Self::Udp,
+            "udp4" => Self::Udp4,
+            "udp6" => Self::Udp6,
+            "tcp" | "tcp-client" => Self::Tcp,
+            "tcp4" | "tcp4-client" => Self::Tcp4,
+            "tcp6" | "tcp6-client" => Self::Tcp6,
+            _ => return None,
+        })
+    }
+    /// The client-side `proto` argument.
+    pub fn directive_arg(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Udp4 => "udp4",
+            Self::Udp6 => "udp6",
+            Self::Tcp => "tcp-client",
+            Self::Tcp4 => "tcp4-client",
+            Self::Tcp6 => "tcp6-client",
+        }
+    }
+    pub fn is_udp(self) -> bool {
+        matches!(self, Self::Udp | Self::Udp4 | Self::Udp6)
+    }
+}
+
+/// The credentials for the `auth-user-pass` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: ClientKey,
+    pub password: Secret,
+}
+
+impl Credentials {
+    /// Contents of the auth-user-pass file (two lines).
+    pub fn file_contents(&self) -> String {
+        format!("{}\n{}\n", self.username.0, self.password.expose())
+    }
+}
+
+/// A validated, rendered client configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedConfig {
+    /// The config file text (contains no secret: the password goes to the auth file).
+    pub text: String,
+    pub credentials: Credentials,
+    /// Server host (name or address, IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    pub proto: Proto,
+    pub speed: SpeedLimits,
+    /// `additionalParams` keys that were ignored (names escaped for display).
+    pub ignored_keys: Vec<String>,
+    /// Non-fatal remarks (e.g. the port given twice with different values).
+    pub warnings: Vec<String>,
+}
+
+impl RenderedConfig {
+    /// `host:port` for display (`[v6]:port` for IPv6).
+    pub fn endpoint(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Field checks.
+
+/// Rejects empty values, newlines and control characters, and overlong values.
+fn check_line(field: &str, v: &str, max: usize) -> Result<(), RenderError> {
+    if v.is_empty() {
+        return Err(field_err(field, Problem::Empty));
+    }
+    if v.contains(['\n', '\r']) {
+        return Err(field_err(field, Problem::Newline));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(field_err(field, Problem::ControlChar));
+    }
+    if v.len() > max {
+        return Err(field_err(
+            field,
+            Problem::TooLong {
+                len: v.len(),
+                max,
+            },
+        ));
+    }
+    Ok(())
+}
+
+fn check_charset(
+    field: &str,
+    v: &str,
+    max: usize,
+    allowed: &'static str,
+    ok: impl Fn(char) -> bool,
+) -> Result<(), RenderError> {
+    check_line(field, v, max)?;
+    if !v.chars().all(ok) {
+        return Err(field_err(field, Problem::Charset { allowed }));
+    }
+    Ok(())
+}
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+fn parse_port(field: &str, v: &str) -> Result<u16, RenderError> {
+    check_charset(field, v, 5, "[0-9]", |c| c.is_ascii_digit())?;
+    match v.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(field_err(
+            field,
+            Problem::Invalid("is not a port number (1-65535)".into()),
+        )),
+    }
+}
+
+fn is_hostname(h: &str) -> bool {
+    h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// Parses `host`, `host:port`, `[v6]` or `[v6]:port`.
+fn parse_endpoint(v: &str) -> Result<(String, Option<u16>), RenderError> {
+    const F: &str = "serviceEndpointAddress";
+    check_line(F, v, MAX_VALUE_LEN)?;
+    let (host, port) = if let Some(rest) = v.strip_prefix('[') {
+        let Some((inside, after)) = rest.split_once(']') else {
+            return Err(field_err(F, Problem::Invalid("unclosed '[' in address".into())));
+        };
+        if inside.parse::<Ipv6Addr>().is_err() {
+            return Err(field_err(
+                F,
+                Problem::Invalid("text in brackets is not an IPv6 address".into()),
+            ));
+        }
+        let port = match after {
+            "" => None,
+            p => match p.strip_prefix(':') {
+                Some(p) => Some(parse_port(F, p)?),
+                None => {
+                    return Err(field_err(F, Problem::Invalid("text after ']'".into())));
+                }
+            },
+        };
+        (inside.to_string(), port)
+    } else {
+        let (h, p) = match v.split_once(':') {
+            Some((h, p)) => (h, Some(parse_port(F, p)?)),
+            None => (v, None),
+        };
+        if !is_hostname(h) {
+            return Err(field_err(
+                F,
+                Problem::Invalid(
+                    "host is neither a DNS name ([A-Za-z0-9-] labels) nor an address".into(),
+                ),
+            ));
+        }
+        (h.to_string(), p)
+    };
+    Ok((host, port))
+}
+
+/// Splits multi-line text into trimmed lines (CRLF tolerated). Rejects NUL and other control
+/// characters except tab.
+fn block_lines<'a>(field: &str, v: &'a str) -> Result<Vec<&'a str>, RenderError> {
+    if v.len() > MAX_PEM_BYTES {
+        return Err(field_err(
+            field,
+            Problem::TooLong {
+                len: v.len(),
+                max: MAX_PEM_BYTES,
+            },
+        ));
+    }
+    if v
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+    {
+        return Err(field_err(field, Problem::ControlChar));
+    }
+    Ok(v.lines().map(|l| l.trim_matches([' ', '\t', '\r'])).collect())
+}
+
+fn is_base64_line(l: &str) -> bool {
+    !l.is_empty()
+        && l.len() <= 128
+        && l
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/' || c == '=')
+}
+
+const CERT_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+const CERT_END: &str = "-----END CERTIFICATE-----";
+
+/// Parses one or more PEM certificate blocks and returns them in canonical form. Anything
+/// but blank lines outside the blocks, or anything but base64 inside, is refused.
+pub fn canonical_certificates(field: &str, v: &str) -> Result<String, RenderError> {
+    let lines = block_lines(field, v)?;
+    let mut out = String::new();
+    let mut in_block = false;
+    let mut body_lines = 0usize;
+    let mut certs = 0usize;
+    for (i, l) in lines.iter().enumerate() {
+        let n = i + 1;
+        if in_block {
+            if *l == CERT_END {
+                if body_lines == 0 {
+                    return Err(field_err(
+                        field,
+                        Problem::Invalid(format!("empty certificate block ending at line {n}")),
+                    ));
+                }
+                out.push_str(CERT_END);
+                out.push('\n');
+                in_block = false;
+                certs += 1;
+            } else if is_base64_line(l) {
+                out.push_str(l);
+                out.push('\n');
+                body_lines += 1;
+            } else {
+                return Err(field_err(
+                    field,
+                    Problem::Invalid(format!(
+                        "line {n} inside a certificate block is not base64"
+                    )),
+                ));
+            }
+        } else if l.is_empty() {
+            continue;
+        } else if *l == CERT_BEGIN {
+            if certs >= MAX_CERTS {
+                return Err(field_err(
+                    field,
+                    Problem::Invalid(format!("more than {MAX_CERTS} certificates")),
+                ));
+            }
+            out.push_str(CERT_BEGIN);
+            out.push('\n');
+            in_block = true;
+            body_lines = 0;
+        } else {
+            return Err(field_err(
+                field,
+                Problem::Invalid(format!(
+                    "line {n} is outside a '{CERT_BEGIN}' block (only PEM certificates are accepted)"
+                )),
+            ));
+        }
+    }
+    if in_block {
+        return Err(field_err(
+            field,
+            Problem::Invalid("certificate block is not terminated".into()),
+        ));
+    }
+    if certs == 0 {
+        return Err(field_err(
+            field,
+            Problem::Invalid("contains no PEM certificate".into()),
+        ));
+    }
+    Ok(out)
+}
+
+const KEY_BEGIN: &str = "-----BEGIN OpenVPN Static key V1-----";
+const KEY_END: &str = "-----END OpenVPN Static key V1-----";
+/// 2048-bit static key = 256 bytes = 512 hex digits.
+const KEY_HEX_DIGITS: usize = 512;
+
+/// Parses an OpenVPN static key (`#` comment lines allowed around it) and returns it in
+/// canonical form: the BEGIN line, 16 lines of 32 hex digits, the END line.
+pub fn canonical_static_key(field: &str, v: &str) -> Result<String, RenderError> {
+    let lines = block_lines(field, v)?;
+    let mut hex = String::with_capacity(KEY_HEX_DIGITS);
+    #[derive(PartialEq)]
+    enum S {
+        Before,
+        In,
+        After,
+    }
+    let mut s = S::Before;
+    for (i, l) in lines.iter().enumerate() {
+        let n = i + 1;
+        match s {
+            S::Before | S::After if l.is_empty() || l.starts_with('#') => continue,
+            S::Before if *l == KEY_BEGIN => s = S::In,
+            S::In if *l == KEY_END => s = S::After,
+            S::In if !l.is_empty() && l.chars().all(|c| c.is_ascii_hexdigit()) => {
+                hex.push_str(l);
+                if hex.len() > KEY_HEX_DIGITS {
+                    return Err(field_err(
+                        field,
+                        Problem::Invalid(format!("key is longer than {KEY_HEX_DIGITS} hex digits")),
+                    ));
+                }
+            }
+            S::In => {
+                return Err(field_err(
+                    field,
+                    Problem::Invalid(format!("line {n} inside the key block is not hex")),
+                ))
+            }
+            S::Before => {
+                return Err(field_err(
+                    field,
+                    Problem::Invalid(format!(
+                        "line {n} is not a comment and not '{KEY_BEGIN}'"
+                    )),
+                ))
+            }
+            S::After => {
+                return Err(field_err(
+                    field,
+                    Problem::Invalid(format!("line {n} follows the key block")),
+                ))
+            }
+        }
+    }
+    if s != S::After {
+        return Err(field_err(
+            field,
+            Problem::Invalid("no complete OpenVPN static key block".into()),
+        ));
+    }
+    if hex.len() != KEY_HEX_DIGITS {
+        return Err(field_err(
+            field,
+            Problem::Invalid(format!(
+                "key has {} hex digits, expected {KEY_HEX_DIGITS}",
+                hex.len()
+            )),
+        ));
+    }
+    let mut out = String::new();
+    out.push_str(KEY_BEGIN);
+    out.push('\n');
+    for chunk in hex.as_bytes().chunks(32) {
+        // Hex digits are ASCII, so every chunk is valid UTF-8.
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(KEY_END);
+    out.push('\n');
+    Ok(out)
+}
+
+/// A local path must be absolute and consist only of safe characters, so it can be
+/// written unquoted into the config.
+fn check_local_path(p: &Path) -> Result<&str, RenderError> {
+    let bad = |reason| RenderError::LocalPath {
+        path: p.to_path_buf(),
+        reason,
+    };
+    let s = p.to_str().ok_or_else(|| bad("not UTF-8"))?;
+    if !s.starts_with('/') {
+        return Err(bad("must be absolute"));
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
+    {
+        return Err(bad("only [A-Za-z0-9/._-] are allowed"));
+    }
+    Ok(s)
+}
+
+/// Checks a tun device name: 1-15 characters of [A-Za-z0-9_-].
+pub fn check_dev_name(name: &str) -> Result<(), RenderError> {
+    let bad = |reason| RenderError::TunDevice {
+        name: name.to_string(),
+        reason,
+    };
+    if name.is_empty() || name.len() > 15 {
+        return Err(bad("must be 1 to 15 characters"));
+    }
+    if !name.chars().all(is_token_char) {
+        return Err(bad("only [A-Za-z0-9_-] are allowed"));
+    }
+    Ok(())
+}
+
+/// Renders the client config. Pure: no I/O.
+pub fn render(msg: &AccessMessage, opts: &RenderOptions) -> Result<RenderedConfig, RenderError> {
+    let size = serde_json::to_vec(msg).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > MAX_MESSAGE_BYTES {
+        return Err(RenderError::MessageTooLarge {
+            size,
+            limit: MAX_MESSAGE_BYTES,
+        });
+    }
+    let params = &msg.additional_params;
+    if params.len() > MAX_PARAMS {
+        return Err(RenderError::TooManyParams {
+            count: params.len(),
+            limit: MAX_PARAMS,
+        });
+    }
+    let auth_file = check_local_path(&opts.auth_file)?;
+    let mgmt_socket = check_local_path(&opts.mgmt_socket)?;
+    check_dev_name(&opts.tun_dev)?;
+
+    // Credentials: single lines, no control characters. Values never appear in errors.
+    check_line("username", &msg.username.0, MAX_VALUE_LEN)?;
+    check_line("password", msg.password.expose(), MAX_VALUE_LEN)?;
+
+    let mut warnings = Vec::new();
+    let (host, ep_port) = parse_endpoint(&msg.service_endpoint_address)?;
+
+    let get = |k: &str| params.get(k).map(String::as_str);
+
+    // Known keys; everything else is ignored and reported.
+    const KNOWN: [&str; 13] = [
+        keys::PROTO,
+        keys::PORT,
+        keys::DEV,
+        keys::CIPHER,
+        keys::DATA_CIPHERS,
+        keys::AUTH,
+        keys::TLS_VERSION_MIN,
+        keys::CA,
+        keys::TLS_CRYPT,
+        keys::TLS_AUTH,
+        keys::KEY_DIRECTION,
+        keys::COMPRESS,
+        keys::SERVICE_ENDPOINT_ADDRESS,
+    ];
+    let mut ignored_keys = Vec::new();
+    for k in params.keys() {
+        if k.len() > MAX_KEY_LEN {
+            let shown: String = k.chars().take(32).collect();
+            return Err(field_err(
+                format!("additionalParams key {shown:?}…"),
+                Problem::TooLong {
+                    len: k.len(),
+                    max: MAX_KEY_LEN,
+                },
+            ));
+        }
+        if !KNOWN.contains(&k.as_str()) && !speed_keys::ALL.contains(&k.as_str()) {
+            ignored_keys.push(k.escape_debug().to_string());
+        }
+    }
+    if let Some(v) = get(keys::COMPRESS) {
+        check_line(&param_field(keys::COMPRESS), v, MAX_VALUE_LEN)?;
+        warnings.push("additionalParams.compress is ignored: compression is never enabled".into());
+    }
+
+    let proto = match get(keys::PROTO) {
+        None => Proto::Udp,
+        Some(v) => {
+            let f = param_field(keys::PROTO);
+            check_line(&f, v, 16)?;
+            Proto::parse(v).ok_or_else(|| {
+                field_err(
+                    f,
+                    Problem::NotAllowed("expected udp, udp4, udp6, tcp, tcp4 or tcp6".into()),
+                )
+            })?
+        }
+    };
+    let param_port = get(keys::PORT)
+        .map(|v| parse_port(&param_field(keys::PORT), v))
+        .transpose()?;
+    let port = match (ep_port, param_port) {
+        (Some(a), Some(b)) if a != b => {
+            warnings.push(format!(
+                "serviceEndpointAddress port {a} differs from additionalParams.port {b}; using {a}"
+            ));
+            a
+        }
+        (Some(a), _) => a,
+        (None, Some(b)) => b,
+        (None, None) => DEFAULT_PORT,
+    };
+    if let Some(v) = get(keys::DEV) {
+        let f = param_field(keys::DEV);
+        check_line(&f, v, 16)?;
+        if v != "tun" {
+            return Err(field_err(
+                f,
+                Problem::NotAllowed("only \"tun\" is supported".into()),
+            ));
+        }
+    }
+    let cipher = get(keys::CIPHER)
+        .map(|v| {
+            check_charset(&param_field(keys::CIPHER), v, 64, "[A-Za-z0-9_-]", is_token_char)
+                .map(|()| v)
+        })
+        .transpose()?;
+    let data_ciphers = get(keys::DATA_CIPHERS)
+        .map(|v| {
+            let f = param_field(keys::DATA_CIPHERS);
+            check_charset(&f, v, MAX_VALUE_LEN, "[A-Za-z0-9_:-]", |c| {
+                is_token_char(c) || c == ':'
+            })?;
+            if v.split(':').any(str::is_empty) {
+                return Err(field_err(f, Problem::Invalid("has an empty cipher name".into())));
+            }
+            Ok(v)
+        })
+        .transpose()?;
+    let auth = get(keys::AUTH)
+        .map(|v| {
+            check_charset(&param_field(keys::AUTH), v, 64, "[A-Za-z0-9_-]", is_token_char)
+                .map(|()| v)
+        })
+        .transpose()?;
+    let tls_version_min = get(keys::TLS_VERSION_MIN)
+        .map(|v| {
+            let f = param_field(keys::TLS_VERSION_MIN);
+            check_charset(&f, v, 3, "[0-9.]", |c| c.is_ascii_digit() || c == '.')?;
+            let b = v.as_bytes();
+            if !(b.len() == 3 && b[0].is_ascii_digit() && b[1] == b'.' && b[2].is_ascii_digit()) {
+                return Err(field_err(f, Problem::Invalid("expected a version like 1.2".into())));
+            }
+            Ok(v)
+        })
+        .transpose()?;
+    let ca = match get(keys::CA) {
+        Some(v) => canonical_certificates(&param_field(keys::CA), v)?,
+        None => return Err(field_err(param_field(keys::CA), Problem::Missing)),
+    };
+    let tls_crypt = get(keys::TLS_CRYPT)
+        .map(|v| canonical_static_key(&param_field(keys::TLS_CRYPT), v))
+        .transpose()?;
+    let tls_auth = get(keys::TLS_AUTH)
+        .map(|v| canonical_static_key(&param_field(keys::TLS_AUTH), v))
+        .transpose()?;
+    if tls_crypt.is_some() && tls_auth.is_some() {
+        return Err(field_err(
+            param_field(keys::TLS_AUTH),
+            Problem::NotAllowed("tlsCrypt and tlsAuth cannot both be used".into()),
+        ));
+    }
+    let key_direction = match get(keys::KEY_DIRECTION) {
+        None => "1",
+        Some(v) => {
+            let f = param_field(keys::KEY_DIRECTION);
+            check_line(&f, v, 1)?;
+            match v {
+                "0" => "0",
+                "1" => "1",
+                _ => return Err(field_err(f, Problem::NotAllowed("expected 0 or 1".into()))),
+            }
+        }
+    };
+    let speed = SpeedLimits::from_params(params).map_err(|e| {
+        let field = match &e {
+            core_lite::api::SpeedError::NotPositiveDecimal { field, .. }
+            | core_lite::api::SpeedError::TooLarge { field, .. } => field.clone(),
+            core_lite::api::SpeedError::MinAboveMax { min_field, .. } => min_field.clone(),
+        };
+        // The SpeedError text already names the field; keep only the problem part.
+        let text = e.to_string();
+        let problem = text
+            .strip_prefix(&format!("{field}: "))
+            .unwrap_or(&text)
+            .to_string();
+        field_err(param_field(&field), Problem::Invalid(problem))
+    })?;
+
+    // Everything is checked; write the config. Only this block produces directives.
+    let mut t = String::new();
+    let mut line = |s: &str| {
+        t.push_str(s);
+        t.push('\n');
+    };
+    line("# OpenVPN client config written by adapter-client. Do not edit: it is rewritten");
+    line("# from the access message on every start.");
+    line("client");
+    line(&format!("dev {}", opts.tun_dev));
+    line("dev-type tun");
+    line(&format!("proto {}", proto.directive_arg()));
+    line(&format!("remote {host} {port}"));
+    line("nobind");
+    line("persist-key");
+    line("resolv-retry 60");
+    line("remote-cert-tls server");
+    line(&format!("auth-user-pass {auth_file}"));
+    line("auth-nocache");
+    line("auth-retry none");
+    if proto.is_udp() {
+        line("explicit-exit-notify 1");
+    }
+    if let Some(c) = cipher {
+        line(&format!("cipher {c}"));
+    }
+    if let Some(c) = data_ciphers {
+        line(&format!("data-ciphers {c}"));
+    }
+    if let Some(a) = auth {
+        line(&format!("auth {a}"));
+    }
+    if let Some(v) = tls_version_min {
+        line(&format!("tls-version-min {v}"));
+    }
+    line(&format!("management {mgmt_socket} unix"));
+    line("management-hold");
+    line(&format!("verb {}", opts.verb.min(11)));
+    line("<ca>");
+    t.push_str(&ca);
+    t.push_str("</ca>\n");
+    if let Some(k) = tls_crypt {
+        t.push_str("<tls-crypt>\n");
+        t.push_str(&k);
+        t.push_str("</tls-crypt>\n");
+    }
+    if let Some(k) = tls_auth {
+        let _ = writeln!(t, "key-direction {key_direction}");
+        t.push_str("<tls-auth>\n");
+        t.push_str(&k);
+        t.push_str("</tls-auth>\n");
+    }
+
+    Ok(RenderedConfig {
+        text: t,
+        credentials: Credentials {
+            username: msg.username.clone(),
+            password: msg.password.clone(),
+        },
+        host,
+        port,
+        proto,
+        speed,
+        ignored_keys,
+        warnings,
+    })
+}
+
+/// The directives [`render`] can ever write (for tests and documentation).
+pub const EMITTED_DIRECTIVES: [&str; 21] = [
+    "client",
+    "dev",
+    "dev-type",
+    "proto",
+    "remote",
+    "nobind",
+    "persist-key",
+    "resolv-retry",
+    "remote-cert-tls",
+    "auth-user-pass",
+    "auth-nocache",
+    "auth-retry",
+    "explicit-exit-notify",
+    "cipher",
+    "data-ciphers",
+    "auth",
+    "tls-version-min",
+    "management",
+    "management-hold",
+    "verb",
+    "key-direction",
+];
+
+/// Convenience for tests and the `render` command: the access message fields as a map.
+pub fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
