@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, build, unit and integration tests, and the
+# end-to-end tests (real OpenVPN in network namespaces, which is why this needs root).
+#
+#   sudo scripts/test.sh
+#
+# Env: E2E_TEST_THREADS (default 2) parallel end-to-end tests; CARGO_TARGET_DIR as usual.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/test.sh: must run as root: the end-to-end tests create network namespaces," >&2
+  echo "tun devices and veth pairs. Run: sudo $0" >&2
+  exit 1
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "scripts/test.sh: cargo not found in PATH (install Rust, e.g. with rustup)" >&2
+  exit 1
+fi
+
+# Tools the end-to-end tests run; installed only when a command is missing.
+missing=()
+for pair in openvpn:openvpn iperf3:iperf3 ip:iproute2 tc:iproute2 openssl:openssl; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+  echo "==> installing $pkgs"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # shellcheck disable=SC2086 # word splitting of the package list is intended
+  apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+fi
+if [ ! -c /dev/net/tun ]; then
+  mkdir -p /dev/net
+  mknod -m 600 /dev/net/tun c 10 200 || {
+    echo "scripts/test.sh: /dev/net/tun is missing and cannot be created" >&2
+    exit 1
+  }
+fi
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step cargo fmt --all -- --check
+cargo fmt --all -- --check
+
+step cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step cargo build --workspace --bins --locked
+cargo build --workspace --bins --locked
+
+# A missing requirement is a failure here, never a silent skip.
+export E2E_REQUIRED=1
+
+step cargo test --workspace --locked --exclude e2e
+cargo test --workspace --locked --exclude e2e
+
+# Namespace tests are heavy (OpenVPN processes, TLS handshakes): limit parallelism.
+step cargo test -p e2e --locked -- --test-threads="${E2E_TEST_THREADS:-2}"
+cargo test -p e2e --locked -- --test-threads="${E2E_TEST_THREADS:-2}"
+
+step all tests passed
