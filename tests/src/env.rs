@@ -84,6 +84,24 @@ impl TestEnv {
         Self::new_unchecked(test_name).map(Some)
     }
 
+    /// Like `new`, and the workspace binaries `bins` (e.g. `["core-lite", "adapter-server"]`)
+    /// must have been built (`cargo build --workspace --bins`); same skip/fail policy.
+    pub fn with_bins(test_name: &str, bins: &[&str]) -> Result<Option<TestEnv>> {
+        let Some(env) = Self::new(test_name)? else {
+            return Ok(None);
+        };
+        for bin in bins {
+            if let Err(e) = bin_path(bin) {
+                if required() {
+                    return Err(e.context(format!("e2e test `{test_name}` cannot run")));
+                }
+                eprintln!("e2e test `{test_name}` skipped: {e:#}");
+                return Ok(None);
+            }
+        }
+        Ok(Some(env))
+    }
+
     /// A scope without the requirement check (for harness unit tests of names and configs).
     pub fn new_unchecked(test_name: &str) -> Result<TestEnv> {
         let n = SCOPE_COUNTER.fetch_add(1, Ordering::Relaxed);

@@ -29,14 +29,18 @@
 //! # Ok(()) }
 //! ```
 
+mod corelite;
 mod env;
+mod iperf;
 mod leaks;
 mod netns;
 mod openvpn;
 mod pki;
 mod proc;
 
+pub use corelite::CoreLite;
 pub use env::{bin_path, check_requirements, TestEnv, REQUIRED_ENV, SCOPE_ENV};
+pub use iperf::{iperf3_server, parse_iperf3_json, Iperf3Result, Iperf3Run};
 pub use leaks::LeakChecker;
 pub use netns::{run_cmd, tcp_echo_roundtrip, Netns, TcpEcho, TcpForward, Veth};
 pub use openvpn::{

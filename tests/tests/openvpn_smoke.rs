@@ -60,6 +60,22 @@ fn client_reaches_the_server_through_the_tunnel_and_a_wrong_password_is_refused(
         cli_ns.wait_for_tcp(echo_addr, TIMEOUT)?;
         let payload: Vec<u8> = (0..65_536u32).map(|i| (i % 251) as u8).collect();
         tcp_echo_roundtrip(cli_ns.tcp_connect(echo_addr, TIMEOUT)?, &payload, TIMEOUT)?;
+        // iperf3 through the tunnel, both directions (a short run: this proves the helper,
+        // shaping tests measure longer).
+        let _iperf = iperf3_server(&env, &srv_ns, server.tunnel_ip(), 5201)?;
+        for reverse in [false, true] {
+            let run = Iperf3Run {
+                server: server.tunnel_ip(),
+                port: 5201,
+                seconds: 1,
+                reverse,
+            };
+            let r = run.run(&cli_ns)?;
+            ensure!(
+                r.received_bps > 0.0,
+                "nothing arrived (reverse={reverse}): {r:?}"
+            );
+        }
         // The server accepted the user by name (username-as-common-name).
         server
             .proc
