@@ -91,6 +91,7 @@ pub struct OpenVpnServer<'a> {
     duplicate_cn: bool,
     keepalive: Option<(u32, u32)>,
     status: Option<(PathBuf, u32)>,
+    setenv: Vec<(String, String)>,
     extra: Vec<String>,
 }
 
@@ -115,6 +116,7 @@ impl<'a> OpenVpnServer<'a> {
             duplicate_cn: false,
             keepalive: Some((10, 60)),
             status: None,
+            setenv: Vec::new(),
             extra: Vec::new(),
         }
     }
@@ -122,6 +124,14 @@ impl<'a> OpenVpnServer<'a> {
     /// Default UDP.
     pub fn proto(mut self, proto: Proto) -> Self {
         self.proto = proto;
+        self
+    }
+
+    /// `setenv NAME "VALUE"`: OpenVPN runs its scripts with a clean environment (no PATH,
+    /// nothing of its own environment), so this is how a hook gets variables such as
+    /// `ADAPTER_SERVER_*`; script arguments also work (`client_connect("/x hook --flag")`).
+    pub fn setenv(mut self, name: &str, value: &str) -> Self {
+        self.setenv.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -234,6 +244,16 @@ impl<'a> OpenVpnServer<'a> {
         writeln!(c, "username-as-common-name")?;
         writeln!(c, "script-security 2")?;
         writeln!(c, "tmp-dir {}", quote_path(self.env.dir())?)?;
+        for (name, value) in &self.setenv {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+            {
+                bail!("bad environment variable name {name:?}");
+            }
+            writeln!(c, "setenv {name} {}", quote(value)?)?;
+        }
         if let Some((cmd, via)) = &self.auth_verify {
             let via = match via {
                 AuthVia::File => "via-file",
@@ -583,6 +603,7 @@ mod tests {
             .max_clients(3)
             .duplicate_cn(true)
             .tls_wrap(TlsWrap::Auth)
+            .setenv("ADAPTER_SERVER_CORE_URL", "http://127.0.0.1:7701")
             .extra("push \"route 10.9.0.0 255.255.0.0\"");
         let text = server.config_text()?;
         let lines: Vec<&str> = text.lines().collect();
@@ -605,6 +626,7 @@ mod tests {
             "duplicate-cn",
             "keepalive 10 60",
             "push \"route 10.9.0.0 255.255.0.0\"",
+            "setenv ADAPTER_SERVER_CORE_URL \"http://127.0.0.1:7701\"",
         ] {
             assert!(lines.contains(&want), "missing {want:?} in\n{text}");
         }
@@ -619,6 +641,8 @@ mod tests {
         let ns = fake_netns(&env);
         let quoted = OpenVpnServer::new(&env, &ns, &pki).client_connect("/bin/x \"y\"");
         assert!(quoted.config_text().is_err());
+        let bad_name = OpenVpnServer::new(&env, &ns, &pki).setenv("A B", "x");
+        assert!(bad_name.config_text().is_err());
         let mca = OpenVpnServer::new(&env, &ns, &pki).management_client_auth(true);
         assert!(mca.config_text().is_err());
         Ok(())
