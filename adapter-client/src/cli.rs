@@ -38,7 +38,12 @@ Exit codes of `connect`: 0 stopped by SIGINT/SIGTERM; 1 error; 2 usage error;
 pub struct Cli {
     /// Log filter (tracing EnvFilter syntax, e.g. `info`, `debug`, `adapter_client=debug,openvpn=debug`).
     /// Log lines go to stderr.
-    #[arg(long, env = "ADAPTER_CLIENT_LOG", default_value = "info", global = true)]
+    #[arg(
+        long,
+        env = "ADAPTER_CLIENT_LOG",
+        default_value = "info",
+        global = true
+    )]
     pub log: String,
     #[command(subcommand)]
     pub command: Command,
@@ -207,7 +212,9 @@ pub enum CliError {
     EmptyToken(PathBuf),
     #[error("no client token: give --token-file, --token, ADAPTER_CLIENT_TOKEN(_FILE) or token/token_file in the config file")]
     MissingToken,
-    #[error("no client key: give --client-key, ADAPTER_CLIENT_KEY or client_key in the config file")]
+    #[error(
+        "no client key: give --client-key, ADAPTER_CLIENT_KEY or client_key in the config file"
+    )]
     MissingClientKey,
     #[error("invalid setting: {0}")]
     Invalid(String),
@@ -336,8 +343,16 @@ pub fn resolve_connect(a: &ConnectArgs) -> Result<ConnectSettings, CliError> {
     }
     s.shaping = !(a.no_shaping || f.no_shaping.unwrap_or(false));
     s.tools = Tools {
-        tc: a.tc.clone().or(f.tc.clone()).unwrap_or_else(|| PathBuf::from("tc")),
-        ip: a.ip.clone().or(f.ip.clone()).unwrap_or_else(|| PathBuf::from("ip")),
+        tc: a
+            .tc
+            .clone()
+            .or(f.tc.clone())
+            .unwrap_or_else(|| PathBuf::from("tc")),
+        ip: a
+            .ip
+            .clone()
+            .or(f.ip.clone())
+            .unwrap_or_else(|| PathBuf::from("ip")),
     };
     if let Some(v) = a.report_interval.or(f.report_interval_secs) {
         if v == 0 {
@@ -427,9 +442,8 @@ fn status(a: &StatusArgs) -> Result<(), CliError> {
         if i > 0 {
             println!();
         }
-        let alive = i32::try_from(s.pid).is_ok_and(|pid| {
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-        });
+        let alive = i32::try_from(s.pid)
+            .is_ok_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok());
         print!("{}", state::describe(&s, alive, now));
     }
     Ok(())
@@ -485,7 +499,10 @@ pub async fn render_cmd(a: &RenderArgs) -> Result<String, CliError> {
     ));
     out.push_str(&format!(
         "# speed limits (bit/s): upload min {:?} max {:?}, download min {:?} max {:?}\n",
-        r.speed.min_upload_bps, r.speed.max_upload_bps, r.speed.min_download_bps, r.speed.max_download_bps
+        r.speed.min_upload_bps,
+        r.speed.max_upload_bps,
+        r.speed.min_download_bps,
+        r.speed.max_download_bps
     ));
     out.push_str(&r.text);
     Ok(out)
@@ -516,7 +533,8 @@ mod tests {
 
     #[test]
     fn file_config_denies_unknown_fields() {
-        let ok: FileConfig = toml::from_str("core_url = \"http://x:1\"\nno_shaping = true\n").expect("ok");
+        let ok: FileConfig =
+            toml::from_str("core_url = \"http://x:1\"\nno_shaping = true\n").expect("ok");
         assert_eq!(ok.core_url.as_deref(), Some("http://x:1"));
         assert!(toml::from_str::<FileConfig>("core_ur = \"x\"").is_err());
     }
@@ -561,7 +579,13 @@ mod tests {
 
     #[test]
     fn missing_token_and_bad_dev_are_usage_errors() {
-        let cli = parse(&["connect", "--client-key", "ck", "--core-url", "http://127.0.0.1:1"]);
+        let cli = parse(&[
+            "connect",
+            "--client-key",
+            "ck",
+            "--core-url",
+            "http://127.0.0.1:1",
+        ]);
         let Command::Connect(mut a) = cli.command else {
             panic!("not connect")
         };

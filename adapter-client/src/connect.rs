@@ -101,7 +101,10 @@ pub enum Outcome {
     /// Stopped on request (SIGINT/SIGTERM).
     Stopped,
     /// The core answered a status that ends the service.
-    CoreStopped { status: ServiceStatus, reason: String },
+    CoreStopped {
+        status: ServiceStatus,
+        reason: String,
+    },
     /// The server halted the client (`server-pushed-halt`).
     ServerHalted { reason: String },
     /// The server refused the credentials.
@@ -162,7 +165,9 @@ pub fn backoff_delay(attempt: u32, initial: Duration, max: Duration) -> Duration
     if attempt == 0 {
         return Duration::ZERO;
     }
-    let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
+    let factor = 1u32
+        .checked_shl(attempt.saturating_sub(1).min(20))
+        .unwrap_or(u32::MAX);
     initial.saturating_mul(factor).min(max)
 }
 
@@ -204,7 +209,9 @@ pub async fn fetch_access(
 /// the connection loop (core unreachable at start, refused access message, runtime dir).
 pub async fn run(s: ConnectSettings, cancel: CancellationToken) -> Result<Outcome, ConnectError> {
     if s.bytecount_interval == 0 {
-        return Err(ConnectError::Settings("bytecount interval must be ≥ 1 s".into()));
+        return Err(ConnectError::Settings(
+            "bytecount interval must be ≥ 1 s".into(),
+        ));
     }
     render::check_dev_name(&s.ifb_dev)?;
     let api = Client::new(&s.core_url, s.token.clone(), s.api_timeout)
@@ -313,6 +320,7 @@ impl Actor {
             reason: None,
             pid: std::process::id(),
             openvpn_pid: None,
+            openvpn_state: None,
             endpoint: rendered.endpoint(),
             tun_dev: s.tun_dev.clone(),
             vpn_address: None,
@@ -387,6 +395,7 @@ impl Actor {
         self.status.phase = outcome.phase();
         self.status.reason = Some(outcome.reason());
         self.status.openvpn_pid = None;
+        self.status.openvpn_state = None;
         self.status.connected_since = None;
         self.write_state();
         match &outcome {
@@ -421,7 +430,11 @@ impl Actor {
             }
         };
         let pid = child.id().unwrap_or(0);
-        info!(pid, "openvpn started; connecting to {}", self.rendered.endpoint());
+        info!(
+            pid,
+            "openvpn started; connecting to {}",
+            self.rendered.endpoint()
+        );
         let child_cancel = CancellationToken::new();
         let tx = self.tx.clone();
         tokio::spawn(async move {
@@ -581,6 +594,7 @@ impl Actor {
         self.writer = None;
         self.release_at = None;
         self.status.openvpn_pid = None;
+        self.status.openvpn_state = None;
         self.end_session("openvpn exited").await;
         self.remove_shaping().await;
         if self.stopping {
@@ -636,9 +650,30 @@ impl Actor {
                 error!("openvpn fatal error: {msg}");
                 self.last_fatal = Some(msg);
             }
+            MgmtLine::Notify { kind, text, .. } => match classify_exit_reason(&kind) {
+                ExitKind::ServerHalt => {
+                    let why = if text.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {text}")
+                    };
+                    self.begin_stop(Outcome::ServerHalted {
+                        reason: format!("the server halted the client ({kind}{why})"),
+                    })
+                    .await;
+                }
+                ExitKind::ServerRestart => {
+                    warn!("the server asked the client to reconnect ({text})");
+                }
+                _ => info!("openvpn notification: {kind} {text}"),
+            },
             MgmtLine::Password(text) => {
                 if text.contains("Verification Failed") {
-                    error!("the server refused the credentials ({text})");
+                    // With auth-retry none OpenVPN exits next; do not restart it.
+                    self.begin_stop(Outcome::AuthFailed {
+                        reason: format!("the server refused the credentials ({text})"),
+                    })
+                    .await;
                 } else {
                     warn!("openvpn asks for a password over the management interface ({text}); it should read the credentials file");
                 }
@@ -649,11 +684,13 @@ impl Actor {
     }
 
     async fn on_state(&mut self, sc: StateChange) {
+        self.status.openvpn_state = Some(state_name(&sc.state));
         match sc.state {
             OvpnState::Connected => self.on_connected(sc).await,
             OvpnState::Reconnecting => {
                 let reason = sc.description;
-                self.end_session(&format!("connection lost: {reason}")).await;
+                self.end_session(&format!("connection lost: {reason}"))
+                    .await;
                 self.remove_shaping().await;
                 if self.stopping {
                     return;
@@ -668,7 +705,8 @@ impl Actor {
             }
             OvpnState::Exiting => {
                 let reason = sc.description;
-                self.end_session(&format!("openvpn exiting: {reason}")).await;
+                self.end_session(&format!("openvpn exiting: {reason}"))
+                    .await;
                 self.remove_shaping().await;
                 match classify_exit_reason(&reason) {
                     ExitKind::ServerHalt => {
@@ -688,10 +726,11 @@ impl Actor {
                 }
             }
             other => {
+                debug!("openvpn state {other:?} {}", sc.description);
                 if self.session.is_none() && !self.stopping {
-                    debug!("openvpn state {other:?} {}", sc.description);
                     self.set_phase(Phase::Connecting, None);
                 }
+                self.write_state();
             }
         }
     }
@@ -920,7 +959,10 @@ impl Actor {
             self.status.reason = None;
         }
         if phase != Phase::Connected {
-            self.status.session_id = self.session.as_ref().and_then(|s| s.id.as_ref().map(|i| i.0.clone()));
+            self.status.session_id = self
+                .session
+                .as_ref()
+                .and_then(|s| s.id.as_ref().map(|i| i.0.clone()));
         }
         if changed {
             self.write_state();
@@ -938,6 +980,25 @@ impl Actor {
             Err(_) => {}
         }
     }
+}
+
+fn state_name(s: &OvpnState) -> String {
+    match s {
+        OvpnState::Connecting => "CONNECTING",
+        OvpnState::Wait => "WAIT",
+        OvpnState::Auth => "AUTH",
+        OvpnState::GetConfig => "GET_CONFIG",
+        OvpnState::AssignIp => "ASSIGN_IP",
+        OvpnState::AddRoutes => "ADD_ROUTES",
+        OvpnState::Connected => "CONNECTED",
+        OvpnState::Reconnecting => "RECONNECTING",
+        OvpnState::Exiting => "EXITING",
+        OvpnState::Resolve => "RESOLVE",
+        OvpnState::TcpConnect => "TCP_CONNECT",
+        OvpnState::AuthPending => "AUTH_PENDING",
+        OvpnState::Other(o) => return o.chars().take(32).collect(),
+    }
+    .to_string()
 }
 
 /// Connects to the management socket (retrying until `timeout`), then forwards parsed lines.
@@ -974,7 +1035,11 @@ async fn mgmt_task(
         }
     };
     let (r, w) = stream.into_split();
-    if tx.send(Event::MgmtConnected { gen, writer: w }).await.is_err() {
+    if tx
+        .send(Event::MgmtConnected { gen, writer: w })
+        .await
+        .is_err()
+    {
         return;
     }
     let mut r = BufReader::new(r);
@@ -1053,9 +1118,6 @@ mod tests {
             reason: "r".into(),
         };
         assert_eq!(s.phase(), Phase::Suspended);
-        assert_eq!(
-            Outcome::ServerHalted { reason: "h".into() }.exit_code(),
-            4
-        );
+        assert_eq!(Outcome::ServerHalted { reason: "h".into() }.exit_code(), 4);
     }
 }

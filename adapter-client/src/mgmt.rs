@@ -75,15 +75,30 @@ pub struct StateChange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MgmtLine {
     State(StateChange),
-    ByteCount { bytes_in: u64, bytes_out: u64 },
+    ByteCount {
+        bytes_in: u64,
+        bytes_out: u64,
+    },
     /// `>HOLD:` text.
     Hold(String),
     Info(String),
     Fatal(String),
     Password(String),
     Log(String),
+    /// `>NOTIFY:severity,type,text` — e.g. `>NOTIFY:info,server-pushed-halt,<message>` when
+    /// the server pushes HALT (OpenVPN 2.6 `management_notify`). With
+    /// `explicit-exit-notify` the later `EXITING` says `exit-with-notification`, so this is
+    /// the reliable sign of a server halt.
+    Notify {
+        severity: String,
+        kind: String,
+        text: String,
+    },
     /// Any other `>KIND:text` notification.
-    Notification { kind: String, text: String },
+    Notification {
+        kind: String,
+        text: String,
+    },
     Success(String),
     Error(String),
     /// Other command output (including `END`).
@@ -160,6 +175,14 @@ pub fn parse_line(line: &str) -> Result<MgmtLine, ParseError> {
             "FATAL" => MgmtLine::Fatal(text.to_string()),
             "PASSWORD" => MgmtLine::Password(text.to_string()),
             "LOG" => MgmtLine::Log(text.to_string()),
+            "NOTIFY" => {
+                let mut f = text.splitn(3, ',');
+                MgmtLine::Notify {
+                    severity: f.next().unwrap_or_default().to_string(),
+                    kind: f.next().unwrap_or_default().to_string(),
+                    text: f.next().unwrap_or_default().to_string(),
+                }
+            }
             _ => MgmtLine::Notification {
                 kind: kind.to_string(),
                 text: text.to_string(),
@@ -232,7 +255,11 @@ pub async fn read_bounded_line<R: AsyncBufRead + Unpin>(
             None => (chunk.len(), false),
         };
         let room = MAX_LINE.saturating_sub(buf.len());
-        let content = if done { &chunk[..take - 1] } else { &chunk[..take] };
+        let content = if done {
+            &chunk[..take - 1]
+        } else {
+            &chunk[..take]
+        };
         buf.extend_from_slice(&content[..content.len().min(room)]);
         r.consume(take);
         if done {
@@ -340,6 +367,22 @@ mod tests {
             ),
             (">LOG:1,I,hello", MgmtLine::Log("1,I,hello".into())),
             (
+                ">NOTIFY:info,server-pushed-halt,channel suspended, pay up",
+                MgmtLine::Notify {
+                    severity: "info".into(),
+                    kind: "server-pushed-halt".into(),
+                    text: "channel suspended, pay up".into(),
+                },
+            ),
+            (
+                ">NOTIFY:info,server-pushed-connection-reset,",
+                MgmtLine::Notify {
+                    severity: "info".into(),
+                    kind: "server-pushed-connection-reset".into(),
+                    text: String::new(),
+                },
+            ),
+            (
                 ">ECHO:1101519562,forget-passwords",
                 MgmtLine::Notification { kind: "ECHO".into(), text: "1101519562,forget-passwords".into() },
             ),
@@ -361,13 +404,18 @@ mod tests {
 
     #[test]
     fn rejects_malformed_lines() {
-        let table: Vec<(&str, fn(&ParseError) -> bool)> = vec![
-            (">STATE:abc,CONNECTED", |e| matches!(e, ParseError::State(_))),
+        type Check = fn(&ParseError) -> bool;
+        let table: Vec<(&str, Check)> = vec![
+            (">STATE:abc,CONNECTED", |e| {
+                matches!(e, ParseError::State(_))
+            }),
             (">STATE:1", |e| matches!(e, ParseError::State(_))),
             (">STATE:", |e| matches!(e, ParseError::State(_))),
             (">BYTECOUNT:1", |e| matches!(e, ParseError::ByteCount(_))),
             (">BYTECOUNT:-1,2", |e| matches!(e, ParseError::ByteCount(_))),
-            (">BYTECOUNT:1,2,3", |e| matches!(e, ParseError::ByteCount(_))),
+            (">BYTECOUNT:1,2,3", |e| {
+                matches!(e, ParseError::ByteCount(_))
+            }),
             (">BYTECOUNT:99999999999999999999999,1", |e| {
                 matches!(e, ParseError::ByteCount(_))
             }),
@@ -406,10 +454,31 @@ mod tests {
         let input = format!("a\r\n{long}\nb");
         let mut r = tokio::io::BufReader::with_capacity(64, input.as_bytes());
         let mut buf = Vec::new();
-        assert_eq!(read_bounded_line(&mut r, &mut buf).await.ok().flatten().as_deref(), Some("a\r"));
-        let l = read_bounded_line(&mut r, &mut buf).await.ok().flatten().unwrap_or_default();
+        assert_eq!(
+            read_bounded_line(&mut r, &mut buf)
+                .await
+                .ok()
+                .flatten()
+                .as_deref(),
+            Some("a\r")
+        );
+        let l = read_bounded_line(&mut r, &mut buf)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         assert_eq!(l.len(), MAX_LINE);
-        assert_eq!(read_bounded_line(&mut r, &mut buf).await.ok().flatten().as_deref(), Some("b"));
-        assert_eq!(read_bounded_line(&mut r, &mut buf).await.ok().flatten(), None);
+        assert_eq!(
+            read_bounded_line(&mut r, &mut buf)
+                .await
+                .ok()
+                .flatten()
+                .as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            read_bounded_line(&mut r, &mut buf).await.ok().flatten(),
+            None
+        );
     }
 }

@@ -107,7 +107,10 @@ mod tests {
 
     #[test]
     fn argv() {
-        let c = OpenVpnCommand::new(Path::new("/usr/sbin/openvpn"), Path::new("/run/x/client.conf"));
+        let c = OpenVpnCommand::new(
+            Path::new("/usr/sbin/openvpn"),
+            Path::new("/run/x/client.conf"),
+        );
         assert_eq!(c.program(), Path::new("/usr/sbin/openvpn"));
         assert_eq!(
             c.args(),
@@ -116,7 +119,13 @@ mod tests {
         let c = c.cd(Path::new("/run/x"));
         assert_eq!(
             c.args(),
-            ["--cd", "/run/x", "--config", "/run/x/client.conf", "--suppress-timestamps"]
+            [
+                "--cd",
+                "/run/x",
+                "--config",
+                "/run/x/client.conf",
+                "--suppress-timestamps"
+            ]
         );
     }
 
@@ -124,8 +133,11 @@ mod tests {
     async fn spawn_keeps_output_tail() {
         let dir = tempfile::tempdir().expect("tmp");
         let script = dir.path().join("fake");
-        std::fs::write(&script, "#!/bin/sh\nfor i in $(seq 1 30); do echo line$i; done\necho err >&2\nexit 3\n")
-            .expect("write");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\nfor i in $(seq 1 30); do echo line$i; done\necho err >&2\nexit 3\n",
+        )
+        .expect("write");
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .expect("chmod");
         let (mut child, tail) = OpenVpnCommand::new(&script, Path::new("/nonexistent"))
@@ -137,7 +149,10 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             let l = tail.lines();
-            if l.len() == TAIL_LINES && l.contains(&"err".to_string()) && l.contains(&"line30".to_string()) {
+            if l.len() == TAIL_LINES
+                && l.contains(&"err".to_string())
+                && l.contains(&"line30".to_string())
+            {
                 break;
             }
             assert!(std::time::Instant::now() < deadline, "tail: {l:?}");

@@ -227,13 +227,7 @@ fn check_line(field: &str, v: &str, max: usize) -> Result<(), RenderError> {
         return Err(field_err(field, Problem::ControlChar));
     }
     if v.len() > max {
-        return Err(field_err(
-            field,
-            Problem::TooLong {
-                len: v.len(),
-                max,
-            },
-        ));
+        return Err(field_err(field, Problem::TooLong { len: v.len(), max }));
     }
     Ok(())
 }
@@ -284,7 +278,10 @@ fn parse_endpoint(v: &str) -> Result<(String, Option<u16>), RenderError> {
     check_line(F, v, MAX_VALUE_LEN)?;
     let (host, port) = if let Some(rest) = v.strip_prefix('[') {
         let Some((inside, after)) = rest.split_once(']') else {
-            return Err(field_err(F, Problem::Invalid("unclosed '[' in address".into())));
+            return Err(field_err(
+                F,
+                Problem::Invalid("unclosed '[' in address".into()),
+            ));
         };
         if inside.parse::<Ipv6Addr>().is_err() {
             return Err(field_err(
@@ -332,20 +329,20 @@ fn block_lines<'a>(field: &str, v: &'a str) -> Result<Vec<&'a str>, RenderError>
             },
         ));
     }
-    if v
-        .chars()
+    if v.chars()
         .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
     {
         return Err(field_err(field, Problem::ControlChar));
     }
-    Ok(v.lines().map(|l| l.trim_matches([' ', '\t', '\r'])).collect())
+    Ok(v.lines()
+        .map(|l| l.trim_matches([' ', '\t', '\r']))
+        .collect())
 }
 
 fn is_base64_line(l: &str) -> bool {
     !l.is_empty()
         && l.len() <= 128
-        && l
-            .chars()
+        && l.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/' || c == '=')
 }
 
@@ -381,9 +378,7 @@ pub fn canonical_certificates(field: &str, v: &str) -> Result<String, RenderErro
             } else {
                 return Err(field_err(
                     field,
-                    Problem::Invalid(format!(
-                        "line {n} inside a certificate block is not base64"
-                    )),
+                    Problem::Invalid(format!("line {n} inside a certificate block is not base64")),
                 ));
             }
         } else if l.is_empty() {
@@ -464,9 +459,7 @@ pub fn canonical_static_key(field: &str, v: &str) -> Result<String, RenderError>
             S::Before => {
                 return Err(field_err(
                     field,
-                    Problem::Invalid(format!(
-                        "line {n} is not a comment and not '{KEY_BEGIN}'"
-                    )),
+                    Problem::Invalid(format!("line {n} is not a comment and not '{KEY_BEGIN}'")),
                 ))
             }
             S::After => {
@@ -542,7 +535,9 @@ pub fn check_dev_name(name: &str) -> Result<(), RenderError> {
 
 /// Renders the client config. Pure: no I/O.
 pub fn render(msg: &AccessMessage, opts: &RenderOptions) -> Result<RenderedConfig, RenderError> {
-    let size = serde_json::to_vec(msg).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(msg)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > MAX_MESSAGE_BYTES {
         return Err(RenderError::MessageTooLarge {
             size,
@@ -645,8 +640,14 @@ pub fn render(msg: &AccessMessage, opts: &RenderOptions) -> Result<RenderedConfi
     }
     let cipher = get(keys::CIPHER)
         .map(|v| {
-            check_charset(&param_field(keys::CIPHER), v, 64, "[A-Za-z0-9_-]", is_token_char)
-                .map(|()| v)
+            check_charset(
+                &param_field(keys::CIPHER),
+                v,
+                64,
+                "[A-Za-z0-9_-]",
+                is_token_char,
+            )
+            .map(|()| v)
         })
         .transpose()?;
     let data_ciphers = get(keys::DATA_CIPHERS)
@@ -656,15 +657,24 @@ pub fn render(msg: &AccessMessage, opts: &RenderOptions) -> Result<RenderedConfi
                 is_token_char(c) || c == ':'
             })?;
             if v.split(':').any(str::is_empty) {
-                return Err(field_err(f, Problem::Invalid("has an empty cipher name".into())));
+                return Err(field_err(
+                    f,
+                    Problem::Invalid("has an empty cipher name".into()),
+                ));
             }
             Ok(v)
         })
         .transpose()?;
     let auth = get(keys::AUTH)
         .map(|v| {
-            check_charset(&param_field(keys::AUTH), v, 64, "[A-Za-z0-9_-]", is_token_char)
-                .map(|()| v)
+            check_charset(
+                &param_field(keys::AUTH),
+                v,
+                64,
+                "[A-Za-z0-9_-]",
+                is_token_char,
+            )
+            .map(|()| v)
         })
         .transpose()?;
     let tls_version_min = get(keys::TLS_VERSION_MIN)
@@ -673,7 +683,10 @@ pub fn render(msg: &AccessMessage, opts: &RenderOptions) -> Result<RenderedConfi
             check_charset(&f, v, 3, "[0-9.]", |c| c.is_ascii_digit() || c == '.')?;
             let b = v.as_bytes();
             if !(b.len() == 3 && b[0].is_ascii_digit() && b[1] == b'.' && b[2].is_ascii_digit()) {
-                return Err(field_err(f, Problem::Invalid("expected a version like 1.2".into())));
+                return Err(field_err(
+                    f,
+                    Problem::Invalid("expected a version like 1.2".into()),
+                ));
             }
             Ok(v)
         })

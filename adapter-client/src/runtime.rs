@@ -24,7 +24,9 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("runtime directory {path} is not a plain directory (symlink or file); refusing to use it")]
+    #[error(
+        "runtime directory {path} is not a plain directory (symlink or file); refusing to use it"
+    )]
     NotADirectory { path: PathBuf },
     #[error("another adapter-client (pid {pid}) uses runtime directory {path}")]
     InUse { path: PathBuf, pid: i32 },
@@ -241,7 +243,10 @@ mod tests {
         let md = fs::metadata(&p).expect("md");
         assert_eq!(md.permissions().mode() & 0o777, 0o700);
         let f = d.write_private(AUTH_NAME, b"u\np\n").expect("write");
-        assert_eq!(fs::metadata(&f).expect("md").permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&f).expect("md").permissions().mode() & 0o777,
+            0o600
+        );
         let f = d.write_private(AUTH_NAME, b"u\nq\n").expect("rewrite");
         assert_eq!(fs::read_to_string(f).expect("read"), "u\nq\n");
         drop(d);

@@ -94,7 +94,9 @@ impl TcCommand {
     pub fn htb_root(t: &Tools, dev: &str) -> Self {
         Self::new(
             &t.tc,
-            &["qdisc", "replace", "dev", dev, "root", "handle", "1:", "htb", "default", "10"],
+            &[
+                "qdisc", "replace", "dev", dev, "root", "handle", "1:", "htb", "default", "10",
+            ],
         )
     }
     /// `tc class replace dev DEV parent PARENT classid ID htb rate Rbit ceil Cbit`
@@ -111,16 +113,19 @@ impl TcCommand {
     }
     /// `tc qdisc replace dev DEV handle ffff: ingress`
     pub fn ingress(t: &Tools, dev: &str) -> Self {
-        Self::new(&t.tc, &["qdisc", "replace", "dev", dev, "handle", "ffff:", "ingress"])
+        Self::new(
+            &t.tc,
+            &["qdisc", "replace", "dev", dev, "handle", "ffff:", "ingress"],
+        )
     }
     /// `tc filter replace dev DEV parent ffff: protocol all prio 1 handle 800::1 u32 match u32 0 0 action mirred egress redirect dev IFB`
     pub fn redirect_to_ifb(t: &Tools, dev: &str, ifb: &str) -> Self {
         Self::new(
             &t.tc,
             &[
-                "filter", "replace", "dev", dev, "parent", "ffff:", "protocol", "all", "prio",
-                "1", "handle", "800::1", "u32", "match", "u32", "0", "0", "action", "mirred",
-                "egress", "redirect", "dev", ifb,
+                "filter", "replace", "dev", dev, "parent", "ffff:", "protocol", "all", "prio", "1",
+                "handle", "800::1", "u32", "match", "u32", "0", "0", "action", "mirred", "egress",
+                "redirect", "dev", ifb,
             ],
         )
     }
@@ -313,15 +318,24 @@ mod tests {
         assert_eq!(Rate::from_min_max(Some(1), None), None);
         assert_eq!(
             Rate::from_min_max(None, Some(8)),
-            Some(Rate { rate_bps: 8, ceil_bps: 8 })
+            Some(Rate {
+                rate_bps: 8,
+                ceil_bps: 8
+            })
         );
         assert_eq!(
             Rate::from_min_max(Some(2), Some(8)),
-            Some(Rate { rate_bps: 2, ceil_bps: 8 })
+            Some(Rate {
+                rate_bps: 2,
+                ceil_bps: 8
+            })
         );
         assert_eq!(
             Rate::from_min_max(Some(9), Some(8)),
-            Some(Rate { rate_bps: 8, ceil_bps: 8 })
+            Some(Rate {
+                rate_bps: 8,
+                ceil_bps: 8
+            })
         );
     }
 
@@ -397,20 +411,28 @@ mod tests {
         ] {
             assert!(is_missing_error(s), "{s}");
         }
-        assert!(!is_missing_error("RTNETLINK answers: Operation not permitted"));
+        assert!(!is_missing_error(
+            "RTNETLINK answers: Operation not permitted"
+        ));
     }
 
     #[tokio::test]
     async fn failing_command_keeps_stderr() {
         let c = TcCommand::new(Path::new("sh"), &["-c", "echo boom >&2; exit 3"]);
         match c.run().await {
-            Err(ShapingError::Failed { stderr, command, .. }) => {
+            Err(ShapingError::Failed {
+                stderr, command, ..
+            }) => {
                 assert_eq!(stderr, "boom");
                 assert!(command.starts_with("sh -c"));
             }
             other => panic!("expected a failure, got {other:?}"),
         }
-        let tolerant = TcCommand::new(Path::new("sh"), &["-c", "echo 'Cannot find device' >&2; exit 1"]).tolerant();
+        let tolerant = TcCommand::new(
+            Path::new("sh"),
+            &["-c", "echo 'Cannot find device' >&2; exit 1"],
+        )
+        .tolerant();
         assert!(tolerant.run().await.is_ok());
     }
 }

@@ -38,7 +38,12 @@ impl Phase {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            Self::Stopped | Self::Suspended | Self::Terminated | Self::Halted | Self::AuthFailed | Self::Failed
+            Self::Stopped
+                | Self::Suspended
+                | Self::Terminated
+                | Self::Halted
+                | Self::AuthFailed
+                | Self::Failed
         )
     }
     pub fn as_str(self) -> &'static str {
@@ -71,6 +76,9 @@ pub struct Status {
     pub pid: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openvpn_pid: Option<u32>,
+    /// OpenVPN's own last state (`WAIT`, `AUTH`, `CONNECTED`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openvpn_state: Option<String>,
     pub endpoint: String,
     pub tun_dev: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,7 +184,11 @@ pub fn read(path: &Path) -> Result<Status, StateError> {
 
 /// Decimal megabytes for display.
 pub fn mb(bytes: u64) -> String {
-    format!("{}.{:02} MB", bytes / 1_000_000, (bytes % 1_000_000) / 10_000)
+    format!(
+        "{}.{:02} MB",
+        bytes / 1_000_000,
+        (bytes % 1_000_000) / 10_000
+    )
 }
 
 /// Human-readable rendering for `adapter-client status`. `alive` = the adapter pid runs.
@@ -193,6 +205,9 @@ pub fn describe(s: &Status, alive: bool, now: u64) -> String {
     };
     out.push_str(&format!("client key:  {}\n", s.client_key));
     out.push_str(&format!("state:       {phase}\n"));
+    if let (Some(o), false) = (&s.openvpn_state, s.phase.is_final()) {
+        out.push_str(&format!("openvpn:     {o}\n"));
+    }
     if let Some(r) = &s.reason {
         out.push_str(&format!("reason:      {r}\n"));
     }
@@ -236,6 +251,7 @@ mod tests {
             reason: None,
             pid: 42,
             openvpn_pid: Some(43),
+            openvpn_state: Some("CONNECTED".into()),
             endpoint: "vpn:1194".into(),
             tun_dev: "tunac42".into(),
             vpn_address: Some("10.8.0.6".into()),
@@ -277,7 +293,10 @@ mod tests {
         assert!(d.contains("connected:   30 s ago"), "{d}");
         assert!(d.contains("session down 2.50 MB / up 0.01 MB"), "{d}");
         let d = describe(&sample(), false, 130);
-        assert!(d.contains("not running (last known state: connected"), "{d}");
+        assert!(
+            d.contains("not running (last known state: connected"),
+            "{d}"
+        );
         let mut s = sample();
         s.phase = Phase::Suspended;
         s.reason = Some("core answered suspending".into());

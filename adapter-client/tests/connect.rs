@@ -37,14 +37,22 @@ async fn usage_drop_reconnect_crash_and_graceful_stop() -> Result<()> {
 
     // First openvpn process: argv points at the rendered config in the private dir.
     let (pid1, args) = fake.next_spawn().await?;
-    assert!(args.contains(&format!("--config {}/client.conf", runtime_dir.display())), "{args}");
+    assert!(
+        args.contains(&format!("--config {}/client.conf", runtime_dir.display())),
+        "{args}"
+    );
     let conf = std::fs::read_to_string(runtime_dir.join("client.conf"))?;
-    assert!(conf.contains(&format!("auth-user-pass {}/auth.txt", runtime_dir.display())));
+    assert!(conf.contains(&format!(
+        "auth-user-pass {}/auth.txt",
+        runtime_dir.display()
+    )));
     assert!(conf.contains(&format!("management {} unix", socket.display())));
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: &std::path::Path| {
-            std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777).unwrap_or(0)
+            std::fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or(0)
         };
         assert_eq!(mode(&runtime_dir), 0o700);
         assert_eq!(mode(&runtime_dir.join("auth.txt")), 0o600);
@@ -70,7 +78,8 @@ async fn usage_drop_reconnect_crash_and_graceful_stop() -> Result<()> {
 
     // Drop: the session is closed with its last counts; the next hold is released after
     // the backoff and a new session starts. BYTECOUNT is cumulative per openvpn process.
-    m.send(">STATE:1700000010,RECONNECTING,ping-restart,,,,,").await?;
+    m.send(">STATE:1700000010,RECONNECTING,ping-restart,,,,,")
+        .await?;
     cores.wait_closed(4000).await?;
     m.send(">HOLD:Waiting for hold release:5").await?;
     m.expect("hold release").await?;
@@ -107,7 +116,10 @@ async fn usage_drop_reconnect_crash_and_graceful_stop() -> Result<()> {
     let st = read_state(&state_file).context("state file")?;
     assert_eq!(st.phase, Phase::Stopped);
     assert_eq!(st.connections, 3);
-    assert_eq!((st.total_bytes_in, st.total_bytes_out), (1500 + 200 + 20, 2500 + 100 + 40));
+    assert_eq!(
+        (st.total_bytes_in, st.total_bytes_out),
+        (1500 + 200 + 20, 2500 + 100 + 40)
+    );
     assert_eq!(fake.spawns().len(), 2);
     Ok(())
 }
@@ -118,7 +130,9 @@ async fn core_terminating_stops_for_good() -> Result<()> {
     let mut fake = FakeOpenVpn::new()?;
     let work = tempfile::tempdir()?;
     let s = settings(&cores, &fake, work.path());
-    let socket = s.runtime_dir.join(adapter_client::runtime::MGMT_SOCKET_NAME);
+    let socket = s
+        .runtime_dir
+        .join(adapter_client::runtime::MGMT_SOCKET_NAME);
     let state_file = s.state_file.clone();
     let h = tokio::spawn(connect::run(s, CancellationToken::new()));
     let (pid, _) = fake.next_spawn().await?;
@@ -144,7 +158,11 @@ async fn core_terminating_stops_for_good() -> Result<()> {
     let st = read_state(&state_file).context("state")?;
     assert_eq!(st.phase, Phase::Terminated);
     assert!(st.reason.unwrap_or_default().contains("terminat"));
-    assert_eq!(fake.spawns().len(), 1, "no reconnect after the core ended the service");
+    assert_eq!(
+        fake.spawns().len(),
+        1,
+        "no reconnect after the core ended the service"
+    );
     Ok(())
 }
 
@@ -154,7 +172,9 @@ async fn server_halt_stops_for_good() -> Result<()> {
     let mut fake = FakeOpenVpn::new()?;
     let work = tempfile::tempdir()?;
     let s = settings(&cores, &fake, work.path());
-    let socket = s.runtime_dir.join(adapter_client::runtime::MGMT_SOCKET_NAME);
+    let socket = s
+        .runtime_dir
+        .join(adapter_client::runtime::MGMT_SOCKET_NAME);
     let h = tokio::spawn(connect::run(s, CancellationToken::new()));
     let (pid, _) = fake.next_spawn().await?;
     let mut m = fake.accept(&socket).await?;
@@ -162,14 +182,26 @@ async fn server_halt_stops_for_good() -> Result<()> {
     m.send(">BYTECOUNT:5000,7000").await?;
     cores.wait_open_session(None, 12000).await?;
 
-    // What openvpn 2.6 prints when the server pushes HALT (client-kill CID HALT).
-    m.send(">STATE:1700000009,EXITING,server-pushed-halt,,,,,").await?;
-    cores.wait_closed(12000).await?;
-    // The adapter makes sure openvpn goes away even if it were slow to exit.
+    // What openvpn 2.6 prints when the server pushes HALT (client-kill CID HALT): a
+    // NOTIFY, then (with explicit-exit-notify) EXITING with `exit-with-notification`.
+    m.send(">NOTIFY:info,server-pushed-halt,channel suspended")
+        .await?;
+    // The adapter makes sure openvpn goes away at once.
     m.expect("signal SIGTERM").await?;
+    m.send(">STATE:1700000009,EXITING,exit-with-notification,,,,,")
+        .await?;
+    cores.wait_closed(12000).await?;
     kill(pid, Signal::SIGTERM);
     let outcome = join(h).await?;
-    assert!(matches!(outcome, Outcome::ServerHalted { .. }), "{outcome:?}");
+    match &outcome {
+        Outcome::ServerHalted { reason } => {
+            assert!(
+                reason.contains("server-pushed-halt: channel suspended"),
+                "{reason}"
+            )
+        }
+        other => panic!("expected ServerHalted, got {other:?}"),
+    }
     assert_eq!(outcome.exit_code(), 4);
     assert_eq!(fake.spawns().len(), 1, "no reconnect after a server halt");
     Ok(())
@@ -182,7 +214,9 @@ async fn openvpn_that_never_opens_its_socket_is_restarted() -> Result<()> {
     let work = tempfile::tempdir()?;
     let mut s = settings(&cores, &fake, work.path());
     s.mgmt_connect_timeout = Duration::from_millis(300);
-    let socket = s.runtime_dir.join(adapter_client::runtime::MGMT_SOCKET_NAME);
+    let socket = s
+        .runtime_dir
+        .join(adapter_client::runtime::MGMT_SOCKET_NAME);
     let cancel = CancellationToken::new();
     let h = tokio::spawn(connect::run(s, cancel.clone()));
     // First start: nobody serves the socket; the adapter gives up on it and restarts.
@@ -219,5 +253,60 @@ async fn unreachable_core_at_start_is_an_error() -> Result<()> {
         .expect_err("bad token");
     assert!(e.to_string().contains("GetAccess"), "{e}");
     assert!(fake.spawns().is_empty(), "openvpn never started");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halt_reported_only_by_exiting_state_and_auth_failure() -> Result<()> {
+    let cores = Cores::start("127.0.0.1:1194", None).await?;
+    // EXITING,server-pushed-halt (OpenVPN without explicit-exit-notify).
+    {
+        let mut fake = FakeOpenVpn::new()?;
+        let work = tempfile::tempdir()?;
+        let s = settings(&cores, &fake, work.path());
+        let socket = s
+            .runtime_dir
+            .join(adapter_client::runtime::MGMT_SOCKET_NAME);
+        let h = tokio::spawn(connect::run(s, CancellationToken::new()));
+        let (pid, _) = fake.next_spawn().await?;
+        let mut m = fake.accept(&socket).await?;
+        m.send(CONNECTED_1).await?;
+        cores.wait_open_session(None, 0).await?;
+        m.send(">STATE:1700000009,EXITING,server-pushed-halt,,,,,")
+            .await?;
+        m.expect("signal SIGTERM").await?;
+        kill(pid, Signal::SIGTERM);
+        assert!(matches!(join(h).await?, Outcome::ServerHalted { .. }));
+        cores.wait_closed(0).await?;
+        assert_eq!(fake.spawns().len(), 1);
+    }
+    // The server refuses the credentials before the tunnel is up.
+    {
+        let mut fake = FakeOpenVpn::new()?;
+        let work = tempfile::tempdir()?;
+        let s = settings(&cores, &fake, work.path());
+        let socket = s
+            .runtime_dir
+            .join(adapter_client::runtime::MGMT_SOCKET_NAME);
+        let h = tokio::spawn(connect::run(s, CancellationToken::new()));
+        let (pid, _) = fake.next_spawn().await?;
+        let mut m = fake.accept(&socket).await?;
+        m.send(">STATE:1700000001,AUTH,,,,,,").await?;
+        m.send(">PASSWORD:Verification Failed: 'Auth' ['channel suspended']")
+            .await?;
+        m.expect("signal SIGTERM").await?;
+        m.send(">STATE:1700000002,EXITING,exit-with-notification,,,,,")
+            .await?;
+        kill(pid, Signal::SIGTERM);
+        let outcome = join(h).await?;
+        match &outcome {
+            Outcome::AuthFailed { reason } => {
+                assert!(reason.contains("channel suspended"), "{reason}")
+            }
+            other => panic!("expected AuthFailed, got {other:?}"),
+        }
+        assert_eq!(outcome.exit_code(), 5);
+        assert_eq!(fake.spawns().len(), 1);
+    }
     Ok(())
 }

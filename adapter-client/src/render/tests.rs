@@ -87,9 +87,15 @@ fn vpn_template_message_renders_expected_config() {
         canonical_key()
     );
     assert_eq!(r.text, expected);
-    assert!(!r.text.contains("s3cret-pass"), "password must not be in the config");
+    assert!(
+        !r.text.contains("s3cret-pass"),
+        "password must not be in the config"
+    );
     assert_eq!(r.credentials.file_contents(), "ck1\ns3cret-pass\n");
-    assert_eq!((r.host.as_str(), r.port, r.proto), ("vpn.example.net", 1194, Proto::Udp));
+    assert_eq!(
+        (r.host.as_str(), r.port, r.proto),
+        ("vpn.example.net", 1194, Proto::Udp)
+    );
     assert_eq!(r.endpoint(), "vpn.example.net:1194");
     assert_eq!(r.speed.max_download_bps, Some(8_000_000));
     assert_eq!(r.speed.max_upload_bps, Some(4_000_000));
@@ -122,7 +128,10 @@ fn every_rendered_line_is_an_allowed_directive_or_block_content() {
             continue;
         }
         let d = l.split(' ').next().unwrap_or_default();
-        assert!(EMITTED_DIRECTIVES.contains(&d), "unexpected directive {l:?}");
+        assert!(
+            EMITTED_DIRECTIVES.contains(&d),
+            "unexpected directive {l:?}"
+        );
     }
     assert!(!in_block);
 }
@@ -131,7 +140,8 @@ fn every_rendered_line_is_an_allowed_directive_or_block_content() {
 fn tcp_tls_auth_and_endpoint_variants() {
     let mut m = without("tlsCrypt");
     m.additional_params.insert("tlsAuth".into(), TA.into());
-    m.additional_params.insert("keyDirection".into(), "1".into());
+    m.additional_params
+        .insert("keyDirection".into(), "1".into());
     m.additional_params.insert("proto".into(), "tcp".into());
     m.additional_params.insert("port".into(), "443".into());
     m.service_endpoint_address = "10.1.2.3".into();
@@ -150,7 +160,12 @@ fn tcp_tls_auth_and_endpoint_variants() {
     let r = render(&m, &opts()).expect("renders v6");
     assert!(r.text.contains("\nremote 2001:db8::1 1195\n"));
     assert_eq!(r.endpoint(), "[2001:db8::1]:1195");
-    assert_eq!(r.warnings.len(), 1, "port conflict is reported: {:?}", r.warnings);
+    assert_eq!(
+        r.warnings.len(),
+        1,
+        "port conflict is reported: {:?}",
+        r.warnings
+    );
 
     let mut m = without("port");
     m.service_endpoint_address = "vpn.example.net".into();
@@ -163,7 +178,10 @@ fn unknown_keys_are_ignored_and_listed() {
     m.additional_params.insert("up".into(), "/bin/sh".into());
     m.additional_params.insert("compress".into(), "lz4".into());
     let r = render(&m, &opts()).expect("renders");
-    assert_eq!(r.ignored_keys, vec!["futureKey".to_string(), "up".to_string()]);
+    assert_eq!(
+        r.ignored_keys,
+        vec!["futureKey".to_string(), "up".to_string()]
+    );
     assert!(!r.text.contains("/bin/sh"));
     assert!(!r.text.contains("\nup"));
     assert!(!r.text.contains("compress"));
@@ -317,8 +335,14 @@ fn injection_attempts_are_refused_with_named_errors() {
         let e = render(&msg, &opts()).expect_err(name);
         assert_eq!(e.field(), Some(field), "{name}: {e}");
         assert_eq!(e.problem(), Some(&problem), "{name}: {e}");
-        assert!(e.to_string().starts_with(&format!("{field}: ")), "{name}: {e}");
-        assert!(!e.to_string().contains("s3cret"), "{name}: secret leaked: {e}");
+        assert!(
+            e.to_string().starts_with(&format!("{field}: ")),
+            "{name}: {e}"
+        );
+        assert!(
+            !e.to_string().contains("s3cret"),
+            "{name}: secret leaked: {e}"
+        );
     }
 
     // Cases where the exact message is long: the field is what matters.
@@ -389,7 +413,10 @@ fn local_paths_and_dev_names_are_checked() {
         let mut o = opts();
         o.tun_dev = bad.into();
         assert!(
-            matches!(render(&vpn_message(), &o), Err(RenderError::TunDevice { .. })),
+            matches!(
+                render(&vpn_message(), &o),
+                Err(RenderError::TunDevice { .. })
+            ),
             "{bad:?} accepted"
         );
     }

@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use core_lite::api::{
-    ChannelInfo, Client, ClientKey, Secret, SetProductConfigRequest,
-};
+use core_lite::api::{ChannelInfo, Client, ClientKey, Secret, SetProductConfigRequest};
 use core_lite::testkit::{vpn_offering_input, TestCore};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -190,7 +188,8 @@ impl FakeOpenVpn {
     /// and the hold notice, then answers the adapter's setup commands up to `hold release`.
     pub async fn accept(&self, path: &Path) -> Result<Mgmt> {
         let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path).with_context(|| format!("bind {}", path.display()))?;
+        let listener =
+            UnixListener::bind(path).with_context(|| format!("bind {}", path.display()))?;
         let (stream, _) = tokio::time::timeout(WAIT, listener.accept())
             .await
             .context("the adapter did not connect to the management socket")??;
@@ -206,7 +205,10 @@ impl FakeOpenVpn {
         m.expect("hold release").await?;
         for c in ["state on", "bytecount 1"] {
             if !m.received.iter().any(|r| r == c) {
-                bail!("adapter did not send {c:?} before hold release: {:?}", m.received);
+                bail!(
+                    "adapter did not send {c:?} before hold release: {:?}",
+                    m.received
+                );
             }
         }
         Ok(m)
