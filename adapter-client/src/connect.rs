@@ -37,7 +37,7 @@ use crate::openvpn::{OpenVpnCommand, OutputTail};
 use crate::render::{self, RenderError, RenderOptions, RenderedConfig};
 use crate::runtime::{RuntimeDir, RuntimeError, AUTH_NAME, CONFIG_NAME};
 use crate::shaping::{self, ShapingPlan, Tools};
-use crate::state::{self, mb, now_unix, Phase, Status};
+use crate::state::{self, human_bytes, now_unix, Phase, Status};
 
 /// Everything `connect` needs (resolved from flags, env and the config file).
 #[derive(Debug, Clone)]
@@ -309,6 +309,8 @@ pub struct Actor {
     last_fatal: Option<String>,
     status: Status,
     state_write_failed: bool,
+    last_logged: Counts,
+    next_traffic_log: Instant,
 }
 
 impl Actor {
@@ -359,6 +361,8 @@ impl Actor {
             last_fatal: None,
             status,
             state_write_failed: false,
+            last_logged: Counts::default(),
+            next_traffic_log: Instant::now(),
         }
     }
 
@@ -843,13 +847,19 @@ impl Actor {
         };
         match self.api.update_session(&req).await {
             Ok(resp) => {
-                info!(
-                    "traffic: down {} / up {} this session; channel {} MB used; status {}",
-                    mb(c.bytes_in),
-                    mb(c.bytes_out),
-                    resp.units_used,
-                    resp.status
-                );
+                // Show the traffic when it changed, and at least once a minute.
+                let now = Instant::now();
+                if c != self.last_logged || now >= self.next_traffic_log {
+                    info!(
+                        "traffic: down {} / up {} this session; channel {} MB used; status {}",
+                        human_bytes(c.bytes_in),
+                        human_bytes(c.bytes_out),
+                        resp.units_used,
+                        resp.status
+                    );
+                    self.last_logged = c;
+                    self.next_traffic_log = now + Duration::from_secs(60);
+                }
                 self.check_status(resp.status, "UpdateSession").await;
             }
             Err(e) => self.check_api_error(&e, "UpdateSession").await,
@@ -870,8 +880,8 @@ impl Actor {
         self.status.connected_since = None;
         info!(
             "session ended ({reason}): down {} / up {}",
-            mb(c.bytes_in),
-            mb(c.bytes_out)
+            human_bytes(c.bytes_in),
+            human_bytes(c.bytes_out)
         );
         if sess.id.is_none() {
             // StartSession never succeeded: try once more so the traffic is not lost.

@@ -46,6 +46,21 @@ pub enum RuntimeError {
     SocketPathTooLong { path: PathBuf },
 }
 
+/// An adapter that was killed (SIGKILL) leaves its openvpn running; if that openvpn still
+/// serves the old management socket, ask it to exit before the directory is reused.
+fn stop_orphan(socket: &Path) {
+    use std::os::unix::net::UnixStream;
+    if !socket.exists() {
+        return;
+    }
+    if let Ok(mut s) = UnixStream::connect(socket) {
+        let _ = s.set_write_timeout(Some(std::time::Duration::from_secs(1)));
+        if s.write_all(b"signal SIGTERM\n").is_ok() {
+            tracing::warn!(socket = %socket.display(), "asked an orphaned openvpn of an earlier run to exit");
+        }
+    }
+}
+
 /// A private directory removed on drop.
 #[derive(Debug)]
 pub struct RuntimeDir {
@@ -78,6 +93,7 @@ impl RuntimeDir {
                         });
                     }
                 }
+                stop_orphan(&path.join(MGMT_SOCKET_NAME));
                 fs::remove_dir_all(path).map_err(|e| RuntimeError::RemoveStale {
                     path: path.to_path_buf(),
                     source: e,
@@ -276,6 +292,17 @@ mod tests {
             RuntimeDir::create(&l),
             Err(RuntimeError::NotADirectory { .. })
         ));
+        drop(d);
+        // A stale dir whose openvpn still serves the management socket: it is told to exit.
+        fs::create_dir(&p).expect("mk");
+        let listener =
+            std::os::unix::net::UnixListener::bind(p.join(MGMT_SOCKET_NAME)).expect("bind");
+        let d = RuntimeDir::create(&p).expect("replaced");
+        let (mut conn, _) = listener.accept().expect("the adapter connected");
+        let mut got = String::new();
+        std::io::Read::read_to_string(&mut conn, &mut got).expect("read");
+        assert_eq!(got, "signal SIGTERM\n");
+        drop(d);
         let long = tmp.path().join("x".repeat(120));
         assert!(matches!(
             RuntimeDir::create(&long),

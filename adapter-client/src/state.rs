@@ -182,13 +182,22 @@ pub fn read(path: &Path) -> Result<Status, StateError> {
     })
 }
 
-/// Decimal megabytes for display.
-pub fn mb(bytes: u64) -> String {
-    format!(
-        "{}.{:02} MB",
-        bytes / 1_000_000,
-        (bytes % 1_000_000) / 10_000
-    )
+/// Bytes for display in decimal units (B, kB, MB, GB).
+pub fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        0..=999 => format!("{bytes} B"),
+        1_000..=999_999 => format!("{}.{} kB", bytes / 1_000, (bytes % 1_000) / 100),
+        1_000_000..=999_999_999 => format!(
+            "{}.{:02} MB",
+            bytes / 1_000_000,
+            (bytes % 1_000_000) / 10_000
+        ),
+        _ => format!(
+            "{}.{:02} GB",
+            bytes / 1_000_000_000,
+            (bytes % 1_000_000_000) / 10_000_000
+        ),
+    }
 }
 
 /// Human-readable rendering for `adapter-client status`. `alive` = the adapter pid runs.
@@ -227,10 +236,10 @@ pub fn describe(s: &Status, alive: bool, now: u64) -> String {
     }
     out.push_str(&format!(
         "traffic:     session down {} / up {}; this run down {} / up {} ({} connection(s))\n",
-        mb(s.bytes_in),
-        mb(s.bytes_out),
-        mb(s.total_bytes_in),
-        mb(s.total_bytes_out),
+        human_bytes(s.bytes_in),
+        human_bytes(s.bytes_out),
+        human_bytes(s.total_bytes_in),
+        human_bytes(s.total_bytes_out),
         s.connections
     ));
     out.push_str(&format!(
@@ -291,7 +300,7 @@ mod tests {
         assert!(d.contains("state:       connected\n"), "{d}");
         assert!(d.contains("vpn address: 10.8.0.6"), "{d}");
         assert!(d.contains("connected:   30 s ago"), "{d}");
-        assert!(d.contains("session down 2.50 MB / up 0.01 MB"), "{d}");
+        assert!(d.contains("session down 2.50 MB / up 10.0 kB"), "{d}");
         let d = describe(&sample(), false, 130);
         assert!(
             d.contains("not running (last known state: connected"),
@@ -303,6 +312,20 @@ mod tests {
         let d = describe(&s, false, 130);
         assert!(d.contains("state:       suspended\n"), "{d}");
         assert!(d.contains("reason:      core answered suspending"), "{d}");
+    }
+
+    #[test]
+    fn human_bytes_units() {
+        for (b, want) in [
+            (0, "0 B"),
+            (999, "999 B"),
+            (1_000, "1.0 kB"),
+            (12_345, "12.3 kB"),
+            (2_500_000, "2.50 MB"),
+            (7_890_000_000, "7.89 GB"),
+        ] {
+            assert_eq!(human_bytes(b), want);
+        }
     }
 
     #[test]

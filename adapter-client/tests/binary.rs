@@ -95,6 +95,7 @@ async fn sigterm_stops_gracefully_and_status_shows_it() -> Result<()> {
         use std::io::Read;
         let _ = e.read_to_string(&mut stderr);
     }
+    eprintln!("adapter stderr:\n{stderr}");
     assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
     assert!(
         stderr.contains("connected"),
