@@ -1,1 +1,255 @@
+//! adapter-server: glues an OpenVPN server to core-lite (DESIGN.md §4).
+//!
+//! - [`hook`]: the script OpenVPN runs for auth-user-pass-verify / client-connect /
+//!   client-disconnect (deferred auth, fail closed).
+//! - [`monitor`]: the management-interface daemon (usage, kills, reconnects, shaping,
+//!   config re-push).
+//! - [`push_config`]: OpenVPN server config → product config (SetProductConfig).
+//! - [`shaping`]: `tc` command builders, the class-id allocator and the shaper.
+//! - [`mgmt`], [`script_env`]: pure parsers of management lines and script environments.
 
+pub mod cli;
+pub mod hook;
+pub mod mgmt;
+pub mod monitor;
+pub mod push_config;
+pub mod script_env;
+pub mod settings;
+pub mod shaping;
+
+use std::time::Duration;
+
+use core_lite::api::Secret;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::cli::{Cli, Cmd, MonitorArgs, PushConfigArgs};
+use crate::settings::{CoreSettings, FileConfig, SettingsError};
+
+/// Errors of the long-running subcommands.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("invalid option: {0}")]
+    Option(String),
+    #[error("reading the management password file {path}: {source}")]
+    Password {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("starting the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("waiting for signals: {0}")]
+    Signal(#[source] std::io::Error),
+    #[error(transparent)]
+    Shaping(#[from] shaping::ShapingError),
+    #[error(transparent)]
+    PushConfig(#[from] push_config::PushConfigError),
+    #[error(transparent)]
+    Monitor(#[from] monitor::MonitorError),
+}
+
+fn load_file_config(cli: &Cli) -> Result<FileConfig, SettingsError> {
+    match &cli.common.config {
+        Some(p) => FileConfig::load(p),
+        None => Ok(FileConfig::default()),
+    }
+}
+
+fn core_settings(cli: &Cli, file: &FileConfig) -> Result<CoreSettings, SettingsError> {
+    let token = cli.common.token.clone().map(Secret);
+    CoreSettings::resolve(
+        cli.common.core_url.as_deref(),
+        token.as_ref(),
+        cli.common.token_file.as_deref(),
+        cli.common.core_timeout_ms,
+        file,
+    )
+}
+
+/// Runs the parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> Result<u8, RunError> {
+    match &cli.command {
+        Cmd::AuthWorker => Ok(hook::run_worker()),
+        Cmd::Hook(h) => {
+            let file = load_file_config(&cli);
+            let sync = h.sync || file.as_ref().ok().and_then(|f| f.sync).unwrap_or(false);
+            let core = file
+                .and_then(|f| core_settings(&cli, &f))
+                .map_err(hook::HookError::from);
+            let env = script_env::RawEnv::from_os(std::env::vars_os());
+            let opts = hook::HookOptions {
+                sync,
+                trailing_path: h.path.clone(),
+            };
+            Ok(hook::run(&opts, core, &env).exit_code())
+        }
+        Cmd::PushConfig(p) => {
+            let file = load_file_config(&cli)?;
+            run_push_config(&cli, &file, p)
+        }
+        Cmd::Monitor(m) => {
+            let file = load_file_config(&cli)?;
+            let core = core_settings(&cli, &file)?;
+            let cfg = monitor_config(m, &file)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(RunError::Runtime)?;
+            rt.block_on(async {
+                let client = core.client()?;
+                let cancel = CancellationToken::new();
+                let sig = {
+                    let cancel = cancel.clone();
+                    let mut term =
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                            .map_err(RunError::Signal)?;
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = tokio::signal::ctrl_c() => info!("SIGINT"),
+                            _ = term.recv() => info!("SIGTERM"),
+                        }
+                        cancel.cancel();
+                    })
+                };
+                let res = monitor::run(cfg, client, cancel).await;
+                sig.abort();
+                res?;
+                Ok(0)
+            })
+        }
+    }
+}
+
+fn run_push_config(cli: &Cli, file: &FileConfig, p: &PushConfigArgs) -> Result<u8, RunError> {
+    let path = p
+        .server_config
+        .clone()
+        .or_else(|| file.server_config.clone())
+        .ok_or_else(|| RunError::Option("--server-config is required".into()))?;
+    let endpoint = p.endpoint.clone().or_else(|| file.endpoint.clone());
+    let loaded = push_config::load(&path, endpoint.as_deref())?;
+    if p.dry_run {
+        for (k, v) in &loaded.config {
+            let shown = if v.contains('\n') {
+                format!("<{} bytes>", v.len())
+            } else {
+                v.clone()
+            };
+            println!("{k} = {shown}");
+        }
+        return Ok(0);
+    }
+    let core = core_settings(cli, file)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    let client = core.client()?;
+    let resp = rt.block_on(push_config::push(&client, loaded.config))?;
+    info!(product = %resp.product_id, changed = resp.changed, "product config pushed");
+    println!(
+        "{}",
+        serde_json::json!({"productId": resp.product_id, "changed": resp.changed})
+    );
+    Ok(0)
+}
+
+/// Builds the monitor settings from flags (+env) and the config file.
+pub fn monitor_config(
+    m: &MonitorArgs,
+    file: &FileConfig,
+) -> Result<monitor::MonitorConfig, RunError> {
+    let addr = m
+        .management
+        .clone()
+        .or_else(|| file.management.clone())
+        .ok_or_else(|| RunError::Option("--management is required".into()))?;
+    let addr: monitor::MgmtAddr = addr.parse().map_err(RunError::Option)?;
+    let mut cfg = monitor::MonitorConfig::new(addr);
+    if let Some(p) = m
+        .management_password_file
+        .clone()
+        .or_else(|| file.management_password_file.clone())
+    {
+        let bytes = settings::read_bounded(&p, 4096).map_err(|e| RunError::Password {
+            path: p.clone(),
+            source: e,
+        })?;
+        let text = String::from_utf8_lossy(&bytes);
+        let first = text.lines().next().unwrap_or("").to_string();
+        if first.is_empty() {
+            return Err(RunError::Option(format!(
+                "management password file {} is empty",
+                p.display()
+            )));
+        }
+        cfg.password = Some(Secret(first));
+    }
+    cfg.bytecount_interval = m
+        .bytecount_interval
+        .or(file.bytecount_interval)
+        .unwrap_or(1)
+        .max(1);
+    cfg.grace = Duration::from_secs(m.grace_period_secs.or(file.grace_period_secs).unwrap_or(60));
+    cfg.client_auth = m.client_auth || file.client_auth.unwrap_or(false);
+    cfg.release_hold = m.release_hold || file.release_hold.unwrap_or(false);
+    cfg.server_config = m
+        .server_config
+        .clone()
+        .or_else(|| file.server_config.clone());
+    cfg.endpoint = m.endpoint.clone().or_else(|| file.endpoint.clone());
+    if let Some(s) = m.reconnect_max_secs {
+        cfg.reconnect_max = Duration::from_secs(s.max(1));
+    }
+    let no_shaping = m.no_shaping || file.no_shaping.unwrap_or(false);
+    if !no_shaping {
+        let tun = match m.tun.clone().or_else(|| file.tun.clone()) {
+            Some(t) => t,
+            None => match &cfg.server_config {
+                Some(p) => {
+                    let text =
+                        settings::read_bounded(p, push_config::MAX_CONFIG_BYTES).map_err(|e| {
+                            push_config::PushConfigError::Read {
+                                path: p.clone(),
+                                source: e,
+                            }
+                        })?;
+                    let parsed = push_config::parse_server_config(&String::from_utf8_lossy(&text))?;
+                    push_config::tun_device(&parsed)?
+                }
+                None => "tun0".into(),
+            },
+        };
+        shaping::check_dev(&tun)?;
+        let ifb = m
+            .ifb
+            .clone()
+            .or_else(|| file.ifb.clone())
+            .unwrap_or_else(|| shaping::default_ifb(&tun));
+        shaping::check_dev(&ifb)?;
+        let link = shaping::parse_rate(
+            m.link_capacity
+                .as_deref()
+                .or(file.link_capacity.as_deref())
+                .unwrap_or("1gbit"),
+        )?;
+        let max_clients = m.max_clients.or(file.max_clients).unwrap_or(1024);
+        if max_clients == 0 || max_clients > shaping::MAX_SLOTS {
+            return Err(RunError::Option(format!(
+                "--max-clients must be 1..={}",
+                shaping::MAX_SLOTS
+            )));
+        }
+        cfg.shaping = Some(shaping::ShapingConfig {
+            tun,
+            ifb,
+            link_bps: link,
+            max_clients,
+        });
+    }
+    Ok(cfg)
+}
