@@ -18,7 +18,7 @@ pub struct Cli {
 /// Options every subcommand understands.
 #[derive(Debug, Args)]
 pub struct CommonArgs {
-    /// TOML config file; keys: core_url, token, token_file, core_timeout_ms, sync,
+    /// TOML config file; keys: core_url, token, token_file, core_timeout_ms, sync, state_dir,
     /// management, management_password_file, bytecount_interval, grace_period_secs,
     /// client_auth, release_hold, server_config, endpoint, no_shaping, tun, ifb,
     /// link_capacity, max_clients. Flags and env vars win over the file.
@@ -113,6 +113,10 @@ pub struct HookArgs {
     /// Answer auth synchronously (exit 0/1) even when OpenVPN offers deferred auth.
     #[arg(long, env = "ADAPTER_SERVER_SYNC")]
     pub sync: bool,
+    /// Private directory (0700) where client-connect records the session id that
+    /// client-disconnect stops [default: /tmp/adapter-server-hook].
+    #[arg(long, env = "ADAPTER_SERVER_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Appended by OpenVPN: the credentials file (auth-user-pass-verify via-file) or the
     /// dynamic config file (client-connect).
     pub path: Option<PathBuf>,
@@ -210,7 +214,8 @@ mod tests {
             c.command,
             Cmd::Hook(HookArgs {
                 sync: true,
-                path: None
+                path: None,
+                ..
             })
         ));
         assert!(Cli::try_parse_from(["adapter-server", "hook", "a", "b"]).is_err());

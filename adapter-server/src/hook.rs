@@ -79,6 +79,12 @@ pub enum HookError {
         #[source]
         source: std::io::Error,
     },
+    #[error("hook state {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("reading the worker job from stdin: {0}")]
     ReadJob(String),
 }
@@ -91,7 +97,12 @@ pub struct HookOptions {
     /// Path OpenVPN appended to the command line (credentials file for via-file auth,
     /// dynamic config file for client-connect).
     pub trailing_path: Option<PathBuf>,
+    /// Where client-connect records the session id for client-disconnect.
+    pub state_dir: PathBuf,
 }
+
+/// Default of [`HookOptions::state_dir`].
+pub const DEFAULT_STATE_DIR: &str = "/tmp/adapter-server-hook";
 
 /// An auth decision with the reason logged and the one told to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,7 +256,8 @@ pub fn run(opts: &HookOptions, core: Result<CoreSettings, HookError>, env: &RawE
     };
     match script {
         ScriptType::AuthUserPassVerify => run_auth(opts, core, env),
-        ScriptType::ClientConnect => match core.and_then(|c| run_connect(&c, env)) {
+        ScriptType::ClientConnect => match core.and_then(|c| run_connect(&c, env, &opts.state_dir))
+        {
             Ok(o) => o,
             Err(e) => {
                 error!("client-connect: {e:#}");
@@ -253,7 +265,7 @@ pub fn run(opts: &HookOptions, core: Result<CoreSettings, HookError>, env: &RawE
             }
         },
         ScriptType::ClientDisconnect => {
-            if let Err(e) = core.and_then(|c| run_disconnect(&c, env)) {
+            if let Err(e) = core.and_then(|c| run_disconnect(&c, env, &opts.state_dir)) {
                 error!("client-disconnect: {e:#}");
             }
             // OpenVPN ignores the exit status of client-disconnect.
@@ -452,7 +464,47 @@ pub fn run_worker() -> u8 {
     }
 }
 
-fn run_connect(core: &CoreSettings, env: &RawEnv) -> Result<HookOutcome, HookError> {
+/// File name of a connection's state file (FNV-1a 64 of the connection id).
+pub fn state_file_name(conn_id: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in conn_id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("session-{h:016x}")
+}
+
+/// Creates the state dir (0700) or checks that an existing one is ours and private.
+fn ensure_state_dir(dir: &Path) -> Result<(), HookError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let err = |e: std::io::Error| HookError::StateDir {
+        path: dir.to_path_buf(),
+        source: e,
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let m = std::fs::symlink_metadata(dir).map_err(err)?;
+            if !m.is_dir()
+                || m.uid() != nix::unistd::getuid().as_raw()
+                || m.permissions().mode() & 0o077 != 0
+            {
+                return Err(err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "not a private (0700) directory owned by this user",
+                )));
+            }
+            Ok(())
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
+fn run_connect(
+    core: &CoreSettings,
+    env: &RawEnv,
+    state_dir: &Path,
+) -> Result<HookOutcome, HookError> {
     let id = ClientIdentity::from_env(env)?;
     let client = core.client()?;
     let rt = runtime()?;
@@ -472,47 +524,82 @@ fn run_connect(core: &CoreSettings, env: &RawEnv) -> Result<HookOutcome, HookErr
             "client-connect refused: channel not in service");
         return Ok(HookOutcome::Deny);
     }
-    info!(user = %id.username, connection = %id.connection_id(), session = %resp.session_id,
+    ensure_state_dir(state_dir)?;
+    let conn_id = id.connection_id();
+    let path = state_dir.join(state_file_name(&conn_id));
+    std::fs::write(&path, format!("{}\n{}\n", resp.session_id, conn_id)).map_err(|e| {
+        HookError::WriteFile {
+            path: path.clone(),
+            source: e,
+        }
+    })?;
+    info!(user = %id.username, connection = %conn_id, session = %resp.session_id,
         status = %resp.status, "session started");
     Ok(HookOutcome::Accept)
 }
 
-fn run_disconnect(core: &CoreSettings, env: &RawEnv) -> Result<(), HookError> {
+fn run_disconnect(core: &CoreSettings, env: &RawEnv, state_dir: &Path) -> Result<(), HookError> {
     let id = ClientIdentity::from_env(env)?;
     let (rx, tx) = script_env::final_counts(env)?;
+    let conn_id = id.connection_id();
+    let path = state_dir.join(state_file_name(&conn_id));
+    // The session id recorded by client-connect. Without it nothing is stopped here: a
+    // StartSession now could open a second session and bill the connection twice (the
+    // monitor, when it runs, stops the session itself).
+    let text = match crate::settings::read_bounded(&path, 4096) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            info!(user = %id.username, connection = %conn_id, bytes_in = rx, bytes_out = tx,
+                "no session recorded by client-connect; nothing to stop");
+            return Ok(());
+        }
+        Err(e) => return Err(HookError::StateDir { path, source: e }),
+    };
+    let mut lines = text.lines();
+    let (Some(sid), Some(recorded)) = (lines.next(), lines.next()) else {
+        let _ = std::fs::remove_file(&path);
+        return Err(HookError::StateDir {
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed state file"),
+        });
+    };
+    if recorded != conn_id {
+        return Err(HookError::StateDir {
+            path,
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "state file of another connection",
+            ),
+        });
+    }
+    let session_id = core_lite::api::SessionId(sid.to_string());
     let client = core.client()?;
     let rt = runtime()?;
-    rt.block_on(async {
-        // StartSession with the same connectionId returns the open session of this
-        // connection (idempotent), so the hook needs no state of its own.
-        let started = client
-            .start_session(&StartSessionRequest {
-                client_key: id.username.clone(),
-                connection_id: Some(id.connection_id()),
-                client_addr: Some(id.client_addr.clone()),
-                vpn_addr: id.vpn_addr.map(|a| a.to_string()),
-            })
-            .await
-            .map_err(|e| HookError::Core {
-                call: "StartSession",
-                source: e,
-            })?;
-        let stopped = client
-            .stop_session(&StopSessionRequest {
-                session_id: started.session_id.clone(),
-                bytes_in: rx,
-                bytes_out: tx,
-            })
-            .await
-            .map_err(|e| HookError::Core {
-                call: "StopSession",
-                source: e,
-            })?;
-        info!(user = %id.username, connection = %id.connection_id(), session = %stopped.session_id,
-            bytes_in = rx, bytes_out = tx, stopped = stopped.stopped, status = %stopped.status,
-            "session stopped");
-        Ok(())
-    })
+    let stopped = rt
+        .block_on(client.stop_session(&StopSessionRequest {
+            session_id,
+            bytes_in: rx,
+            bytes_out: tx,
+        }))
+        .map_err(|e| HookError::Core {
+            call: "StopSession",
+            source: e,
+        });
+    match stopped {
+        Ok(r) => {
+            let _ = std::fs::remove_file(&path);
+            info!(user = %id.username, connection = %conn_id, session = %r.session_id,
+                bytes_in = rx, bytes_out = tx, stopped = r.stopped, status = %r.status,
+                "session stopped");
+            Ok(())
+        }
+        Err(e) => {
+            // Keep the state file only for transient failures is pointless (no retry
+            // happens here); remove it and report.
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -74,15 +74,22 @@ pub fn run(cli: Cli) -> Result<u8, RunError> {
     match &cli.command {
         Cmd::AuthWorker => Ok(hook::run_worker()),
         Cmd::Hook(h) => {
-            let file = load_file_config(&cli);
-            let sync = h.sync || file.as_ref().ok().and_then(|f| f.sync).unwrap_or(false);
-            let core = file
-                .and_then(|f| core_settings(&cli, &f))
-                .map_err(hook::HookError::from);
+            let (file, core) = match load_file_config(&cli) {
+                Ok(f) => {
+                    let core = core_settings(&cli, &f).map_err(hook::HookError::from);
+                    (f, core)
+                }
+                Err(e) => (FileConfig::default(), Err(hook::HookError::from(e))),
+            };
             let env = script_env::RawEnv::from_os(std::env::vars_os());
             let opts = hook::HookOptions {
-                sync,
+                sync: h.sync || file.sync.unwrap_or(false),
                 trailing_path: h.path.clone(),
+                state_dir: h
+                    .state_dir
+                    .clone()
+                    .or_else(|| file.state_dir.clone())
+                    .unwrap_or_else(|| hook::DEFAULT_STATE_DIR.into()),
             };
             Ok(hook::run(&opts, core, &env).exit_code())
         }

@@ -59,6 +59,8 @@ pub struct FileConfig {
     pub core_timeout_ms: Option<u64>,
     /// Hook: answer auth synchronously even when OpenVPN offers deferred auth.
     pub sync: Option<bool>,
+    /// Hook: where client-connect records session ids for client-disconnect.
+    pub state_dir: Option<PathBuf>,
     /// Monitor: management address (unix socket path or host:port).
     pub management: Option<String>,
     pub management_password_file: Option<PathBuf>,

@@ -1,0 +1,288 @@
+//! The monitor against a fake management socket and a real in-process core-lite.
+
+mod common;
+
+use std::time::Duration;
+
+use adapter_server::monitor::{self, MgmtAddr, MonitorConfig};
+use common::{client_block, fixture, status_row, wait_for, FakeMgmt, Fixture};
+use core_lite::api::{Client, ServiceStatus};
+use tokio_util::sync::CancellationToken;
+
+const IP: &str = "192.0.2.7";
+const PORT: &str = "50123";
+const TIME: &str = "1700000000";
+
+fn config(fake: &FakeMgmt) -> MonitorConfig {
+    let mut c = MonitorConfig::new(MgmtAddr::Unix(fake.path.clone()));
+    c.tick = Duration::from_millis(100);
+    c.reconnect_min = Duration::from_millis(50);
+    c.reconnect_max = Duration::from_millis(200);
+    c
+}
+
+struct Running {
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), monitor::MonitorError>>,
+}
+
+impl Running {
+    async fn stop(self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        self.task.await??;
+        Ok(())
+    }
+}
+
+fn start(f: &Fixture, cfg: MonitorConfig) -> anyhow::Result<Running> {
+    let client = Client::new(&f.core.url, f.token.clone(), Duration::from_secs(2))?;
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(monitor::run(cfg, client, cancel.clone()));
+    Ok(Running { cancel, task })
+}
+
+fn identity_env<'a>(f: &'a Fixture) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("username", f.key.0.as_str()),
+        ("common_name", "client1"),
+        ("untrusted_ip", IP),
+        ("untrusted_port", PORT),
+        ("time_unix", TIME),
+        ("ifconfig_pool_remote_ip", "10.8.0.6"),
+    ]
+}
+
+async fn wait_bytes(f: &Fixture, total: u64) -> anyhow::Result<()> {
+    wait_for(&format!("channel bytes_total == {total}"), || {
+        f.channel()
+            .ok()
+            .filter(|c| c.bytes_total == total)
+            .map(|_| ())
+    })
+    .await
+}
+
+async fn connected(fake: &FakeMgmt, n: usize) -> anyhow::Result<()> {
+    wait_for("monitor connected and asked for status", || {
+        (fake.connections() >= n && fake.count("status 3") >= n).then_some(())
+    })
+    .await?;
+    assert!(fake.count("bytecount 1") >= n, "bytecount not enabled");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_reported_kill_on_suspend_and_final_counts() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let fake = FakeMgmt::start()?;
+    let mon = start(&f, config(&fake))?;
+    connected(&fake, 1).await?;
+
+    fake.send(&client_block("ESTABLISHED,7", &identity_env(&f)))?;
+    wait_for("session opened", || f.channel().ok()?.open_session).await?;
+    fake.send(&[">BYTECOUNT_CLI:7,1000,2000".into()])?;
+    wait_bytes(&f, 3000).await?;
+    fake.send(&[">BYTECOUNT_CLI:7,5000,7000".into()])?;
+    wait_bytes(&f, 12000).await?;
+    assert_eq!(
+        fake.count("client-kill 7 HALT"),
+        0,
+        "killed an active client"
+    );
+
+    // Billing suspends the channel: the next report's answer makes the monitor kill.
+    f.core
+        .set_channel_status(&f.channel_id, ServiceStatus::Suspending, "test")?;
+    fake.send(&[">BYTECOUNT_CLI:7,5100,7100".into()])?;
+    fake.wait_command("client-kill 7 HALT").await?;
+
+    // OpenVPN disconnects it: final counts from the env end the session.
+    let mut env = identity_env(&f);
+    env.push(("bytes_received", "6000"));
+    env.push(("bytes_sent", "8000"));
+    fake.send(&client_block("DISCONNECT,7", &env))?;
+    wait_for("session closed with final counts", || {
+        let c = f.channel().ok()?;
+        (c.open_session.is_none() && c.bytes_total == 14000).then_some(())
+    })
+    .await?;
+    assert_eq!(
+        fake.count("client-kill 7 HALT"),
+        1,
+        "kill sent more than once"
+    );
+    mon.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_socket_drop_and_relearns_clients() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let fake = FakeMgmt::start()?;
+    let mon = start(&f, config(&fake))?;
+    connected(&fake, 1).await?;
+    fake.send(&client_block("ESTABLISHED,3", &identity_env(&f)))?;
+    fake.send(&[">BYTECOUNT_CLI:3,100,100".into()])?;
+    wait_bytes(&f, 200).await?;
+    let session = f.channel()?.open_session.expect("open session");
+
+    // OpenVPN's socket drops; while away, the client moved more data.
+    fake.set_status_rows(vec![status_row(
+        &f.key.0,
+        &format!("{IP}:{PORT}"),
+        "10.8.0.6",
+        500,
+        600,
+        TIME.parse()?,
+        3,
+    )]);
+    fake.hang_up();
+    connected(&fake, 2).await?;
+    wait_bytes(&f, 1100).await?;
+    fake.send(&[">BYTECOUNT_CLI:3,700,800".into()])?;
+    wait_bytes(&f, 1500).await?;
+    assert_eq!(
+        f.channel()?.open_session,
+        Some(session.clone()),
+        "session changed"
+    );
+    mon.stop().await?;
+
+    // A restarted monitor re-learns the client from `status 3` and resumes the same session.
+    let mon = start(&f, config(&fake))?;
+    fake.set_status_rows(vec![status_row(
+        &f.key.0,
+        &format!("{IP}:{PORT}"),
+        "10.8.0.6",
+        900,
+        900,
+        TIME.parse()?,
+        3,
+    )]);
+    connected(&fake, 3).await?;
+    wait_bytes(&f, 1800).await?;
+    assert_eq!(
+        f.channel()?.open_session,
+        Some(session),
+        "restart opened a new session"
+    );
+
+    // A client that vanished while the monitor was away is stopped with its last counts.
+    fake.set_status_rows(vec![]);
+    fake.hang_up();
+    connected(&fake, 4).await?;
+    wait_for("vanished client's session closed", || {
+        f.channel().ok()?.open_session.is_none().then_some(())
+    })
+    .await?;
+    assert_eq!(f.channel()?.bytes_total, 1800);
+    mon.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffers_while_core_down_then_replays() -> anyhow::Result<()> {
+    let mut f = fixture(None).await?;
+    let fake = FakeMgmt::start()?;
+    let mon = start(&f, config(&fake))?;
+    connected(&fake, 1).await?;
+    fake.send(&client_block("ESTABLISHED,4", &identity_env(&f)))?;
+    fake.send(&[">BYTECOUNT_CLI:4,10,10".into()])?;
+    wait_bytes(&f, 20).await?;
+
+    f.core.stop().await?;
+    fake.send(&[">BYTECOUNT_CLI:4,2000,2000".into()])?;
+    f.core.restart().await?;
+    wait_bytes(&f, 4000).await?;
+    assert_eq!(
+        fake.count("client-kill 4 HALT"),
+        0,
+        "killed within the grace period"
+    );
+    mon.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cuts_client_after_grace_period_without_core() -> anyhow::Result<()> {
+    let mut f = fixture(None).await?;
+    let fake = FakeMgmt::start()?;
+    let mut cfg = config(&fake);
+    cfg.grace = Duration::from_millis(500);
+    let mon = start(&f, cfg)?;
+    connected(&fake, 1).await?;
+    fake.send(&client_block("ESTABLISHED,5", &identity_env(&f)))?;
+    fake.send(&[">BYTECOUNT_CLI:5,10,10".into()])?;
+    wait_bytes(&f, 20).await?;
+    f.core.stop().await?;
+    fake.send(&[">BYTECOUNT_CLI:5,20,20".into()])?;
+    fake.wait_command("client-kill 5 HALT").await?;
+    mon.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_auth_answers_connect() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let fake = FakeMgmt::start()?;
+    let mut cfg = config(&fake);
+    cfg.client_auth = true;
+    let mon = start(&f, cfg)?;
+    connected(&fake, 1).await?;
+    let good = vec![
+        ("username", f.key.0.as_str()),
+        ("password", f.password.expose()),
+        ("untrusted_ip", IP),
+        ("untrusted_port", PORT),
+    ];
+    fake.send(&client_block("CONNECT,9,0", &good))?;
+    fake.wait_command("client-auth-nt 9 0").await?;
+    let bad = vec![
+        ("username", f.key.0.as_str()),
+        ("password", "wrong-password"),
+        ("untrusted_ip", IP),
+        ("untrusted_port", "50124"),
+    ];
+    fake.send(&client_block("CONNECT,10,0", &bad))?;
+    wait_for("client-deny 10 0", || {
+        fake.commands()
+            .into_iter()
+            .find(|c| c.starts_with("client-deny 10 0 "))
+    })
+    .await?;
+    let no_password = vec![("username", f.key.0.as_str())];
+    fake.send(&client_block("REAUTH,9,1", &no_password))?;
+    wait_for("client-deny 9 1", || {
+        fake.commands()
+            .into_iter()
+            .find(|c| c.starts_with("client-deny 9 1 "))
+    })
+    .await?;
+    assert!(
+        !fake
+            .commands()
+            .iter()
+            .any(|c| c.contains(f.password.expose())),
+        "password echoed to OpenVPN"
+    );
+    mon.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_lines_do_not_break_the_monitor() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let fake = FakeMgmt::start()?;
+    let mon = start(&f, config(&fake))?;
+    connected(&fake, 1).await?;
+    fake.send(&[
+        ">BYTECOUNT_CLI:x,y,z".into(),
+        ">CLIENT:ENV,stray=1".into(),
+        "\u{0}\u{1}binary".into(),
+        ">CLIENT:ESTABLISHED,8".into(),
+        ">CLIENT:ENV,username=".into(),
+        ">CLIENT:ENV,END".into(),
+        "x".repeat(20_000),
+    ])?;
+    // The ESTABLISHED without identity is cut (cannot be billed).
+    fake.wait_command("client-kill 8 HALT").await?;
+    fake.send(&client_block("ESTABLISHED,2", &identity_env(&f)))?;
+    fake.send(&[">BYTECOUNT_CLI:2,1,2".into()])?;
+    wait_bytes(&f, 3).await?;
+    mon.stop().await
+}
