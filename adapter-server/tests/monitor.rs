@@ -41,7 +41,7 @@ fn start(f: &Fixture, cfg: MonitorConfig) -> anyhow::Result<Running> {
     Ok(Running { cancel, task })
 }
 
-fn identity_env<'a>(f: &'a Fixture) -> Vec<(&'a str, &'a str)> {
+fn identity_env(f: &Fixture) -> Vec<(&str, &str)> {
     vec![
         ("username", f.key.0.as_str()),
         ("common_name", "client1"),
