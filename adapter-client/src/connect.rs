@@ -939,12 +939,7 @@ impl Actor {
         }
         self.shaping = Some(plan.clone());
         match shaping::run_all(&plan.apply_commands(&self.s.tools)).await {
-            Ok(()) => info!(
-                upload = ?plan.upload,
-                download = ?plan.download,
-                "speed limits applied on {}",
-                plan.tun
-            ),
+            Ok(()) => info!("speed limits applied: {plan}"),
             Err(e) => error!("could not apply the speed limits: {e}"),
         }
     }

@@ -77,6 +77,27 @@ impl Rate {
     }
 }
 
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mbit = |b: u64| format!("{}.{:03}", b / 1_000_000, (b % 1_000_000) / 1_000);
+        write!(f, "{}-{} Mbit/s", mbit(self.rate_bps), mbit(self.ceil_bps))
+    }
+}
+
+impl std::fmt::Display for ShapingPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |r: Option<Rate>| r.map_or_else(|| "unlimited".to_string(), |r| r.to_string());
+        write!(
+            f,
+            "upload {} on {}, download {} via {}",
+            show(self.upload),
+            self.tun,
+            show(self.download),
+            self.ifb
+        )
+    }
+}
+
 impl TcCommand {
     fn new(program: &Path, args: &[&str]) -> Self {
         Self {
@@ -376,6 +397,23 @@ mod tests {
         );
         assert!(p.remove_commands(&t).iter().all(|c| c.ignore_missing));
         assert!(p.apply_commands(&t).iter().all(|c| !c.ignore_missing));
+    }
+
+    #[test]
+    fn plan_display() {
+        let p = ShapingPlan {
+            tun: "t".into(),
+            ifb: "i".into(),
+            upload: Some(Rate {
+                rate_bps: 1_000_000,
+                ceil_bps: 4_500_000,
+            }),
+            download: None,
+        };
+        assert_eq!(
+            p.to_string(),
+            "upload 1.000-4.500 Mbit/s on t, download unlimited via i"
+        );
     }
 
     #[test]

@@ -234,12 +234,21 @@ pub fn describe(s: &Status, alive: bool, now: u64) -> String {
     if let Some(id) = &s.session_id {
         out.push_str(&format!("session:     {id}\n"));
     }
+    // The totals hold ended sessions; add the open one.
+    let (run_in, run_out) = if s.phase == Phase::Connected {
+        (
+            s.total_bytes_in.saturating_add(s.bytes_in),
+            s.total_bytes_out.saturating_add(s.bytes_out),
+        )
+    } else {
+        (s.total_bytes_in, s.total_bytes_out)
+    };
     out.push_str(&format!(
         "traffic:     session down {} / up {}; this run down {} / up {} ({} connection(s))\n",
         human_bytes(s.bytes_in),
         human_bytes(s.bytes_out),
-        human_bytes(s.total_bytes_in),
-        human_bytes(s.total_bytes_out),
+        human_bytes(run_in),
+        human_bytes(run_out),
         s.connections
     ));
     out.push_str(&format!(
@@ -268,8 +277,8 @@ mod tests {
             connected_since: Some(100),
             bytes_in: 2_500_000,
             bytes_out: 10_000,
-            total_bytes_in: 2_500_000,
-            total_bytes_out: 10_000,
+            total_bytes_in: 1_000_000,
+            total_bytes_out: 0,
             connections: 1,
             updated_at: 110,
         }
@@ -301,6 +310,7 @@ mod tests {
         assert!(d.contains("vpn address: 10.8.0.6"), "{d}");
         assert!(d.contains("connected:   30 s ago"), "{d}");
         assert!(d.contains("session down 2.50 MB / up 10.0 kB"), "{d}");
+        assert!(d.contains("this run down 3.50 MB / up 10.0 kB"), "{d}");
         let d = describe(&sample(), false, 130);
         assert!(
             d.contains("not running (last known state: connected"),
