@@ -21,7 +21,7 @@ pub struct CommonArgs {
     /// TOML config file; keys: core_url, token, token_file, core_timeout_ms, sync, state_dir,
     /// management, management_password_file, bytecount_interval, grace_period_secs,
     /// client_auth, release_hold, server_config, endpoint, no_shaping, tun, ifb,
-    /// link_capacity, max_clients. Flags and env vars win over the file.
+    /// link_capacity, max_clients, netns. Flags and env vars win over the file.
     #[arg(long, env = "ADAPTER_SERVER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Base URL of the core's Service API [default: http://127.0.0.1:7700].
@@ -164,6 +164,9 @@ pub struct MonitorArgs {
     /// Most shaped clients at once (match OpenVPN `max-clients`) [default: 1024, max 4094].
     #[arg(long, env = "ADAPTER_SERVER_MAX_CLIENTS")]
     pub max_clients: Option<u32>,
+    /// Network namespace holding the tun device (tc/ip run with `-n NETNS`).
+    #[arg(long, env = "ADAPTER_SERVER_NETNS")]
+    pub netns: Option<String>,
     /// Longest wait between reconnect attempts, seconds [default: 30].
     #[arg(long, env = "ADAPTER_SERVER_RECONNECT_MAX_SECS")]
     pub reconnect_max_secs: Option<u64>,

@@ -256,6 +256,7 @@ pub fn monitor_config(
             ifb,
             link_bps: link,
             max_clients,
+            netns: m.netns.clone().or_else(|| file.netns.clone()),
         });
     }
     Ok(cfg)

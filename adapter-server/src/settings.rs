@@ -75,6 +75,7 @@ pub struct FileConfig {
     pub ifb: Option<String>,
     pub link_capacity: Option<String>,
     pub max_clients: Option<u32>,
+    pub netns: Option<String>,
 }
 
 /// Reads a small file with a size bound.

@@ -144,6 +144,14 @@ pub fn filter_item(slot: u32) -> u32 {
 }
 
 impl TcCommand {
+    /// Runs the command in a network namespace (`ip -n NS ...`, `tc -n NS ...`).
+    pub fn in_netns(mut self, netns: Option<&str>) -> Self {
+        if let Some(ns) = netns {
+            self.args.splice(0..0, ["-n".to_string(), ns.to_string()]);
+        }
+        self
+    }
+
     fn tc(args: Vec<String>) -> Self {
         Self {
             program: "tc",
@@ -247,6 +255,8 @@ impl TcCommand {
             &format!("{rate_bps}bit"),
             "ceil",
             &format!("{ceil_bps}bit"),
+            "quantum",
+            "1514",
         ]))
     }
     pub fn client_class_del(dev: &str, slot: u32) -> Self {
@@ -364,6 +374,8 @@ pub struct ShapingConfig {
     pub ifb: String,
     pub link_bps: u64,
     pub max_clients: u32,
+    /// Network namespace of the tun device (None = our own).
+    pub netns: Option<String>,
 }
 
 /// The commands that (re)create the whole setup; the first ones remove leftovers and may
@@ -493,6 +505,10 @@ pub struct Shaper {
 }
 
 impl Shaper {
+    async fn run(&self, cmd: TcCommand) -> Result<(), ShapingError> {
+        run_command(&cmd.in_netns(self.cfg.netns.as_deref())).await
+    }
+
     pub fn new(cfg: ShapingConfig) -> Self {
         let slots = SlotAllocator::new(cfg.max_clients);
         Self {
@@ -506,13 +522,13 @@ impl Shaper {
     /// Removes leftovers and builds the trees. Forgets every client (callers re-apply).
     pub async fn setup(&mut self) -> Result<(), ShapingError> {
         for c in setup_cleanup_commands(&self.cfg) {
-            let _ = run_command(&c).await;
+            let _ = self.run(c).await;
         }
         self.slots = SlotAllocator::new(self.cfg.max_clients);
         self.clients.clear();
         self.ready = false;
         for c in setup_commands(&self.cfg) {
-            run_command(&c).await?;
+            self.run(c).await?;
         }
         self.ready = true;
         Ok(())
@@ -537,11 +553,11 @@ impl Shaper {
             .alloc()
             .ok_or(ShapingError::NoSlot(self.cfg.max_clients))?;
         let (cmds, shape) = client_add_commands(&self.cfg, slot, addr, speed);
-        for c in &cmds {
-            if let Err(e) = run_command(c).await {
+        for c in cmds {
+            if let Err(e) = self.run(c).await {
                 // Undo the part that was installed, then give the slot back.
                 for r in client_remove_commands(&self.cfg, &shape) {
-                    let _ = run_command(&r).await;
+                    let _ = self.run(r).await;
                 }
                 self.slots.release(slot);
                 return Err(e);
@@ -555,7 +571,7 @@ impl Shaper {
     pub async fn remove(&mut self, key: u64) {
         if let Some(shape) = self.clients.remove(&key) {
             for c in client_remove_commands(&self.cfg, &shape) {
-                if let Err(e) = run_command(&c).await {
+                if let Err(e) = self.run(c).await {
                     warn!("removing shaping: {e:#}");
                 }
             }
@@ -566,7 +582,7 @@ impl Shaper {
     /// Removes the whole setup.
     pub async fn teardown(&mut self) {
         for c in setup_cleanup_commands(&self.cfg) {
-            let _ = run_command(&c).await;
+            let _ = self.run(c).await;
         }
         self.clients.clear();
         self.slots = SlotAllocator::new(self.cfg.max_clients);
@@ -588,6 +604,7 @@ mod tests {
             ifb: "ifb-tun0".into(),
             link_bps: 1_000_000_000,
             max_clients: 10,
+            netns: None,
         }
     }
 
@@ -674,9 +691,9 @@ mod tests {
         let (cmds, shape) = client_add_commands(&cfg(), 13, addr, &speed);
         let got: Vec<String> = cmds.iter().map(argv).collect();
         let want = [
-            "tc class add dev tun0 parent 1:1 classid 1:f htb rate 1000000bit ceil 8000000bit",
+            "tc class add dev tun0 parent 1:1 classid 1:f htb rate 1000000bit ceil 8000000bit quantum 1514",
             "tc filter add dev tun0 parent 1: prio 1 handle 2:fe:e protocol ip u32 ht 2:fe: match ip dst 10.8.0.254/32 flowid 1:f",
-            "tc class add dev ifb-tun0 parent 1:1 classid 1:f htb rate 8000bit ceil 4000000bit",
+            "tc class add dev ifb-tun0 parent 1:1 classid 1:f htb rate 8000bit ceil 4000000bit quantum 1514",
             "tc filter add dev ifb-tun0 parent 1: prio 1 handle 2:fe:e protocol ip u32 ht 2:fe: match ip src 10.8.0.254/32 flowid 1:f",
         ];
         assert_eq!(got, want);
@@ -691,6 +708,18 @@ mod tests {
             "tc class del dev ifb-tun0 classid 1:f",
         ];
         assert_eq!(rm, want_rm);
+        assert_eq!(
+            argv(&TcCommand::client_class_del("tun0", 0).in_netns(Some("ns1"))),
+            "tc -n ns1 class del dev tun0 classid 1:2"
+        );
+        assert_eq!(
+            argv(&TcCommand::ifb_add("ifb0").in_netns(Some("ns1"))),
+            "ip -n ns1 link add name ifb0 type ifb"
+        );
+        assert_eq!(
+            argv(&TcCommand::ifb_add("ifb0").in_netns(None)),
+            "ip link add name ifb0 type ifb"
+        );
 
         // Download only: nothing on the IFB; unlimited: nothing at all.
         let dl_only = SpeedLimits {
