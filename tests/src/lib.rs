@@ -37,6 +37,7 @@ mod netns;
 mod openvpn;
 mod pki;
 mod proc;
+mod topo;
 
 pub use corelite::CoreLite;
 pub use env::{bin_path, check_requirements, TestEnv, REQUIRED_ENV, SCOPE_ENV};
@@ -44,8 +45,9 @@ pub use iperf::{iperf3_server, parse_iperf3_json, Iperf3Result, Iperf3Run};
 pub use leaks::LeakChecker;
 pub use netns::{run_cmd, tcp_echo_roundtrip, Netns, TcpEcho, TcpForward, Veth};
 pub use openvpn::{
-    write_auth_script, AuthVia, OpenVpnClient, OpenVpnClientHandle, OpenVpnServer,
-    OpenVpnServerHandle, Proto, TlsWrap, INIT_COMPLETED,
+    parse_status_v2, write_auth_script, AuthVia, OpenVpnClient, OpenVpnClientHandle, OpenVpnServer,
+    OpenVpnServerHandle, Proto, StatusClient, TlsWrap, INIT_COMPLETED,
 };
 pub use pki::Pki;
 pub use proc::{wait_for, wait_for_log_line, wait_for_tcp, wait_until, Proc, ProcBuilder};
+pub use topo::TwoHosts;

@@ -206,7 +206,8 @@ impl<'a> OpenVpnServer<'a> {
         self
     }
 
-    /// `status PATH SECONDS`.
+    /// `status PATH SECONDS` with `status-version 2` (read it with
+    /// `OpenVpnServerHandle::clients`).
     pub fn status_file(mut self, path: impl Into<PathBuf>, seconds: u32) -> Self {
         self.status = Some((path.into(), seconds));
         self
@@ -287,6 +288,7 @@ impl<'a> OpenVpnServer<'a> {
         }
         if let Some((path, secs)) = &self.status {
             writeln!(c, "status {} {secs}", quote_path(path)?)?;
+            writeln!(c, "status-version 2")?;
         }
         writeln!(c, "verb 3")?;
         for line in &self.extra {
@@ -326,6 +328,7 @@ impl<'a> OpenVpnServer<'a> {
             port: self.port,
             subnet: self.subnet,
             management: self.management,
+            status: self.status.map(|(path, _)| path),
         })
     }
 }
@@ -339,9 +342,23 @@ pub struct OpenVpnServerHandle {
     port: u16,
     subnet: u8,
     management: Option<PathBuf>,
+    status: Option<PathBuf>,
 }
 
 impl OpenVpnServerHandle {
+    /// The connected clients from the status file (needs `status_file`; OpenVPN rewrites it
+    /// every SECONDS, so poll with `wait_for`). Empty while the file does not exist yet.
+    pub fn clients(&self) -> Result<Vec<StatusClient>> {
+        let Some(path) = &self.status else {
+            bail!("the server has no status file (use OpenVpnServer::status_file)");
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => parse_status_v2(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -526,6 +543,62 @@ impl OpenVpnClientHandle {
     }
 }
 
+/// One `CLIENT_LIST` row of a `status-version 2` file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusClient {
+    pub common_name: String,
+    /// `IP:PORT` the client connects from.
+    pub real_address: String,
+    pub virtual_address: String,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub username: String,
+}
+
+/// The `CLIENT_LIST` rows of a `status-version 2` file (columns located by its `HEADER`).
+pub fn parse_status_v2(text: &str) -> Result<Vec<StatusClient>> {
+    let mut header: Option<Vec<&str>> = None;
+    let mut clients = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(',').collect();
+        match fields.first() {
+            Some(&"HEADER") if fields.get(1) == Some(&"CLIENT_LIST") => {
+                header = Some(fields[1..].to_vec());
+            }
+            Some(&"CLIENT_LIST") => {
+                let Some(h) = &header else {
+                    bail!("CLIENT_LIST before its HEADER in the status file");
+                };
+                let col = |name: &str| -> Result<&str> {
+                    let i = h
+                        .iter()
+                        .position(|c| *c == name)
+                        .with_context(|| format!("status HEADER lacks {name:?}"))?;
+                    fields
+                        .get(i)
+                        .copied()
+                        .with_context(|| format!("short CLIENT_LIST line: {line}"))
+                };
+                let num = |name: &str| -> Result<u64> {
+                    let v = col(name)?;
+                    v.parse()
+                        .with_context(|| format!("{name} {v:?} is not a number"))
+                };
+                clients.push(StatusClient {
+                    common_name: col("Common Name")?.to_string(),
+                    real_address: col("Real Address")?.to_string(),
+                    virtual_address: col("Virtual Address")?.to_string(),
+                    bytes_received: num("Bytes Received")?,
+                    bytes_sent: num("Bytes Sent")?,
+                    username: col("Username")?.to_string(),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(clients)
+}
+
 /// First address of `ip -o -4 addr show` output.
 fn parse_ip_addr_show(out: &str) -> Option<Ipv4Addr> {
     let mut words = out.split_whitespace();
@@ -674,6 +747,36 @@ mod tests {
             .config_text()?;
         assert!(tcp.lines().any(|l| l == "proto tcp-client"));
         assert!(!tcp.contains("explicit-exit-notify"));
+        Ok(())
+    }
+
+    #[test]
+    fn status_v2_is_parsed() -> Result<()> {
+        let text = "TITLE,OpenVPN 2.6.14\n\
+            TIME,2026-11-22 15:00:00,1795360000\n\
+            HEADER,CLIENT_LIST,Common Name,Real Address,Virtual Address,Virtual IPv6 Address,\
+            Bytes Received,Bytes Sent,Connected Since,Connected Since (time_t),Username,\
+            Client ID,Peer ID,Data Channel Cipher\n\
+            CLIENT_LIST,alice,10.99.1.2:40141,10.8.2.2,,5120,4096,2026-11-22 15:00:00,\
+            1795360000,alice,0,0,AES-256-GCM\n\
+            HEADER,ROUTING_TABLE,Virtual Address,Common Name,Real Address,Last Ref\n\
+            ROUTING_TABLE,10.8.2.2,alice,10.99.1.2:40141,2026-11-22 15:00:00\n\
+            GLOBAL_STATS,Max bcast/mcast queue length,0\n\
+            END\n";
+        let clients = parse_status_v2(text)?;
+        assert_eq!(
+            clients,
+            vec![StatusClient {
+                common_name: "alice".into(),
+                real_address: "10.99.1.2:40141".into(),
+                virtual_address: "10.8.2.2".into(),
+                bytes_received: 5120,
+                bytes_sent: 4096,
+                username: "alice".into(),
+            }]
+        );
+        assert!(parse_status_v2("TITLE,x\nEND\n")?.is_empty());
+        assert!(parse_status_v2("CLIENT_LIST,alice\n").is_err());
         Ok(())
     }
 
