@@ -308,6 +308,8 @@ pub struct Actor {
     shaping: Option<ShapingPlan>,
     last_fatal: Option<String>,
     status: Status,
+    /// Cancels the management reader of the previous (exited) child at the next start.
+    old_reader: Option<CancellationToken>,
     state_write_failed: bool,
     last_logged: Counts,
     next_traffic_log: Instant,
@@ -360,6 +362,7 @@ impl Actor {
             shaping: None,
             last_fatal: None,
             status,
+            old_reader: None,
             state_write_failed: false,
             last_logged: Counts::default(),
             next_traffic_log: Instant::now(),
@@ -418,6 +421,9 @@ impl Actor {
 
     fn spawn_child(&mut self) {
         self.restart_at = None;
+        if let Some(old) = self.old_reader.take() {
+            old.cancel();
+        }
         self.gen += 1;
         let gen = self.gen;
         self.abs = Counts::default();
@@ -506,6 +512,15 @@ impl Actor {
         }
     }
 
+    /// SIGTERM to the child (it cannot be controlled any more), SIGKILL after the stop
+    /// timeout.
+    fn terminate_child(&mut self) {
+        self.signal_child(nix::sys::signal::Signal::SIGTERM);
+        if self.stop_deadline.is_none() {
+            self.stop_deadline = Some(Instant::now() + self.s.stop_timeout);
+        }
+    }
+
     async fn begin_stop(&mut self, outcome: Outcome) {
         if self.stopping {
             return;
@@ -527,7 +542,9 @@ impl Actor {
     async fn on_timer(&mut self) {
         let now = Instant::now();
         if self.stop_deadline.is_some_and(|d| d <= now) {
-            if self.child.is_some() && !self.killed {
+            if self.child.is_none() {
+                self.stop_deadline = None;
+            } else if !self.killed {
                 warn!(
                     "openvpn did not exit within {} s; killing it",
                     self.s.stop_timeout.as_secs()
@@ -541,6 +558,13 @@ impl Actor {
                     c.cancel.cancel();
                 }
                 self.stop_deadline = None;
+                self.killed = false;
+                self.writer = None;
+                self.end_session("openvpn is gone").await;
+                self.remove_shaping().await;
+                if !self.stopping {
+                    self.schedule_restart("openvpn could not be stopped");
+                }
             }
         }
         if self.release_at.is_some_and(|d| d <= now) {
@@ -573,14 +597,14 @@ impl Actor {
             }
             Event::MgmtConnectFailed { gen, error } if gen == self.gen => {
                 error!("could not connect to the openvpn management socket: {error}");
-                self.signal_child(nix::sys::signal::Signal::SIGTERM);
+                self.terminate_child();
             }
             Event::Line { gen, line } if gen == self.gen => self.on_line(line).await,
             Event::MgmtClosed { gen } if gen == self.gen => {
                 self.writer = None;
                 if self.child.is_some() && !self.stopping {
                     warn!("the openvpn management connection closed; restarting openvpn");
-                    self.signal_child(nix::sys::signal::Signal::SIGTERM);
+                    self.terminate_child();
                 }
             }
             Event::ChildExited { gen, status } if gen == self.gen => {
@@ -594,7 +618,11 @@ impl Actor {
         let Some(child) = self.child.take() else {
             return;
         };
-        child.cancel.cancel();
+        // The management reader keeps going until EOF: OpenVPN's last lines (EXITING with
+        // its reason, NOTIFY of a server halt) may still be in the socket and still count.
+        self.old_reader = Some(child.cancel.clone());
+        self.stop_deadline = None;
+        self.killed = false;
         self.writer = None;
         self.release_at = None;
         self.status.openvpn_pid = None;

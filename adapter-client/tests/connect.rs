@@ -310,3 +310,36 @@ async fn halt_reported_only_by_exiting_state_and_auth_failure() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halt_notice_racing_with_the_exit_still_stops_for_good() -> Result<()> {
+    let cores = Cores::start("127.0.0.1:1194", None).await?;
+    let mut fake = FakeOpenVpn::new()?;
+    let work = tempfile::tempdir()?;
+    let mut s = settings(&cores, &fake, work.path());
+    // The last lines of a dead openvpn are read before the restart is due.
+    s.backoff_initial = Duration::from_secs(1);
+    let socket = s
+        .runtime_dir
+        .join(adapter_client::runtime::MGMT_SOCKET_NAME);
+    let h = tokio::spawn(connect::run(s, CancellationToken::new()));
+    let (pid, _) = fake.next_spawn().await?;
+    let mut m = fake.accept(&socket).await?;
+    m.send(CONNECTED_1).await?;
+    m.send(">BYTECOUNT:10,10").await?;
+    cores.wait_open_session(None, 20).await?;
+    // openvpn prints the halt notice and dies at once.
+    m.send(">NOTIFY:info,server-pushed-halt,bye").await?;
+    m.send(">STATE:1700000009,EXITING,server-pushed-halt,,,,,")
+        .await?;
+    kill(pid, Signal::SIGKILL);
+    drop(m);
+    let outcome = join(h).await?;
+    assert!(
+        matches!(outcome, Outcome::ServerHalted { .. }),
+        "{outcome:?}"
+    );
+    cores.wait_closed(20).await?;
+    assert_eq!(fake.spawns().len(), 1, "no restart after a halt");
+    Ok(())
+}
