@@ -209,7 +209,8 @@ pub enum ScriptType {
 impl ScriptType {
     pub fn from_env(env: &RawEnv) -> Result<Self, EnvError> {
         match env.require("script_type", 64)? {
-            "auth-user-pass-verify" => Ok(Self::AuthUserPassVerify),
+            // OpenVPN 2.6 sets "user-pass-verify" (the man page says auth-user-pass-verify).
+            "user-pass-verify" | "auth-user-pass-verify" => Ok(Self::AuthUserPassVerify),
             "client-connect" => Ok(Self::ClientConnect),
             "client-disconnect" => Ok(Self::ClientDisconnect),
             other => Err(EnvError::UnknownScriptType(other.to_string())),
@@ -404,6 +405,7 @@ mod tests {
     fn script_types() {
         let cases = [
             ("auth-user-pass-verify", Ok(ScriptType::AuthUserPassVerify)),
+            ("user-pass-verify", Ok(ScriptType::AuthUserPassVerify)),
             ("client-connect", Ok(ScriptType::ClientConnect)),
             ("client-disconnect", Ok(ScriptType::ClientDisconnect)),
             ("up", Err(())),

@@ -93,7 +93,7 @@ async fn control_answer(files: &AuthFiles) -> anyhow::Result<String> {
 }
 
 fn auth_env(h: Hook, files: &AuthFiles, user: &str, pass: &str) -> Hook {
-    h.env("script_type", "auth-user-pass-verify")
+    h.env("script_type", "user-pass-verify")
         .env("username", user)
         .env("password", pass)
         .env("untrusted_ip", "192.0.2.7")
@@ -158,7 +158,7 @@ async fn sync_auth_via_file_and_env() -> anyhow::Result<()> {
     let out = Hook::for_fixture(&f)
         .arg("--sync")
         .arg(s(&creds))
-        .env("script_type", "auth-user-pass-verify")
+        .env("script_type", "user-pass-verify")
         .env("untrusted_ip", "192.0.2.7")
         .env("untrusted_port", "1")
         .env("auth_control_file", &s(&files.acf()))
@@ -171,7 +171,7 @@ async fn sync_auth_via_file_and_env() -> anyhow::Result<()> {
     let out = Hook::for_fixture(&f)
         .arg("--sync")
         .arg(s(&creds))
-        .env("script_type", "auth-user-pass-verify")
+        .env("script_type", "user-pass-verify")
         .run()
         .await?;
     assert_eq!(code(&out), 1);
@@ -196,7 +196,7 @@ async fn sync_auth_via_file_and_env() -> anyhow::Result<()> {
         std::fs::write(&creds, &bad)?;
         let out = Hook::for_fixture(&f)
             .arg(s(&creds))
-            .env("script_type", "auth-user-pass-verify")
+            .env("script_type", "user-pass-verify")
             .run()
             .await?;
         assert_eq!(code(&out), 1, "{bad:?} accepted");
@@ -228,7 +228,7 @@ async fn core_down_denies() -> anyhow::Result<()> {
         args: vec!["hook".into()],
         env: vec![],
     }
-    .env("script_type", "auth-user-pass-verify")
+    .env("script_type", "user-pass-verify")
     .env("username", "u")
     .env("password", "p")
     .run()
