@@ -160,6 +160,9 @@ pub enum ConnectError {
     Settings(String),
 }
 
+/// Most unacknowledged StopSession reports kept for retry.
+const MAX_PENDING_STOPS: usize = 64;
+
 /// Backoff delay before attempt `attempt` (0 = first try, no delay).
 pub fn backoff_delay(attempt: u32, initial: Duration, max: Duration) -> Duration {
     if attempt == 0 {
@@ -274,6 +277,8 @@ struct Session {
     id: Option<SessionId>,
     connection_id: String,
     vpn_addr: Option<String>,
+    /// The local `ip:port` of the tunnel's transport, when OpenVPN tells it.
+    client_addr: Option<String>,
     /// Absolute BYTECOUNT at connect time.
     baseline: Counts,
     /// Session counts (absolute − baseline) as of the last BYTECOUNT.
@@ -310,6 +315,8 @@ pub struct Actor {
     status: Status,
     /// Cancels the management reader of the previous (exited) child at the next start.
     old_reader: Option<CancellationToken>,
+    /// StopSession reports the core did not acknowledge (unreachable).
+    pending_stops: Vec<StopSessionRequest>,
     state_write_failed: bool,
     last_logged: Counts,
     next_traffic_log: Instant,
@@ -363,6 +370,7 @@ impl Actor {
             last_fatal: None,
             status,
             old_reader: None,
+            pending_stops: Vec::new(),
             state_write_failed: false,
             last_logged: Counts::default(),
             next_traffic_log: Instant::now(),
@@ -398,6 +406,13 @@ impl Actor {
             }
         }
         self.remove_shaping().await;
+        self.retry_pending_stops().await;
+        for req in &self.pending_stops {
+            error!(
+                "the core never acknowledged the end of session {} (bytes in {}, out {})",
+                req.session_id, req.bytes_in, req.bytes_out
+            );
+        }
         let outcome = self.outcome.take().unwrap_or(Outcome::Stopped);
         self.status.phase = outcome.phase();
         self.status.reason = Some(outcome.reason());
@@ -792,6 +807,11 @@ impl Actor {
             id: None,
             connection_id: format!("{pid}:{}", sc.time),
             vpn_addr: vpn_addr.clone(),
+            client_addr: match (&sc.local_ip, sc.local_port) {
+                (Some(ip), Some(p)) if ip.contains(':') => Some(format!("[{ip}]:{p}")),
+                (Some(ip), Some(p)) => Some(format!("{ip}:{p}")),
+                _ => None,
+            },
             baseline: self.consumed,
             counts: self.abs.since(self.consumed),
         });
@@ -801,6 +821,8 @@ impl Actor {
         self.status.session_id = None;
         self.set_phase(Phase::Connected, None);
         self.apply_shaping().await;
+        // Earlier sessions first: the core closes a stale open session when a new one starts.
+        self.retry_pending_stops().await;
         self.start_session().await;
         self.write_state();
     }
@@ -841,7 +863,7 @@ impl Actor {
         let req = StartSessionRequest {
             client_key: self.s.client_key.clone(),
             connection_id: Some(sess.connection_id.clone()),
-            client_addr: None,
+            client_addr: sess.client_addr.clone(),
             vpn_addr: sess.vpn_addr.clone(),
         };
         match self.api.start_session(&req).await {
@@ -858,6 +880,7 @@ impl Actor {
     }
 
     async fn report(&mut self) {
+        self.retry_pending_stops().await;
         let Some(sess) = self.session.as_ref() else {
             self.write_state();
             return;
@@ -932,22 +955,35 @@ impl Actor {
             bytes_in: c.bytes_in,
             bytes_out: c.bytes_out,
         };
-        for attempt in 1..=2 {
-            match self.api.stop_session(&req).await {
-                Ok(resp) => {
-                    debug!(stopped = resp.stopped, "session stopped");
-                    self.check_status(resp.status, "StopSession").await;
-                    return;
-                }
-                Err(e) if e.is_transport() && attempt == 1 => {
-                    warn!("StopSession failed, retrying: {e}");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => {
-                    self.check_api_error(&e, "StopSession").await;
-                    return;
+        self.send_stop(req).await;
+    }
+
+    /// StopSession; when the core cannot be reached the report is kept and retried with
+    /// the next usage report (and once more before exit).
+    async fn send_stop(&mut self, req: StopSessionRequest) {
+        match self.api.stop_session(&req).await {
+            Ok(resp) => {
+                debug!(stopped = resp.stopped, "session stopped");
+                self.check_status(resp.status, "StopSession").await;
+            }
+            Err(e) if e.is_transport() => {
+                warn!("StopSession failed, will retry: {e}");
+                if self.pending_stops.len() < MAX_PENDING_STOPS {
+                    self.pending_stops.push(req);
+                } else {
+                    error!(
+                        "too many unacknowledged StopSession reports; dropping the one of {}",
+                        req.session_id
+                    );
                 }
             }
+            Err(e) => self.check_api_error(&e, "StopSession").await,
+        }
+    }
+
+    async fn retry_pending_stops(&mut self) {
+        for req in std::mem::take(&mut self.pending_stops) {
+            self.send_stop(req).await;
         }
     }
 

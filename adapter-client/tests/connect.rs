@@ -343,3 +343,42 @@ async fn halt_notice_racing_with_the_exit_still_stops_for_good() -> Result<()> {
     assert_eq!(fake.spawns().len(), 1, "no restart after a halt");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_counts_survive_a_core_outage() -> Result<()> {
+    let mut cores = Cores::start("127.0.0.1:1194", None).await?;
+    let mut fake = FakeOpenVpn::new()?;
+    let work = tempfile::tempdir()?;
+    let mut s = settings(&cores, &fake, work.path());
+    s.api_timeout = Duration::from_millis(500);
+    let socket = s
+        .runtime_dir
+        .join(adapter_client::runtime::MGMT_SOCKET_NAME);
+    let cancel = CancellationToken::new();
+    let h = tokio::spawn(connect::run(s, cancel.clone()));
+    let (pid, _) = fake.next_spawn().await?;
+    let mut m = fake.accept(&socket).await?;
+    m.send(CONNECTED_1).await?;
+    m.send(">BYTECOUNT:100,100").await?;
+    let s1 = cores.wait_open_session(None, 200).await?;
+
+    // The core goes away; the connection drops meanwhile: StopSession cannot be delivered.
+    cores.client.stop().await?;
+    m.send(">BYTECOUNT:300,300").await?;
+    m.send(">STATE:1700000010,RECONNECTING,ping-restart,,,,,")
+        .await?;
+    m.send(">HOLD:Waiting for hold release:5").await?;
+    m.expect("hold release").await?;
+    cores.client.restart().await?;
+    // The kept StopSession is delivered with the final counts, then the new session starts.
+    m.send(">STATE:1700000020,CONNECTED,SUCCESS,10.8.0.6,127.0.0.1,1194,127.0.0.1,40001")
+        .await?;
+    let s2 = cores.wait_open_session(Some(&s1), 600).await?;
+    assert_ne!(s1, s2);
+    cancel.cancel();
+    m.expect("signal SIGTERM").await?;
+    kill(pid, Signal::SIGTERM);
+    assert_eq!(join(h).await?, Outcome::Stopped);
+    cores.wait_closed(600).await?;
+    Ok(())
+}
