@@ -193,6 +193,21 @@ impl Counts {
     }
 }
 
+/// The executable `program` names: a path with a `/` as is, otherwise looked up in `PATH`.
+pub fn find_program(program: &std::path::Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.components().count() > 1 || program.is_absolute() {
+        return executable(program).then(|| program.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| executable(p))
+}
+
 /// Fetches the access message and renders the config (the `render` command uses this too).
 pub async fn fetch_access(
     api: &Client,
@@ -217,6 +232,12 @@ pub async fn run(s: ConnectSettings, cancel: CancellationToken) -> Result<Outcom
         ));
     }
     render::check_dev_name(&s.ifb_dev)?;
+    if find_program(&s.openvpn).is_none() {
+        return Err(ConnectError::Settings(format!(
+            "the openvpn program {} was not found or is not executable",
+            s.openvpn.display()
+        )));
+    }
     let api = Client::new(&s.core_url, s.token.clone(), s.api_timeout)
         .map_err(ConnectError::CoreClient)?;
     info!(client_key = %s.client_key, core = %s.core_url, "connecting: fetching the access message (GetAccess)");
@@ -422,12 +443,7 @@ impl Actor {
         self.write_state();
         match &outcome {
             Outcome::Stopped => info!("stopped"),
-            Outcome::CoreStopped { .. } => {
-                error!("stopped for good: {}", outcome.reason());
-            }
-            Outcome::ServerHalted { .. } | Outcome::AuthFailed { .. } => {
-                error!("stopped for good: {}", outcome.reason());
-            }
+            _ => error!("stopped for good: {}", outcome.reason()),
         }
         outcome
     }
@@ -1153,6 +1169,18 @@ pub fn cancel_on_signals(token: CancellationToken) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_programs() {
+        assert!(find_program(std::path::Path::new("sh")).is_some());
+        assert!(find_program(std::path::Path::new("/bin/sh")).is_some());
+        assert!(find_program(std::path::Path::new("no-such-program-xyz")).is_none());
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = dir.path().join("not-executable");
+        std::fs::write(&f, "x").expect("write");
+        assert!(find_program(&f).is_none());
+        assert!(find_program(dir.path()).is_none(), "a directory");
+    }
 
     #[test]
     fn backoff_is_capped_exponential() {
