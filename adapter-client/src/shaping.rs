@@ -120,7 +120,9 @@ impl TcCommand {
             ],
         )
     }
-    /// `tc class replace dev DEV parent PARENT classid ID htb rate Rbit ceil Cbit`
+    /// `tc class replace dev DEV parent PARENT classid ID htb rate Rbit ceil Cbit quantum 1514`
+    /// (an explicit quantum: the default rate/r2q is out of range at high rates and makes the
+    /// kernel complain; with one leaf per device it has no other effect).
     pub fn htb_class(t: &Tools, dev: &str, parent: &str, classid: &str, r: Rate) -> Self {
         let rate = format!("{}bit", r.rate_bps);
         let ceil = format!("{}bit", r.ceil_bps);
@@ -128,7 +130,7 @@ impl TcCommand {
             &t.tc,
             &[
                 "class", "replace", "dev", dev, "parent", parent, "classid", classid, "htb",
-                "rate", &rate, "ceil", &ceil,
+                "rate", &rate, "ceil", &ceil, "quantum", "1514",
             ],
         )
     }
@@ -375,13 +377,13 @@ mod tests {
             apply,
             vec![
                 "tc qdisc replace dev tunac7 root handle 1: htb default 10",
-                "tc class replace dev tunac7 parent 1: classid 1:1 htb rate 4000000bit ceil 4000000bit",
-                "tc class replace dev tunac7 parent 1:1 classid 1:10 htb rate 4000000bit ceil 4000000bit",
+                "tc class replace dev tunac7 parent 1: classid 1:1 htb rate 4000000bit ceil 4000000bit quantum 1514",
+                "tc class replace dev tunac7 parent 1:1 classid 1:10 htb rate 4000000bit ceil 4000000bit quantum 1514",
                 "ip link add ifbac7 type ifb",
                 "ip link set dev ifbac7 up",
                 "tc qdisc replace dev ifbac7 root handle 1: htb default 10",
-                "tc class replace dev ifbac7 parent 1: classid 1:1 htb rate 8000000bit ceil 8000000bit",
-                "tc class replace dev ifbac7 parent 1:1 classid 1:10 htb rate 1000000bit ceil 8000000bit",
+                "tc class replace dev ifbac7 parent 1: classid 1:1 htb rate 8000000bit ceil 8000000bit quantum 1514",
+                "tc class replace dev ifbac7 parent 1:1 classid 1:10 htb rate 1000000bit ceil 8000000bit quantum 1514",
                 "tc qdisc replace dev tunac7 handle ffff: ingress",
                 "tc filter replace dev tunac7 parent ffff: protocol all prio 1 handle 800::1 u32 match u32 0 0 action mirred egress redirect dev ifbac7",
             ]
