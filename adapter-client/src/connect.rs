@@ -929,6 +929,15 @@ impl Actor {
                 }
                 self.check_status(resp.status, "UpdateSession").await;
             }
+            Err(e) if e.code() == Some(core_lite::api::ErrorCode::NotFound) => {
+                // The core lost the session (e.g. its data was reset): start a new one.
+                warn!("the core does not know the session any more; starting a new one: {e}");
+                self.status.session_id = None;
+                if let Some(sess) = self.session.as_mut() {
+                    sess.id = None;
+                }
+                self.start_session().await;
+            }
             Err(e) => self.check_api_error(&e, "UpdateSession").await,
         }
         self.write_state();

@@ -382,3 +382,30 @@ async fn final_counts_survive_a_core_outage() -> Result<()> {
     cores.wait_closed(600).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_core_lost_is_started_again() -> Result<()> {
+    let cores = Cores::start("127.0.0.1:1194", None).await?;
+    let mut fake = FakeOpenVpn::new()?;
+    let work = tempfile::tempdir()?;
+    let s = settings(&cores, &fake, work.path());
+    let socket = s
+        .runtime_dir
+        .join(adapter_client::runtime::MGMT_SOCKET_NAME);
+    let cancel = CancellationToken::new();
+    let h = tokio::spawn(connect::run(s, cancel.clone()));
+    let (pid, _) = fake.next_spawn().await?;
+    let mut m = fake.accept(&socket).await?;
+    m.send(CONNECTED_1).await?;
+    let s1 = cores.wait_open_session(None, 0).await?;
+    cores.client_sql(&format!("DELETE FROM sessions WHERE id = '{s1}';"))?;
+    m.send(">BYTECOUNT:70,30").await?;
+    // The next UpdateSession gets not_found; a new session carries the counts.
+    let s2 = cores.wait_open_session(Some(&s1), 100).await?;
+    assert_ne!(s1, s2);
+    cancel.cancel();
+    m.expect("signal SIGTERM").await?;
+    kill(pid, Signal::SIGTERM);
+    assert_eq!(join(h).await?, Outcome::Stopped);
+    Ok(())
+}

@@ -88,27 +88,30 @@ impl Cores {
             .set_channel_status(&self.client_key.0, status, "test: forced")
         {
             Ok(()) => Ok(()),
-            Err(e) if e.to_string().contains("no agent channel") => {
-                let db = self.client.data_dir.join("core.db");
-                let sql = format!(
-                    "UPDATE channels SET status = '{}' WHERE side = 'client' AND client_key = '{}';",
-                    status.as_str(),
-                    self.client_key.0.replace('\'', "")
-                );
-                let out = std::process::Command::new("sqlite3")
-                    .arg("-cmd")
-                    .arg(".timeout 5000")
-                    .arg(&db)
-                    .arg(&sql)
-                    .output()
-                    .context("sqlite3")?;
-                if !out.status.success() {
-                    bail!("sqlite3 failed: {}", String::from_utf8_lossy(&out.stderr));
-                }
-                Ok(())
-            }
+            Err(e) if e.to_string().contains("no agent channel") => self.client_sql(&format!(
+                "UPDATE channels SET status = '{}' WHERE side = 'client' AND client_key = '{}';",
+                status.as_str(),
+                self.client_key.0.replace('\'', "")
+            )),
             Err(e) => Err(e),
         }
+    }
+
+    /// Runs SQL on the client core's database with the sqlite3 CLI (for faults the API
+    /// cannot produce).
+    pub fn client_sql(&self, sql: &str) -> Result<()> {
+        let db = self.client.data_dir.join("core.db");
+        let out = std::process::Command::new("sqlite3")
+            .arg("-cmd")
+            .arg(".timeout 5000")
+            .arg(&db)
+            .arg(sql)
+            .output()
+            .context("sqlite3")?;
+        if !out.status.success() {
+            bail!("sqlite3 failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
     }
 
     pub fn channel(&self) -> Result<ChannelInfo> {
