@@ -238,6 +238,9 @@ struct Actor {
     watched: HashSet<PathBuf>,
     watcher: Option<notify::RecommendedWatcher>,
     core_down: bool,
+    /// While the core is down, retries wait until this instant (exponential backoff).
+    core_retry_at: Instant,
+    core_backoff: Duration,
     warned_client_auth: bool,
 }
 
@@ -295,6 +298,8 @@ pub async fn run(
         watched: HashSet::new(),
         watcher: None,
         core_down: false,
+        core_retry_at: Instant::now(),
+        core_backoff: Duration::ZERO,
         warned_client_auth: false,
     };
     info!(management = %actor.cfg.management, core = %actor.core.base_url(), "monitor starting");
@@ -769,13 +774,26 @@ impl Actor {
             info!("core reachable again");
             self.core_down = false;
         }
+        self.core_backoff = Duration::ZERO;
     }
 
     fn core_failed(&mut self, call: &str, e: &ApiError) {
         if !self.core_down {
             warn!("core unreachable ({call}): {e}; buffering usage");
             self.core_down = true;
+        } else if Instant::now() < self.core_retry_at {
+            return; // another failure of the same round
         }
+        self.core_backoff = (self.core_backoff * 2)
+            .max(self.cfg.reconnect_min)
+            .min(self.cfg.reconnect_max);
+        self.core_retry_at = Instant::now() + self.core_backoff;
+    }
+
+    /// False while the core is down and its backoff has not expired: no call is made then
+    /// (totals are kept and sent later), so a recovering core is not hit by a storm.
+    fn core_callable(&self) -> bool {
+        !self.core_down || Instant::now() >= self.core_retry_at
     }
 
     fn on_started(&mut self, conn_id: String, result: Result<StartSessionResponse, ApiError>) {
@@ -854,6 +872,9 @@ impl Actor {
             return;
         };
         if c.updating || c.gone.is_some() {
+            return;
+        }
+        if self.core_down && Instant::now() < self.core_retry_at {
             return;
         }
         c.updating = true;
@@ -1339,20 +1360,21 @@ impl Actor {
         let now = Instant::now();
         let gen = self.gen;
         let connected = self.conn.is_some();
+        let callable = self.core_callable();
         let keys: Vec<String> = self.clients.keys().cloned().collect();
         for k in keys {
             let Some(c) = self.clients.get(&k) else {
                 continue;
             };
             if c.gone.is_some() {
-                if !c.stopping && !c.starting && !c.updating {
+                if callable && !c.stopping && !c.starting && !c.updating {
                     self.finish_gone(&k);
                 }
                 continue;
             }
-            if c.session.is_none() && !c.starting {
+            if callable && c.session.is_none() && !c.starting {
                 self.start_session(&k);
-            } else if c.session.is_some() && !c.updating && c.counts != c.reported {
+            } else if callable && c.session.is_some() && !c.updating && c.counts != c.reported {
                 self.maybe_update(&k);
             }
             let Some(c) = self.clients.get(&k) else {

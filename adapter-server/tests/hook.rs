@@ -18,11 +18,10 @@ struct Hook {
 impl Hook {
     fn new(core_url: &str, token: &str) -> Self {
         Self {
+            // `=` form: tokens may start with '-'.
             args: vec![
-                "--core-url".into(),
-                core_url.into(),
-                "--token".into(),
-                token.into(),
+                format!("--core-url={core_url}"),
+                format!("--token={token}"),
                 "hook".into(),
             ],
             env: vec![],
