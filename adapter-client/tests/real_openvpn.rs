@@ -69,3 +69,42 @@ async fn real_openvpn_accepts_config_holds_and_stops() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_openvpn_tcp_connect_failure_is_retried_through_the_hold() -> Result<()> {
+    let openvpn = openvpn_path().context("openvpn is not installed (needed by this test)")?;
+    // Nothing listens on loopback port 9: every TCP connect is refused and OpenVPN
+    // restarts internally (RECONNECTING), holds, and waits for the adapter's release.
+    let cores = Cores::start_proto("127.0.0.1:9", None, "tcp").await?;
+    let fake = FakeOpenVpn::new()?;
+    let work = tempfile::tempdir()?;
+    let mut s = common::settings(&cores, &fake, work.path());
+    s.openvpn = openvpn;
+    let state_file = s.state_file.clone();
+    let cancel = CancellationToken::new();
+    let h = tokio::spawn(connect::run(s, cancel.clone()));
+
+    let first = poll("openvpn to start", || {
+        read_state(&state_file).and_then(|s| s.openvpn_pid)
+    })
+    .await?;
+    // A drop was seen (the reason is recorded) and the same process went on trying after
+    // the adapter released the hold again.
+    let st = poll("a reconnect of the same openvpn process", || {
+        read_state(&state_file).filter(|s| {
+            s.openvpn_pid == Some(first)
+                && s.reason.is_some()
+                && s.openvpn_state.as_deref() == Some("TCP_CONNECT")
+        })
+    })
+    .await
+    .with_context(|| format!("state: {:?}", read_state(&state_file)))?;
+    assert_eq!(st.connections, 0);
+
+    cancel.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), h)
+        .await
+        .context("connect::run did not return")???;
+    assert_eq!(outcome, Outcome::Stopped);
+    Ok(())
+}

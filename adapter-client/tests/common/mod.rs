@@ -43,11 +43,19 @@ pub struct Cores {
 
 impl Cores {
     pub async fn start(endpoint: &str, speed: Option<(&str, &str)>) -> Result<Self> {
+        Self::start_proto(endpoint, speed, "udp").await
+    }
+
+    pub async fn start_proto(
+        endpoint: &str,
+        speed: Option<(&str, &str)>,
+        proto: &str,
+    ) -> Result<Self> {
         let agent = TestCore::start().await?;
         agent.register_vpn_module()?;
         let (product_id, product_token) = agent.create_product("vpn-1", endpoint)?;
         let config: BTreeMap<String, String> = [
-            ("proto", "udp"),
+            ("proto", proto),
             ("port", "1194"),
             ("dev", "tun"),
             ("dataCiphers", "AES-256-GCM:AES-128-GCM"),
