@@ -286,3 +286,65 @@ async fn garbage_lines_do_not_break_the_monitor() -> anyhow::Result<()> {
     wait_bytes(&f, 3).await?;
     mon.stop().await
 }
+
+const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n";
+fn static_key(body: &str) -> String {
+    format!("-----BEGIN OpenVPN Static key V1-----\n{body}\n-----END OpenVPN Static key V1-----\n")
+}
+
+fn product_config(f: &Fixture) -> Option<std::collections::BTreeMap<String, String>> {
+    f.core
+        .core()
+        .show_product("vpn-test")
+        .ok()
+        .map(|p| p.config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_product_config_and_repushes_on_change() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let fake = FakeMgmt::start()?;
+    let dir = tempfile::tempdir()?;
+    let conf = dir.path().join("server.conf");
+    std::fs::write(dir.path().join("ca.crt"), CA)?;
+    std::fs::write(dir.path().join("tc.key"), static_key("aaaa"))?;
+    std::fs::write(
+        &conf,
+        "proto udp\nport 1194\ndev tun0\nca ca.crt\ntls-crypt tc.key\nkey server.key\n",
+    )?;
+    let mut cfg = config(&fake);
+    cfg.server_config = Some(conf.clone());
+    cfg.endpoint = Some("vpn.example.net:1194".into());
+    let mon = start(&f, cfg)?;
+    wait_for("first push", || {
+        product_config(&f).filter(|c| c.get("port").map(String::as_str) == Some("1194"))
+    })
+    .await?;
+    let c = product_config(&f).unwrap_or_default();
+    assert_eq!(c.get("ca").map(String::as_str), Some(CA));
+    assert_eq!(c.get("proto").map(String::as_str), Some("udp"));
+    assert_eq!(
+        c.get("serviceEndpointAddress").map(String::as_str),
+        Some("vpn.example.net:1194")
+    );
+
+    // The config file changes: pushed again.
+    std::fs::write(
+        &conf,
+        "proto udp\nport 1195\ndev tun0\nca ca.crt\ntls-crypt tc.key\n",
+    )?;
+    wait_for("re-push after config change", || {
+        product_config(&f).filter(|c| c.get("port").map(String::as_str) == Some("1195"))
+    })
+    .await?;
+    // A referenced key file changes (replaced by rename, as editors do): pushed again.
+    let tmp = dir.path().join("tc.key.new");
+    std::fs::write(&tmp, static_key("bbbb"))?;
+    std::fs::rename(&tmp, dir.path().join("tc.key"))?;
+    let want = static_key("bbbb");
+    wait_for("re-push after key change", || {
+        product_config(&f).filter(|c| c.get("tlsCrypt") == Some(&want))
+    })
+    .await?;
+    mon.stop().await
+}
