@@ -6,9 +6,17 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+mod common;
+
+use std::time::Duration;
+
+use adapter_server::monitor::{self, MgmtAddr, MonitorConfig};
 use adapter_server::shaping::{Shaper, ShapingConfig};
 use anyhow::{bail, Context};
+use common::{client_block, fixture, wait_for, FakeMgmt};
+use core_lite::api::Client;
 use core_lite::api::SpeedLimits;
+use tokio_util::sync::CancellationToken;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -154,5 +162,74 @@ async fn shaper_installs_and_removes_exactly() -> anyhow::Result<()> {
     assert!(!q.contains("htb") && !q.contains("ingress"), "{q}");
     let links = ns.out(&["ip", "link", "show"])?;
     assert!(!links.contains("ifb-tun0"), "{links}");
+    Ok(())
+}
+
+/// The monitor shapes a client at ESTABLISHED from the offering's speeds and removes
+/// exactly that at DISCONNECT; shutdown removes the whole setup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_shapes_from_offering_speeds() -> anyhow::Result<()> {
+    let ns = NetNs::new()?;
+    let f = fixture(Some(("8", "4"))).await?;
+    let fake = FakeMgmt::start()?;
+    let mut cfg = MonitorConfig::new(MgmtAddr::Unix(fake.path.clone()));
+    cfg.tick = Duration::from_millis(100);
+    cfg.shaping = Some(ShapingConfig {
+        tun: "tun0".into(),
+        ifb: "ifb-tun0".into(),
+        link_bps: 100_000_000,
+        max_clients: 16,
+        netns: Some(ns.0.clone()),
+    });
+    let client = Client::new(&f.core.url, f.token.clone(), Duration::from_secs(2))?;
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(monitor::run(cfg, client, cancel.clone()));
+    wait_for("monitor asked for status", || {
+        (fake.count("status 3") >= 1).then_some(())
+    })
+    .await?;
+    let env = [
+        ("username", f.key.0.as_str()),
+        ("untrusted_ip", "192.0.2.7"),
+        ("untrusted_port", "50123"),
+        ("time_unix", "1700000000"),
+        ("ifconfig_pool_remote_ip", "10.8.0.6"),
+    ];
+    fake.send(&client_block("ESTABLISHED,1", &env))?;
+    wait_for("download class on tun0", || {
+        let c = ns.out(&["tc", "class", "show", "dev", "tun0"]).ok()?;
+        (c.contains("class htb 1:2 parent 1:1") && c.contains("rate 1Mbit ceil 8Mbit"))
+            .then_some(())
+    })
+    .await?;
+    wait_for("upload class on the IFB", || {
+        let c = ns.out(&["tc", "class", "show", "dev", "ifb-tun0"]).ok()?;
+        (c.contains("class htb 1:2 parent 1:1") && c.contains("rate 1Mbit ceil 4Mbit"))
+            .then_some(())
+    })
+    .await?;
+    let f_out = ns.out(&["tc", "filter", "show", "dev", "tun0", "parent", "1:"])?;
+    assert!(f_out.contains("match 0a080006/ffffffff at 16"), "{f_out}");
+
+    let mut denv = env.to_vec();
+    denv.push(("bytes_received", "10"));
+    denv.push(("bytes_sent", "20"));
+    fake.send(&client_block("DISCONNECT,1", &denv))?;
+    wait_for("client classes removed", || {
+        let a = ns.out(&["tc", "class", "show", "dev", "tun0"]).ok()?;
+        let b = ns.out(&["tc", "class", "show", "dev", "ifb-tun0"]).ok()?;
+        let fl = ns
+            .out(&["tc", "filter", "show", "dev", "tun0", "parent", "1:"])
+            .ok()?;
+        (!a.contains("1:2 ") && !b.contains("1:2 ") && !fl.contains("0a080006")).then_some(())
+    })
+    .await?;
+    cancel.cancel();
+    task.await??;
+    let q = ns.out(&["tc", "qdisc", "show", "dev", "tun0"])?;
+    assert!(
+        !q.contains("htb") && !q.contains("ingress"),
+        "setup left behind: {q}"
+    );
     Ok(())
 }
