@@ -12,7 +12,8 @@
 //! flight per client); an answer suspending/suspended/terminating/terminated →
 //! `client-kill CID HALT`; `>CLIENT:DISCONNECT` → StopSession with `bytes_received` /
 //! `bytes_sent` of the event. When the core is unreachable the latest totals are kept and
-//! replayed; a client without a successful report for the grace period is cut.
+//! replayed (with a capped exponential backoff); a client whose reports have kept failing
+//! for the grace period is cut.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
@@ -198,7 +199,8 @@ struct Client {
     reported: (u64, u64),
     updating: bool,
     stopping: bool,
-    last_ok: Instant,
+    /// Since when reports of this client have been failing (None = last one succeeded).
+    failing_since: Option<Instant>,
     kill_wanted: bool,
     kill_sent_gen: Option<u64>,
     speed: Option<SpeedLimits>,
@@ -711,7 +713,7 @@ impl Actor {
                 reported: (0, 0),
                 updating: false,
                 stopping: false,
-                last_ok: Instant::now(),
+                failing_since: None,
                 kill_wanted: false,
                 kill_sent_gen: None,
                 speed: None,
@@ -804,7 +806,7 @@ impl Actor {
         match result {
             Ok(r) => {
                 c.session = Some(r.session_id.clone());
-                c.last_ok = Instant::now();
+                c.failing_since = None;
                 c.reported = max2(c.reported, (r.bytes_in, r.bytes_out));
                 c.speed = Some(r.speed);
                 info!(connection = %conn_id, session = %r.session_id, status = %r.status, "session started");
@@ -821,7 +823,10 @@ impl Actor {
                 self.apply_shaping(&conn_id);
                 self.maybe_update(&conn_id);
             }
-            Err(e) if is_transient(&e) => self.core_failed("StartSession", &e),
+            Err(e) if is_transient(&e) => {
+                c.failing_since.get_or_insert_with(Instant::now);
+                self.core_failed("StartSession", &e)
+            }
             Err(e) => {
                 let gone = c.gone.is_some();
                 error!(connection = %conn_id, "StartSession refused: {e}");
@@ -916,7 +921,7 @@ impl Actor {
         match result {
             Ok(r) => {
                 c.reported = max2(c.reported, sent);
-                c.last_ok = Instant::now();
+                c.failing_since = None;
                 let again = c.counts != sent && c.gone.is_none();
                 let gone = c.gone.is_some();
                 debug!(connection = %conn_id, bytes_in = sent.0, bytes_out = sent.1, status = %r.status, units = r.units_used, "usage reported");
@@ -932,6 +937,7 @@ impl Actor {
             }
             Err(e) if is_transient(&e) => {
                 let gone = c.gone.is_some();
+                c.failing_since.get_or_insert_with(Instant::now);
                 self.core_failed("UpdateSession", &e);
                 if gone {
                     self.stop_session(&conn_id);
@@ -1304,7 +1310,11 @@ impl Actor {
 
     fn watch(&mut self, files: Vec<PathBuf>) {
         use notify::Watcher;
-        let want: HashSet<PathBuf> = files.into_iter().collect();
+        // Absolute, symlink-free paths: notify reports events under the watched directory.
+        let want: HashSet<PathBuf> = files
+            .into_iter()
+            .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
+            .collect();
         if want == self.watched && self.watcher.is_some() {
             return;
         }
@@ -1380,7 +1390,9 @@ impl Actor {
             let Some(c) = self.clients.get(&k) else {
                 continue;
             };
-            let overdue = now.duration_since(c.last_ok) > self.cfg.grace;
+            let overdue = c
+                .failing_since
+                .is_some_and(|t| now.duration_since(t) > self.cfg.grace);
             if connected && (c.kill_wanted || overdue) && c.kill_sent_gen != Some(gen) {
                 let why = if c.kill_wanted {
                     "kill pending"
