@@ -30,7 +30,8 @@ pub struct CommonArgs {
     /// File holding the product token (one line, mode 0600).
     #[arg(long, env = "ADAPTER_SERVER_TOKEN_FILE", global = true)]
     pub token_file: Option<PathBuf>,
-    /// The product token itself (prefer --token-file: command lines are visible to all users).
+    /// The product token itself (prefer --token-file: command lines are visible to all
+    /// users). Write it as --token=VALUE: tokens may begin with '-'.
     #[arg(
         long,
         env = "ADAPTER_SERVER_TOKEN",
@@ -70,8 +71,10 @@ OpenVPN script hook. Wire it into the server config, e.g.:
     client-connect \"/usr/local/bin/adapter-server --config /etc/adapter-server/config.toml hook\"
     client-disconnect \"/usr/local/bin/adapter-server --config /etc/adapter-server/config.toml hook\"
 
-(via-env works too.) OpenVPN does not pass its own environment to scripts, so give the
-core URL and token through --config (or OpenVPN `setenv ADAPTER_SERVER_TOKEN_FILE ...`).
+(via-env works too; OpenVPN 2.6 sets script_type=user-pass-verify for auth.) OpenVPN does
+not pass its own environment to scripts, so give the core URL and token through --config
+or flags (or OpenVPN `setenv ADAPTER_SERVER_TOKEN_FILE ...`). Scripts run as OpenVPN's
+`user`: it must be able to read those files and own --state-dir.
 
 Auth is deferred when OpenVPN offers auth_control_file: the hook exits 2 at once and a
 detached worker writes 1/0 to the control file (and the reason to
