@@ -29,6 +29,10 @@ pub struct ChannelState {
     pub bytes_total: u64,
     pub deposit: u64,
     pub has_open_session: bool,
+    /// Total of the best payment cheque received, when the channel is paid by cheques
+    /// (accepted over the market). `None`: the deposit alone pays (manual channels), and
+    /// the lag rule does not apply.
+    pub amount_paid: Option<u64>,
 }
 
 /// Units used: whole MB consumed (floor), so a unit counts once it is fully used.
@@ -50,6 +54,43 @@ pub fn min_deposit(terms: &BillingTerms) -> u128 {
 /// Deposit that buys `maxUnits` (after the free ones): the default deposit of a new channel.
 pub fn full_deposit(terms: &BillingTerms) -> u128 {
     cost(terms, terms.max_units)
+}
+
+/// Units covered by `amount_paid`: what is left after the setup price, in whole units.
+pub fn paid_units(terms: &BillingTerms, amount_paid: u64) -> u64 {
+    let after_setup = amount_paid.saturating_sub(terms.setup_price);
+    if amount_paid < terms.setup_price {
+        return 0;
+    }
+    // A unit price of 0 makes every unit paid.
+    after_setup
+        .checked_div(terms.unit_price)
+        .unwrap_or(u64::MAX)
+}
+
+/// Units used beyond `freeUnits` and not paid for. `None` when the channel is not paid by
+/// cheques.
+pub fn unpaid_units(
+    terms: &BillingTerms,
+    bytes_total: u64,
+    amount_paid: Option<u64>,
+) -> Option<u64> {
+    let paid = amount_paid?;
+    let billable = units_used(bytes_total).saturating_sub(terms.free_units);
+    let setup_unpaid = paid < terms.setup_price;
+    let unpaid = billable.saturating_sub(paid_units(terms, paid));
+    // An unpaid setup price counts as lag beyond any tolerance once a unit is billable.
+    Some(if setup_unpaid && billable > 0 {
+        unpaid.max(terms.max_billing_unit_lag.saturating_add(1))
+    } else {
+        unpaid
+    })
+}
+
+/// Amount the client owes for `units` (all used units) in base units, capped at `deposit`.
+pub fn amount_for_units(terms: &BillingTerms, units: u64, deposit: u64) -> u64 {
+    let c = cost(terms, units);
+    u64::try_from(c.min(u128::from(deposit))).unwrap_or(deposit)
 }
 
 /// The next status transition, if any, with a human-readable reason.
@@ -81,6 +122,32 @@ pub fn next_status(
             Terminating,
             format!("deposit used up: cost {c} >= deposit {}", st.deposit),
         ));
+    }
+    let lag = unpaid_units(terms, st.bytes_total, st.amount_paid);
+    let lagging = lag.is_some_and(|l| l > terms.max_billing_unit_lag);
+    match st.status {
+        Activating | Active if lagging => {
+            return Some((
+                Suspending,
+                format!(
+                    "payment lag: {} unpaid units > maxBillingUnitLag {}",
+                    lag.unwrap_or(0),
+                    terms.max_billing_unit_lag
+                ),
+            ));
+        }
+        Suspending | Suspended if lag.is_some() && !lagging => {
+            let next = if st.status == Suspending && st.has_open_session {
+                Active
+            } else {
+                Activating
+            };
+            return Some((
+                next,
+                format!("payment received: {} unpaid units", lag.unwrap_or(0)),
+            ));
+        }
+        _ => {}
     }
     match st.status {
         Activating
@@ -136,6 +203,7 @@ mod tests {
             bytes_total: bytes,
             deposit,
             has_open_session: open,
+            amount_paid: None,
         }
     }
 
@@ -208,6 +276,68 @@ mod tests {
             next_status(&t, &st(Terminated, 10u64.pow(12), 1, false), 0),
             None
         );
+    }
+
+    #[test]
+    fn payment_lag_suspends_and_payment_resumes() {
+        let t = terms(); // 5 free units, lag 10, setup 1_000_000, unit 100_000
+        let deposit = 100_000_000;
+        let paid = |bytes: u64, amount: u64, status, open| ChannelState {
+            amount_paid: Some(amount),
+            ..st(status, bytes, deposit, open)
+        };
+        // setup + 10 units paid; 25 used = 20 billable, 10 unpaid: within the lag
+        assert_eq!(
+            next_status(&t, &paid(25_000_000, 2_000_000, Active, true), 0),
+            None
+        );
+        // 26 used: 11 unpaid > 10
+        let (s, why) = next_status(&t, &paid(26_000_000, 2_000_000, Active, true), 0).expect("lag");
+        assert_eq!(s, Suspending);
+        assert!(why.contains("lag"), "{why}");
+        // suspending with the session gone settles to suspended
+        assert_eq!(
+            next_status(&t, &paid(26_000_000, 2_000_000, Suspending, false), 0).map(|x| x.0),
+            Some(Suspended)
+        );
+        // a payment that brings the lag back: suspended -> activating
+        assert_eq!(
+            next_status(&t, &paid(26_000_000, 2_100_000, Suspended, false), 0).map(|x| x.0),
+            Some(Activating)
+        );
+        // paid while still suspending with a session open: back to active
+        assert_eq!(
+            next_status(&t, &paid(26_000_000, 2_100_000, Suspending, true), 0).map(|x| x.0),
+            Some(Active)
+        );
+        // setup price unpaid: suspended once a unit is billable
+        assert_eq!(next_status(&t, &paid(5_999_999, 0, Active, true), 0), None);
+        assert_eq!(
+            next_status(&t, &paid(6_000_000, 0, Active, true), 0).map(|x| x.0),
+            Some(Suspending)
+        );
+        // channels without cheques (manual) never lag
+        assert_eq!(
+            next_status(&t, &st(Active, 50_000_000, deposit, true), 0),
+            None
+        );
+    }
+
+    #[test]
+    fn amounts() {
+        let t = terms();
+        assert_eq!(paid_units(&t, 0), 0);
+        assert_eq!(paid_units(&t, 999_999), 0);
+        assert_eq!(paid_units(&t, 1_000_000), 0);
+        assert_eq!(paid_units(&t, 1_250_000), 2);
+        assert_eq!(amount_for_units(&t, 15, u64::MAX), 2_000_000);
+        assert_eq!(amount_for_units(&t, 15, 1_500_000), 1_500_000);
+        let free = BillingTerms {
+            unit_price: 0,
+            setup_price: 0,
+            ..terms()
+        };
+        assert_eq!(paid_units(&free, 0), u64::MAX);
     }
 
     #[test]

@@ -74,6 +74,32 @@ pub struct ServeArgs {
     /// How often the billing timers (maxInactiveTime, maxSuspendTime) run, in milliseconds.
     #[arg(long, env = "CORE_LITE_TICK_MS", default_value_t = 1000)]
     pub tick_ms: u64,
+    /// `core`: the Service API only. `agent`: also the market API on --market-listen.
+    /// `client`: also the payer (cheques for channels accepted over the market; the agent's
+    /// status mirrored). `both`: agent and client.
+    #[arg(long, env = "CORE_LITE_ROLE", value_enum, default_value_t = Role::Core)]
+    pub role: Role,
+    /// Market API address (role agent): reachable by clients, e.g. 0.0.0.0:7710.
+    #[arg(
+        long,
+        env = "CORE_LITE_MARKET_LISTEN",
+        default_value = "127.0.0.1:7710"
+    )]
+    pub market_listen: SocketAddr,
+    /// How often the payer (role client) looks at usage and the agent's view, in ms.
+    #[arg(long, env = "CORE_LITE_PAY_INTERVAL_MS", default_value_t = 1000)]
+    pub pay_interval_ms: u64,
+    /// The payer pays the agent's count of units up to this many percent above its own.
+    #[arg(long, env = "CORE_LITE_TOLERANCE_PCT", default_value_t = crate::market::DEFAULT_TOLERANCE_PCT)]
+    pub tolerance_pct: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    Core,
+    Agent,
+    Client,
+    Both,
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +160,21 @@ pub enum OfferingCmd {
     Verify {
         file: PathBuf,
     },
+    /// Client: fetch an agent's offerings from its market URL (http://HOST:PORT), keep the
+    /// ones whose template is registered here and that verify, and show them.
+    Fetch {
+        url: String,
+    },
+    /// Client: the offerings fetched so far.
+    Fetched,
+    /// Client: accept a fetched offering; the agent creates the channel and answers the
+    /// signed access message, which GetAccess then serves.
+    Accept {
+        hash: String,
+        /// Deposit in base units (1 PRIX = 10^8). Default: the minimum deposit.
+        #[arg(long, env = "CORE_LITE_ACCEPT_DEPOSIT")]
+        deposit: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +191,14 @@ pub enum ChannelCmd {
     /// A channel with its usage and status history (by id or client key).
     Show {
         id: String,
+    },
+    /// Client: stop or resume paying a channel accepted over the market.
+    Payments {
+        id: String,
+        #[arg(long, conflicts_with = "resume")]
+        pause: bool,
+        #[arg(long)]
+        resume: bool,
     },
     /// Force a channel's status (operator action), e.g. `terminating`.
     SetStatus {
@@ -266,6 +315,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 OfferingCmd::List => print_json(&core.list_offerings()?),
                 OfferingCmd::Show { hash } => print_json(&core.show_offering(&hash)?),
+                OfferingCmd::Fetch { url } => {
+                    let market = crate::market::MarketClient::new(Duration::from_secs(10))?;
+                    let report = crate::market::fetch_offerings(&core, &market, &url).await?;
+                    for o in &report.accepted {
+                        eprintln!(
+                            "{}  {}  {} base units/{}  setup {}  up to {} units  {}  down {} / up {} Mbit/s",
+                            o.offering_hash,
+                            o.country,
+                            o.unit_price,
+                            o.unit_name,
+                            o.setup_price,
+                            o.max_units,
+                            o.billing_type,
+                            o.max_download_mbps.as_deref().unwrap_or("-"),
+                            o.max_upload_mbps.as_deref().unwrap_or("-"),
+                        );
+                    }
+                    for (h, why) in &report.rejected {
+                        eprintln!("rejected {h}: {why}");
+                    }
+                    print_json(&report)
+                }
+                OfferingCmd::Fetched => print_json(&core.list_market_offerings()?),
+                OfferingCmd::Accept { hash, deposit } => {
+                    let market = crate::market::MarketClient::new(Duration::from_secs(10))?;
+                    let (id, key) =
+                        crate::market::accept_offering(&core, &market, &hash, deposit).await?;
+                    eprintln!("offering accepted: channel {id}, client key {key}");
+                    print_json(&serde_json::json!({ "channelId": id, "clientKey": key }))
+                }
                 OfferingCmd::Verify { file } => {
                     let v = read_json_file(&file)?;
                     let (hash, terms) = core.verify_offering(&v)?;
@@ -291,6 +370,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 ChannelCmd::List => print_json(&core.list_channels()?),
                 ChannelCmd::Show { id } => print_json(&core.channel_info(&id)?),
+                ChannelCmd::Payments { id, pause, resume } => {
+                    if pause == resume {
+                        bail!("give exactly one of --pause and --resume");
+                    }
+                    core.set_payments_paused(&id, pause)?;
+                    eprintln!(
+                        "payments {} for {id}",
+                        if pause { "paused" } else { "resumed" }
+                    );
+                    Ok(())
+                }
                 ChannelCmd::SetStatus { id, status, reason } => {
                     print_json(&core.set_channel_status(&id, status, &reason)?)
                 }
@@ -352,6 +442,21 @@ async fn serve(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         admin_token = %core.admin_token_path().display(),
         "core-lite serving"
     );
+    if matches!(args.role, Role::Agent | Role::Both) {
+        let (addr, _task) =
+            crate::server::start_market(core.clone(), args.market_listen, server.stopped())
+                .await
+                .with_context(|| format!("market API on {}", args.market_listen))?;
+        tracing::info!(listen = %addr, "market API serving");
+    }
+    if matches!(args.role, Role::Client | Role::Both) {
+        tokio::spawn(crate::market::run_payer(
+            core.clone(),
+            Duration::from_millis(args.pay_interval_ms.max(50)),
+            args.tolerance_pct,
+        ));
+        tracing::info!(every_ms = args.pay_interval_ms, "payer running");
+    }
     let stop = server.stopper();
     tokio::spawn(async move {
         let mut term =

@@ -132,6 +132,34 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX sessions_one_open ON sessions(channel_id) WHERE stopped_at_ms IS NULL;
     CREATE INDEX sessions_channel ON sessions(channel_id, started_at_ms);
     "#,
+    // 2: the market (issue 6): accepted offerings, client keys, cheques.
+    r#"
+    CREATE TABLE market_offerings (
+        hash            TEXT PRIMARY KEY,
+        market_url      TEXT NOT NULL,
+        signed          TEXT NOT NULL,
+        terms           TEXT NOT NULL,
+        fetched_at_ms   INTEGER NOT NULL
+    );
+    -- agent: the client's key (cheques) and the accept nonce (idempotent accept);
+    -- client: where the agent's market is, the agent's channel id, the offering.
+    ALTER TABLE channels ADD COLUMN client_public_key TEXT;
+    ALTER TABLE channels ADD COLUMN accept_nonce TEXT;
+    ALTER TABLE channels ADD COLUMN cheque TEXT;
+    ALTER TABLE channels ADD COLUMN market_url TEXT;
+    ALTER TABLE channels ADD COLUMN remote_channel_id TEXT;
+    ALTER TABLE channels ADD COLUMN market_offering TEXT REFERENCES market_offerings(hash);
+    ALTER TABLE channels ADD COLUMN payments_paused INTEGER NOT NULL DEFAULT 0;
+    CREATE UNIQUE INDEX channels_accept_nonce ON channels(accept_nonce) WHERE accept_nonce IS NOT NULL;
+    CREATE TABLE cheques (
+        id          INTEGER PRIMARY KEY,
+        channel_id  TEXT NOT NULL REFERENCES channels(id),
+        amount      INTEGER NOT NULL,
+        signature   TEXT NOT NULL,
+        at_ms       INTEGER NOT NULL
+    );
+    CREATE INDEX cheques_channel ON cheques(channel_id, id);
+    "#,
 ];
 
 /// SQLite stores signed 64-bit integers; counters and money are u64 in Rust.
@@ -310,7 +338,7 @@ mod tests {
         let v: i64 = db
             .read(|c| Ok::<_, DbError>(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
             .expect("version");
-        assert_eq!(v, 1);
+        assert_eq!(v, i64::try_from(MIGRATIONS.len()).expect("fits"));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&p).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

@@ -19,6 +19,8 @@ pub mod db;
 #[cfg(feature = "server")]
 pub mod keys;
 #[cfg(feature = "server")]
+pub mod market;
+#[cfg(feature = "server")]
 pub mod offering;
 #[cfg(feature = "server")]
 pub mod openapi;

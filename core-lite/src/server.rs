@@ -209,6 +209,77 @@ async fn not_found() -> CoreError {
     CoreError::NotFound("no such endpoint (see /openapi.json)".into())
 }
 
+async fn market_offerings(State(core): St) -> Result<Json<crate::market::OfferingList>, CoreError> {
+    call(core, Caller::Admin, |c, _| c.market_offerings()).await
+}
+
+async fn market_accept(
+    State(core): St,
+    ApiJson(req): ApiJson<crate::market::AcceptRequest>,
+) -> Result<Json<crate::market::SignedAccess>, CoreError> {
+    call(core, Caller::Admin, move |c, _| c.market_accept(&req)).await
+}
+
+async fn market_cheque(
+    State(core): St,
+    ApiJson(req): ApiJson<crate::market::Cheque>,
+) -> Result<Json<crate::market::ChequeReceipt>, CoreError> {
+    let r = call(core, Caller::Admin, move |c, _| c.market_cheque(&req)).await;
+    if let Err(e) = &r {
+        tracing::info!(code = ?e.code(), error = %e, "cheque refused");
+    }
+    r
+}
+
+async fn market_channel(
+    State(core): St,
+    Path(id): Path<String>,
+) -> Result<Json<crate::market::ChannelStatus>, CoreError> {
+    call(core, Caller::Admin, move |c, _| {
+        c.market_channel_status(&id)
+    })
+    .await
+}
+
+/// The agent's market API (meant to be reachable by clients; no bearer token: accepts are
+/// signed by the client's key, cheques by the channel's client key).
+pub fn market_router(core: Arc<Core>) -> Router {
+    use crate::market::paths as m;
+    Router::new()
+        .route(m::OFFERINGS, get(market_offerings))
+        .route(m::ACCEPT, post(market_accept))
+        .route(m::CHEQUE, post(market_cheque))
+        .route(&format!("{}/:id", m::CHANNELS), get(market_channel))
+        .route(paths::HEALTH, get(health))
+        .fallback(not_found)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                CoreError::Internal("handler panicked".into()).into_response()
+            },
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY_BYTES))
+        .with_state(core)
+}
+
+/// Serves the market API on its own address until `stop` turns true.
+pub async fn start_market(
+    core: Arc<Core>,
+    listen: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let app = market_router(core);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    Ok((addr, task))
+}
+
 /// The router of the whole API.
 pub fn router(core: Arc<Core>) -> Router {
     Router::new()
@@ -264,6 +335,11 @@ impl RunningServer {
 
     pub fn stopper(&self) -> watch::Sender<bool> {
         self.stop.clone()
+    }
+
+    /// Turns true when the server is asked to stop (for companion tasks).
+    pub fn stopped(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
     }
 }
 

@@ -67,6 +67,11 @@ pub enum CoreError {
     Keys(#[from] crate::keys::KeyError),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// An error answered by another core (market protocol).
+    #[error("the agent answered {code:?}: {message}")]
+    Remote { code: ErrorCode, message: String },
 }
 
 impl From<rusqlite::Error> for CoreError {
@@ -88,6 +93,8 @@ impl CoreError {
             CoreError::Conflict(_) => ErrorCode::Conflict,
             CoreError::Invalid(_) => ErrorCode::Invalid,
             CoreError::RateLimited(_) => ErrorCode::RateLimited,
+            CoreError::Unavailable(_) => ErrorCode::Unavailable,
+            CoreError::Remote { code, .. } => *code,
             CoreError::Db(DbError::Sql(rusqlite::Error::SqliteFailure(f, _)))
                 if matches!(
                     f.code,
@@ -753,7 +760,7 @@ impl Core {
         let password = self.keys.derive_password(&id);
         let password_hash = self.keys.hash_secret(password.expose());
         self.db.write(|tx| {
-            let Some(terms) = Self::offering_terms(tx, offering_hash)? else {
+            let Some(terms) = offering_terms(tx, offering_hash)? else {
                 return Err(CoreError::NotFound(format!("no offering {offering_hash:?}")));
             };
             let supply: i64 = tx.query_row(
@@ -802,7 +809,7 @@ impl Core {
         Ok((id, client_key))
     }
 
-    fn offering_terms(c: &Connection, hash: &str) -> Result<Option<BillingTerms>> {
+    fn offering_terms_of(c: &Connection, hash: &str) -> Result<Option<BillingTerms>> {
         Ok(opt(c.query_row(
             "SELECT unit_price, setup_price, min_units, max_units, free_units, max_billing_unit_lag,
                     billing_interval, max_suspend_time_s, max_inactive_time_s
@@ -850,7 +857,10 @@ impl Core {
             let info = channel_info(tx, id_or_key)?;
             if info.status != status {
                 set_status(tx, &info.channel_id, status, now_ms(), reason)?;
-                apply_billing(tx, &info.channel_id, now_ms())?;
+                // Billing rules are the agent's; a client-side channel just takes the status.
+                if !info.offering_hash.is_empty() {
+                    apply_billing(tx, &info.channel_id, now_ms())?;
+                }
             }
             channel_info(tx, &info.channel_id)
         })
@@ -1456,7 +1466,7 @@ fn agent_channel_where(
     if product.is_some_and(|p| p != product_id) {
         return Ok(None);
     }
-    let terms = Core::offering_terms(c, &offering_hash)?
+    let terms = offering_terms(c, &offering_hash)?
         .ok_or_else(|| CoreError::Internal(format!("offering {offering_hash} missing")))?;
     Ok(Some(AgentChannel {
         id,
@@ -1471,7 +1481,7 @@ fn agent_channel_where(
     }))
 }
 
-fn record_status(
+pub(crate) fn record_status(
     tx: &Connection,
     channel_id: &str,
     status: ServiceStatus,
@@ -1502,7 +1512,11 @@ fn set_status(
 }
 
 /// Applies [`billing::next_status`] until it settles; returns the final status.
-fn apply_billing(tx: &Transaction<'_>, channel_id: &str, now: i64) -> Result<ServiceStatus> {
+pub(crate) fn apply_billing(
+    tx: &Transaction<'_>,
+    channel_id: &str,
+    now: i64,
+) -> Result<ServiceStatus> {
     let ch = agent_channel_where(tx, "ch.id = ?1", channel_id, None)?
         .ok_or_else(|| CoreError::NotFound(format!("no agent channel {channel_id}")))?;
     let open: i64 = tx.query_row(
@@ -1510,7 +1524,14 @@ fn apply_billing(tx: &Transaction<'_>, channel_id: &str, now: i64) -> Result<Ser
         [channel_id],
         |r| r.get(0),
     )?;
+    // Channels accepted over the market are paid by cheques: the lag rule applies.
+    let (by_cheque, amount_paid): (bool, i64) = tx.query_row(
+        "SELECT client_public_key IS NOT NULL, amount_paid FROM channels WHERE id = ?1",
+        [channel_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let mut st = ChannelState {
+        amount_paid: by_cheque.then_some(from_sql_u64(amount_paid)),
         status: ch.status,
         status_since_ms: ch.status_since_ms,
         bytes_total: ch.bytes_total,
@@ -1584,6 +1605,11 @@ fn channel_info(c: &Connection, id_or_key: &str) -> Result<ChannelInfo> {
         open_session: open.map(SessionId),
         history,
     })
+}
+
+/// The billing terms of an offering (agent side).
+pub(crate) fn offering_terms(c: &Connection, hash: &str) -> Result<Option<BillingTerms>> {
+    Core::offering_terms_of(c, hash)
 }
 
 #[cfg(test)]

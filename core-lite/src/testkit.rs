@@ -96,6 +96,23 @@ impl TestCore {
         &self.core
     }
 
+    /// The same core, shareable with tasks (e.g. [`crate::market::pay_round`]).
+    pub fn core_arc(&self) -> Arc<Core> {
+        self.core.clone()
+    }
+
+    /// Starts the agent's market API on a random loopback port; returns its URL.
+    pub async fn start_market(&self) -> anyhow::Result<String> {
+        let stop = self
+            .server
+            .as_ref()
+            .map(|s| s.stopped())
+            .context("server not running")?;
+        let (addr, _task) =
+            crate::server::start_market(self.core.clone(), "127.0.0.1:0".parse()?, stop).await?;
+        Ok(format!("http://{addr}"))
+    }
+
     /// Stops the server (the port is closed; the data stays).
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         if let Some(s) = self.server.take() {

@@ -786,3 +786,16 @@ async fn module_registration_is_idempotent_and_refuses_changes() -> anyhow::Resu
     assert!(e.to_string().contains("already registered"), "{e}");
     Ok(())
 }
+
+#[tokio::test]
+async fn operator_can_set_the_status_of_a_client_side_channel() -> anyhow::Result<()> {
+    let a = agent(100).await?;
+    let (_, key) = a.core.create_channel(&a.offering, None)?;
+    let msg = a.core.export_access(&key.0)?;
+    let c = TestCore::start().await?;
+    c.register_vpn_module()?;
+    c.import_access(&msg)?;
+    c.set_channel_status(&key.0, ServiceStatus::Terminating, "operator")?;
+    assert_eq!(c.channel(&key.0)?.status, ServiceStatus::Terminating);
+    Ok(())
+}
