@@ -2,12 +2,13 @@
 //! and a few readers. Every write is a transaction committed with `synchronous=FULL`, so what
 //! a caller was told is durable.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,8 @@ pub enum DbError {
         found: i64,
         known: i64,
     },
+    #[error("database commit failed (changes rolled back)")]
+    CommitFailed,
     #[error("database query failed: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("stored JSON in {what} is unreadable: {source}")]
@@ -175,7 +178,11 @@ const READERS: usize = 4;
 /// A pool of one writer and a few reader connections to one SQLite file.
 pub struct Db {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    /// Writers waiting for the writer connection (group commit).
+    writers_waiting: AtomicUsize,
+    /// Signalled after every commit (or abandoned group).
+    committed: Condvar,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
 }
@@ -184,6 +191,17 @@ impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Db").field("path", &self.path).finish()
     }
+}
+
+/// The writer connection and its group-commit state.
+struct Writer {
+    conn: Connection,
+    /// A transaction is open (a group is being collected).
+    in_tx: bool,
+    /// Number of the group being collected; bumped at each commit.
+    generation: u64,
+    /// Outcome of recent groups: (generation, committed).
+    commit_results: VecDeque<(u64, bool)>,
 }
 
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -241,7 +259,14 @@ impl Db {
         }
         Ok(Db {
             path: path.to_path_buf(),
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Writer {
+                conn: writer,
+                in_tx: false,
+                generation: 0,
+                commit_results: VecDeque::new(),
+            }),
+            writers_waiting: AtomicUsize::new(0),
+            committed: Condvar::new(),
             readers,
             next_reader: AtomicUsize::new(0),
         })
@@ -251,18 +276,82 @@ impl Db {
         &self.path
     }
 
-    /// Runs `f` in an IMMEDIATE transaction on the writer and commits (durably) if it returns Ok.
+    /// Runs `f` in a transaction on the writer connection and returns once its changes are
+    /// committed durably (`synchronous=FULL`); if `f` fails, its changes are rolled back.
+    ///
+    /// Group commit: writers that arrive while another one holds the connection join the
+    /// same open transaction, each in its own savepoint (a failing `f` undoes only its own
+    /// changes). The last writer of a burst commits for all of them, and every writer gets
+    /// its answer only after that commit: one fsync serves many UpdateSessions.
     pub fn write<T, E: From<DbError>>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut conn = lock(&self.writer);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| E::from(DbError::Sql(e)))?;
-        let out = f(&tx)?;
-        tx.commit().map_err(|e| E::from(DbError::Sql(e)))?;
-        Ok(out)
+        let sql = |e| E::from(DbError::Sql(e));
+        self.writers_waiting.fetch_add(1, Ordering::SeqCst);
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.writers_waiting.fetch_sub(1, Ordering::SeqCst);
+        if !w.in_tx {
+            if let Err(e) = w.conn.execute_batch("BEGIN IMMEDIATE") {
+                return Err(sql(e));
+            }
+            w.in_tx = true;
+        }
+        if let Err(e) = w.conn.execute_batch("SAVEPOINT w") {
+            return Err(sql(e));
+        }
+        let out = f(&w.conn);
+        let undo = if out.is_ok() {
+            "RELEASE w"
+        } else {
+            "ROLLBACK TO w; RELEASE w"
+        };
+        if let Err(e) = w.conn.execute_batch(undo) {
+            // The transaction is in an unknown state: abandon it for everyone in it.
+            let _ = w.conn.execute_batch("ROLLBACK");
+            w.in_tx = false;
+            let g = w.generation;
+            w.commit_results.push_back((g, false));
+            w.generation += 1;
+            self.committed.notify_all();
+            return Err(sql(e));
+        }
+        let my_generation = w.generation;
+        if self.writers_waiting.load(Ordering::SeqCst) == 0 {
+            // Nobody behind us: commit the whole group now.
+            let ok = w.conn.execute_batch("COMMIT").is_ok();
+            if !ok {
+                let _ = w.conn.execute_batch("ROLLBACK");
+            }
+            w.in_tx = false;
+            w.commit_results.push_back((my_generation, ok));
+            while w.commit_results.len() > 64 {
+                w.commit_results.pop_front();
+            }
+            w.generation += 1;
+            self.committed.notify_all();
+            return if ok {
+                out
+            } else {
+                out.and(Err(E::from(DbError::CommitFailed)))
+            };
+        }
+        // Someone is waiting for the connection: they (or the last of them) commit for us.
+        loop {
+            w = self.committed.wait(w).unwrap_or_else(|e| e.into_inner());
+            if w.generation > my_generation {
+                let ok = w
+                    .commit_results
+                    .iter()
+                    .find(|(g, _)| *g == my_generation)
+                    .is_some_and(|(_, ok)| *ok);
+                return if ok {
+                    out
+                } else {
+                    out.and(Err(E::from(DbError::CommitFailed)))
+                };
+            }
+        }
     }
 
     /// Runs `f` on one of the reader connections (a consistent snapshot per statement).
@@ -302,6 +391,29 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
             .map_err(|source| DbError::Migrate { version, source })?;
     }
     Ok(())
+}
+
+/// `query_row` / `execute` through the connection's prepared-statement cache: the hot
+/// paths (AuthClient, UpdateSession) run the same few statements thousands of times.
+pub trait Cached {
+    fn q_row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+}
+
+impl Cached for Connection {
+    fn q_row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
 }
 
 /// `SELECT ... LIMIT 1` returning an optional row.
@@ -378,5 +490,63 @@ mod tests {
             })
             .expect("count");
         assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn group_commit_keeps_each_writers_outcome() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("core.db");
+        let db = std::sync::Arc::new(Db::open(&path).expect("open"));
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    let mut ok = 0;
+                    for i in 0..50 {
+                        let name = format!("m{t}-{i}");
+                        // Every 5th writer fails after writing: only its row must vanish.
+                        let fail = i % 5 == 0;
+                        let r: Result<(), DbError> = db.write(|c| {
+                            c.execute(
+                                "INSERT INTO modules VALUES (?1,'1','{}',?1,'{}',?1 || 'a',0)",
+                                [&name],
+                            )?;
+                            if fail {
+                                // A constraint error: the duplicate insert fails.
+                                c.execute(
+                                    "INSERT INTO modules VALUES (?1,'1','{}',?1,'{}',?1 || 'a',0)",
+                                    [&name],
+                                )?;
+                            }
+                            Ok(())
+                        });
+                        assert_eq!(r.is_ok(), !fail, "{name}: {r:?}");
+                        ok += usize::from(r.is_ok());
+                    }
+                    ok
+                })
+            })
+            .collect();
+        let ok: usize = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+        assert_eq!(ok, 16 * 40);
+        drop(db);
+        // Everything acknowledged is on disk, nothing else.
+        let db = Db::open(&path).expect("reopen");
+        let n: i64 = db
+            .read(|c| {
+                Ok::<_, DbError>(c.query_row("SELECT count(*) FROM modules", [], |r| r.get(0))?)
+            })
+            .expect("count");
+        assert_eq!(n, 16 * 40);
+        let failed: i64 = db
+            .read(|c| {
+                Ok::<_, DbError>(c.query_row(
+                    "SELECT count(*) FROM modules WHERE name LIKE '%-0' OR name LIKE '%-5' OR name LIKE '%-10'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .expect("count");
+        assert_eq!(failed, 0);
     }
 }

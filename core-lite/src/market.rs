@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use crate::api::{AccessMessage, ErrorBody, ServiceStatus};
 use crate::billing::{self, BillingTerms};
-use crate::db::{from_sql_u64, opt, to_sql_u64, DbError};
+use crate::db::{from_sql_u64, opt, to_sql_u64, Cached, DbError};
 use crate::keys;
 use crate::offering::{self, BillingType, OfferingTerms, SignedOffering};
 use crate::service::{now_ms, Core, CoreError, Result};
@@ -323,7 +323,7 @@ impl Core {
             &req.signature,
         )?;
         let existing: Option<(String, String)> = self.db.read(|c| {
-            opt(c.query_row(
+            opt(c.q_row(
                 "SELECT id, client_public_key FROM channels WHERE side = 'agent' AND accept_nonce = ?1",
                 [&req.nonce],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -339,7 +339,7 @@ impl Core {
             None => {
                 let (id, _) = self.create_channel(&req.offering_hash, Some(req.deposit))?;
                 self.db.write(|tx| {
-                    tx.execute(
+                    tx.exec(
                         "UPDATE channels SET client_public_key = ?1, accept_nonce = ?2, amount_paid = 0 WHERE id = ?3",
                         params![req.client_public_key, req.nonce, id],
                     )?;
@@ -368,7 +368,7 @@ impl Core {
             return Err(CoreError::Invalid("channelId: at most 64 bytes".into()));
         }
         let row: Option<(Option<String>, i64, i64)> = self.db.read(|c| {
-            opt(c.query_row(
+            opt(c.q_row(
                 "SELECT client_public_key, amount_paid, deposit FROM channels WHERE side = 'agent' AND id = ?1",
                 [&cheque.channel_id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -399,7 +399,7 @@ impl Core {
         self.db.write(|tx| {
             let now = now_ms();
             // Re-check under the write lock: a concurrent better cheque wins.
-            let cur: i64 = tx.query_row(
+            let cur: i64 = tx.q_row(
                 "SELECT amount_paid FROM channels WHERE id = ?1",
                 [&cheque.channel_id],
                 |r| r.get(0),
@@ -411,7 +411,7 @@ impl Core {
                     from_sql_u64(cur)
                 )));
             }
-            tx.execute(
+            tx.exec(
                 "UPDATE channels SET amount_paid = ?1, cheque = ?2 WHERE id = ?3",
                 params![
                     to_sql_u64(cheque.amount),
@@ -419,7 +419,7 @@ impl Core {
                     cheque.channel_id
                 ],
             )?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO cheques (channel_id, amount, signature, at_ms) VALUES (?1, ?2, ?3, ?4)",
                 params![cheque.channel_id, to_sql_u64(cheque.amount), cheque.signature, now],
             )?;
@@ -436,7 +436,7 @@ impl Core {
 }
 
 fn market_status(c: &Connection, channel_id: &str) -> Result<ChannelStatus> {
-    let row: Option<(String, i64, i64, i64, String)> = opt(c.query_row(
+    let row: Option<(String, i64, i64, i64, String)> = opt(c.q_row(
         "SELECT status, bytes_total, deposit, amount_paid, offering_hash FROM channels
          WHERE side = 'agent' AND id = ?1 AND client_public_key IS NOT NULL",
         [channel_id],
@@ -490,7 +490,7 @@ impl Core {
         let terms_json =
             serde_json::to_string(terms).map_err(|e| CoreError::Internal(e.to_string()))?;
         self.db.write(|tx| {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO market_offerings (hash, market_url, signed, terms, fetched_at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(hash) DO UPDATE SET market_url = excluded.market_url, fetched_at_ms = excluded.fetched_at_ms",
@@ -526,7 +526,7 @@ impl Core {
 
     fn market_offering(&self, hash: &str) -> Result<(String, OfferingTerms)> {
         let row: Option<(String, String)> = self.db.read(|c| {
-            opt(c.query_row(
+            opt(c.q_row(
                 "SELECT market_url, terms FROM market_offerings WHERE hash = ?1",
                 [hash],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -552,7 +552,7 @@ impl Core {
             .map_err(|e| CoreError::Internal(e.to_string()))?;
         self.db.write(|tx| {
             let now = now_ms();
-            let existing: Option<String> = opt(tx.query_row(
+            let existing: Option<String> = opt(tx.q_row(
                 "SELECT id FROM channels WHERE side = 'client' AND client_key = ?1",
                 [&signed.access.username.0],
                 |r| r.get(0),
@@ -561,7 +561,7 @@ impl Core {
                 return Ok(id);
             }
             let id = format!("cc-{}", uuid::Uuid::new_v4().simple());
-            tx.execute(
+            tx.exec(
                 "INSERT INTO channels (id, side, client_key, access_message, deposit, status, status_since_ms,
                                        created_at_ms, market_url, remote_channel_id, market_offering)
                  VALUES (?1, 'client', ?2, ?3, ?4, 'activating', ?5, ?5, ?6, ?7, ?8)",
@@ -590,7 +590,7 @@ impl Core {
     /// Client: operator switch to stop (or resume) paying a channel.
     pub fn set_payments_paused(&self, id_or_key: &str, paused: bool) -> Result<()> {
         let n = self.db.write(|tx| {
-            Ok::<_, CoreError>(tx.execute(
+            Ok::<_, CoreError>(tx.exec(
                 "UPDATE channels SET payments_paused = ?1
                  WHERE side = 'client' AND market_url IS NOT NULL AND (id = ?2 OR client_key = ?2)",
                 params![paused, id_or_key],
@@ -655,13 +655,13 @@ impl Core {
     ) -> Result<()> {
         self.db.write(|tx| {
             let now = now_ms();
-            let (status, paid): (String, i64) = tx.query_row(
+            let (status, paid): (String, i64) = tx.q_row(
                 "SELECT status, amount_paid FROM channels WHERE id = ?1",
                 [local_id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             if view.amount_paid > from_sql_u64(paid) {
-                tx.execute(
+                tx.exec(
                     "UPDATE channels SET amount_paid = ?1, cheque = ?2 WHERE id = ?3",
                     params![
                         to_sql_u64(view.amount_paid),
@@ -671,7 +671,7 @@ impl Core {
                 )?;
             }
             if status != view.status.as_str() {
-                tx.execute(
+                tx.exec(
                     "UPDATE channels SET status = ?1, status_since_ms = ?2 WHERE id = ?3",
                     params![view.status.as_str(), now, local_id],
                 )?;
@@ -845,7 +845,7 @@ pub async fn accept_offering(
     // The access message must validate against our own copy of the access template.
     let access_value = to_value(&signed.access)?;
     let tpl: Option<String> = core.db.read(|c| {
-        opt(c.query_row(
+        opt(c.q_row(
             "SELECT access_template FROM modules WHERE access_hash = ?1",
             [&signed.access.template_hash],
             |r| r.get(0),

@@ -107,6 +107,9 @@ impl FromRequestParts<Arc<Core>> for Authed {
         core: &Arc<Core>,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers)?;
+        if let Some(caller) = core.cached_caller(&token) {
+            return Ok(Authed(caller));
+        }
         let core = core.clone();
         let caller = tokio::task::spawn_blocking(move || core.authenticate(&token))
             .await

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Connection};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -18,7 +18,7 @@ use crate::api::{
     StopSessionRequest, StopSessionResponse, UpdateSessionRequest, UpdateSessionResponse,
 };
 use crate::billing::{self, BillingTerms, ChannelState};
-use crate::db::{from_sql_u64, opt, to_sql_u64, Db, DbError};
+use crate::db::{from_sql_u64, opt, to_sql_u64, Cached, Db, DbError};
 use crate::keys::AgentKeys;
 use crate::offering::{self, SignedOffering};
 use crate::template;
@@ -197,6 +197,9 @@ pub struct Core {
     pub keys: AgentKeys,
     data_dir: PathBuf,
     failures: FailureLimiter,
+    /// Token hash → caller, for tokens already seen (tokens are never revoked by this core,
+    /// so the cache cannot go stale). Bounded.
+    callers: std::sync::RwLock<HashMap<String, Caller>>,
 }
 
 /// Outcome of `module register`.
@@ -345,6 +348,7 @@ impl Core {
             keys,
             data_dir: data_dir.to_path_buf(),
             failures: FailureLimiter::default(),
+            callers: Default::default(),
         };
         core.ensure_admin_token()?;
         Ok(core)
@@ -379,7 +383,7 @@ impl Core {
         }
         let hash = self.keys.hash_secret(token.expose());
         self.db.write(|tx| {
-            tx.execute(
+            tx.exec(
                 "INSERT OR IGNORE INTO tokens (hash, role, product_id, created_at_ms) VALUES (?1, 'admin', NULL, ?2)",
                 params![hash, now_ms()],
             )?;
@@ -390,24 +394,50 @@ impl Core {
 
     // ----------------------------------------------------------------- authentication
 
+    /// The caller of a token already seen, without touching the database.
+    pub fn cached_caller(&self, token: &str) -> Option<Caller> {
+        if token.is_empty() || token.len() > 512 {
+            return None;
+        }
+        let hash = self.keys.hash_secret(token);
+        self.callers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+            .cloned()
+    }
+
     pub fn authenticate(&self, token: &str) -> Result<Caller> {
         if token.is_empty() || token.len() > 512 {
             return Err(CoreError::Unauthorized);
         }
         let hash = self.keys.hash_secret(token);
+        if let Some(c) = self
+            .callers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+        {
+            return Ok(c.clone());
+        }
         let row: Option<(String, Option<String>)> = self.db.read(|c| {
-            opt(c.query_row(
+            opt(c.q_row(
                 "SELECT role, product_id FROM tokens WHERE hash = ?1",
                 [&hash],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             ))
         })?;
-        match row {
-            Some((role, _)) if role == "admin" => Ok(Caller::Admin),
-            Some((role, Some(p))) if role == "product" => Ok(Caller::Product(p)),
-            Some((role, _)) if role == "client" => Ok(Caller::Client),
-            _ => Err(CoreError::Unauthorized),
+        let caller = match row {
+            Some((role, _)) if role == "admin" => Caller::Admin,
+            Some((role, Some(p))) if role == "product" => Caller::Product(p),
+            Some((role, _)) if role == "client" => Caller::Client,
+            _ => return Err(CoreError::Unauthorized),
+        };
+        let mut cache = self.callers.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() < 10_000 {
+            cache.insert(hash, caller.clone());
         }
+        Ok(caller)
     }
 
     /// A new token for the client adapter.
@@ -415,7 +445,7 @@ impl Core {
         let t = crate::keys::random_token();
         let hash = self.keys.hash_secret(t.expose());
         self.db.write(|tx| {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO tokens (hash, role, product_id, created_at_ms) VALUES (?1, 'client', NULL, ?2)",
                 params![hash, now_ms()],
             )?;
@@ -434,7 +464,7 @@ impl Core {
         let access_json = serde_json::to_string(&m.access_template)
             .map_err(|e| CoreError::Internal(e.to_string()))?;
         self.db.write(|tx| {
-            let existing: Option<(String, String, String)> = opt(tx.query_row(
+            let existing: Option<(String, String, String)> = opt(tx.q_row(
                 "SELECT version, offering_hash, access_hash FROM modules WHERE name = ?1",
                 [&m.name],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -457,7 +487,7 @@ impl Core {
                     m.name, m.offering_hash, m.access_hash
                 )));
             }
-            let clash: Option<String> = opt(tx.query_row(
+            let clash: Option<String> = opt(tx.q_row(
                 "SELECT name FROM modules WHERE offering_hash = ?1 OR access_hash = ?2",
                 params![m.offering_hash, m.access_hash],
                 |r| r.get(0),
@@ -468,7 +498,7 @@ impl Core {
                     m.name
                 )));
             }
-            tx.execute(
+            tx.exec(
                 "INSERT INTO modules VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     m.name,
@@ -509,7 +539,7 @@ impl Core {
     }
 
     fn access_template_by_hash(c: &Connection, hash: &str) -> Result<Option<Value>> {
-        let body: Option<String> = opt(c.query_row(
+        let body: Option<String> = opt(c.q_row(
             "SELECT access_template FROM modules WHERE access_hash = ?1",
             [hash],
             |r| r.get(0),
@@ -546,7 +576,7 @@ impl Core {
         let token = crate::keys::random_token();
         let hash = self.keys.hash_secret(token.expose());
         self.db.write(|tx| {
-            let known: Option<String> = opt(tx.query_row(
+            let known: Option<String> = opt(tx.q_row(
                 "SELECT name FROM modules WHERE name = ?1",
                 [module],
                 |r| r.get(0),
@@ -556,7 +586,7 @@ impl Core {
                     "module {module:?} is not registered (core-lite module register DIR)"
                 )));
             }
-            let taken: Option<String> = opt(tx.query_row(
+            let taken: Option<String> = opt(tx.q_row(
                 "SELECT id FROM products WHERE name = ?1",
                 [name],
                 |r| r.get(0),
@@ -566,11 +596,11 @@ impl Core {
                     "a product named {name:?} exists already ({other})"
                 )));
             }
-            tx.execute(
+            tx.exec(
                 "INSERT INTO products (id, name, module, endpoint, config, created_at_ms) VALUES (?1, ?2, ?3, ?4, '{}', ?5)",
                 params![id, name, module, endpoint, now_ms()],
             )?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO tokens (hash, role, product_id, created_at_ms) VALUES (?1, 'product', ?2, ?3)",
                 params![hash, id, now_ms()],
             )?;
@@ -580,7 +610,7 @@ impl Core {
     }
 
     fn product_row(c: &Connection, id_or_name: &str) -> Result<Option<ProductInfo>> {
-        let row: Option<(String, String, String, Option<String>, String)> = opt(c.query_row(
+        let row: Option<(String, String, String, Option<String>, String)> = opt(c.q_row(
             "SELECT id, name, module, endpoint, config FROM products WHERE id = ?1 OR name = ?1",
             [id_or_name],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
@@ -628,7 +658,7 @@ impl Core {
     ) -> Result<(String, SignedOffering)> {
         let p = self.show_product(product)?;
         let (template, template_hash): (Value, String) = self.db.read(|c| {
-            let (body, hash): (String, String) = c.query_row(
+            let (body, hash): (String, String) = c.q_row(
                 "SELECT offering_template, offering_hash FROM modules WHERE name = ?1",
                 [&p.module],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -653,7 +683,7 @@ impl Core {
             offering::BillingType::Postpaid => "postpaid",
         };
         self.db.write(|tx| {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO offerings VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
                 params![
                     hash,
@@ -683,7 +713,7 @@ impl Core {
     pub fn show_offering(&self, hash: &str) -> Result<OfferingInfo> {
         self.db
             .read(|c| {
-                let row: Option<(String, String, i64, String)> = opt(c.query_row(
+                let row: Option<(String, String, i64, String)> = opt(c.q_row(
                     "SELECT hash, product_id, supply, signed FROM offerings WHERE hash = ?1",
                     [hash],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
@@ -691,7 +721,7 @@ impl Core {
                 let Some((hash, product_id, supply, signed)) = row else {
                     return Ok(None);
                 };
-                let open: i64 = c.query_row(
+                let open: i64 = c.q_row(
                     "SELECT count(*) FROM channels WHERE offering_hash = ?1 AND status NOT IN ('terminated')",
                     [&hash],
                     |r| r.get(0),
@@ -763,12 +793,12 @@ impl Core {
             let Some(terms) = offering_terms(tx, offering_hash)? else {
                 return Err(CoreError::NotFound(format!("no offering {offering_hash:?}")));
             };
-            let supply: i64 = tx.query_row(
+            let supply: i64 = tx.q_row(
                 "SELECT supply FROM offerings WHERE hash = ?1",
                 [offering_hash],
                 |r| r.get(0),
             )?;
-            let open: i64 = tx.query_row(
+            let open: i64 = tx.q_row(
                 "SELECT count(*) FROM channels WHERE offering_hash = ?1 AND status NOT IN ('terminated')",
                 [offering_hash],
                 |r| r.get(0),
@@ -791,7 +821,7 @@ impl Core {
                 )));
             }
             let now = now_ms();
-            tx.execute(
+            tx.exec(
                 "INSERT INTO channels (id, side, offering_hash, client_key, password_hash, deposit, status, status_since_ms, created_at_ms)
                  VALUES (?1, 'agent', ?2, ?3, ?4, ?5, 'pending', ?6, ?6)",
                 params![id, offering_hash, client_key.0, password_hash, to_sql_u64(deposit), now],
@@ -810,7 +840,7 @@ impl Core {
     }
 
     fn offering_terms_of(c: &Connection, hash: &str) -> Result<Option<BillingTerms>> {
-        Ok(opt(c.query_row(
+        Ok(opt(c.q_row(
             "SELECT unit_price, setup_price, min_units, max_units, free_units, max_billing_unit_lag,
                     billing_interval, max_suspend_time_s, max_inactive_time_s
              FROM offerings WHERE hash = ?1",
@@ -871,7 +901,7 @@ impl Core {
     /// Agent: the access message of a channel (password re-derived; only its hash is stored).
     pub fn export_access(&self, channel: &str) -> Result<AccessMessage> {
         let (msg, access_template) = self.db.read(|c| {
-            let row: Option<(String, String, String, String)> = opt(c.query_row(
+            let row: Option<(String, String, String, String)> = opt(c.q_row(
                 "SELECT ch.id, ch.client_key, o.product_id, o.additional_params
                  FROM channels ch JOIN offerings o ON o.hash = ch.offering_hash
                  WHERE ch.side = 'agent' AND (ch.id = ?1 OR ch.client_key = ?1)",
@@ -883,7 +913,7 @@ impl Core {
             };
             let p = Self::product_row(c, &product_id)?
                 .ok_or_else(|| CoreError::Internal(format!("product {product_id} missing")))?;
-            let (access_hash, access_template): (String, String) = c.query_row(
+            let (access_hash, access_template): (String, String) = c.q_row(
                 "SELECT access_hash, access_template FROM modules WHERE name = ?1",
                 [&p.module],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -954,21 +984,21 @@ impl Core {
         let body = serde_json::to_string(&msg).map_err(|e| CoreError::Internal(e.to_string()))?;
         self.db.write(|tx| {
             let now = now_ms();
-            let existing: Option<String> = opt(tx.query_row(
+            let existing: Option<String> = opt(tx.q_row(
                 "SELECT id FROM channels WHERE side = 'client' AND client_key = ?1",
                 [&msg.username.0],
                 |r| r.get(0),
             ))?;
             match existing {
                 Some(id) => {
-                    tx.execute(
+                    tx.exec(
                         "UPDATE channels SET access_message = ?1 WHERE id = ?2",
                         params![body, id],
                     )?;
                 }
                 None => {
                     let id = new_id("cc-");
-                    tx.execute(
+                    tx.exec(
                         "INSERT INTO channels (id, side, client_key, access_message, status, status_since_ms, created_at_ms)
                          VALUES (?1, 'client', ?2, ?3, 'activating', ?4, ?4)",
                         params![id, msg.username.0, body, now],
@@ -1102,7 +1132,7 @@ impl Core {
         let json =
             serde_json::to_string(&req.config).map_err(|e| CoreError::Internal(e.to_string()))?;
         let changed = self.db.write(|tx| {
-            let old: String = tx.query_row(
+            let old: String = tx.q_row(
                 "SELECT config FROM products WHERE id = ?1",
                 [product_id],
                 |r| r.get(0),
@@ -1110,7 +1140,7 @@ impl Core {
             if old == json {
                 return Ok::<_, CoreError>(false);
             }
-            tx.execute(
+            tx.exec(
                 "UPDATE products SET config = ?1, config_at_ms = ?2 WHERE id = ?3",
                 params![json, now_ms(), product_id],
             )?;
@@ -1153,7 +1183,7 @@ impl Core {
                     (ch.id, ch.status, ch.additional_params)
                 }
                 Side::Client => {
-                    let row: Option<(String, String, String)> = opt(tx.query_row(
+                    let row: Option<(String, String, String)> = opt(tx.q_row(
                         "SELECT id, status, access_message FROM channels WHERE side = 'client' AND client_key = ?1",
                         [&req.client_key.0],
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -1173,7 +1203,7 @@ impl Core {
                     status,
                 });
             }
-            let open: Option<(String, Option<String>, i64, i64)> = opt(tx.query_row(
+            let open: Option<(String, Option<String>, i64, i64)> = opt(tx.q_row(
                 "SELECT id, connection_id, bytes_in, bytes_out FROM sessions WHERE channel_id = ?1 AND stopped_at_ms IS NULL",
                 [&channel_id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
@@ -1190,13 +1220,13 @@ impl Core {
                     });
                 }
                 // A stale session: close it with its last known counts.
-                tx.execute(
+                tx.exec(
                     "UPDATE sessions SET stopped_at_ms = ?1 WHERE id = ?2",
                     params![now, sid],
                 )?;
             }
             let sid = new_id("s-");
-            tx.execute(
+            tx.exec(
                 "INSERT INTO sessions (id, channel_id, connection_id, client_addr, vpn_addr, started_at_ms, updated_at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
                 params![sid, channel_id, req.connection_id, req.client_addr, req.vpn_addr, now],
@@ -1271,7 +1301,7 @@ impl Core {
         self.db.write(|tx| {
             let now = now_ms();
             type Row = (String, String, Option<String>, i64, i64, Option<i64>);
-            let row: Option<Row> = opt(tx.query_row(
+            let row: Option<Row> = opt(tx.q_row(
                 "SELECT s.channel_id, c.side, o.product_id, s.bytes_in, s.bytes_out, s.stopped_at_ms
                  FROM sessions s JOIN channels c ON c.id = s.channel_id
                  LEFT JOIN offerings o ON o.hash = c.offering_hash
@@ -1298,19 +1328,19 @@ impl Core {
                 let (ni, no) = (old_in.max(bytes_in), old_out.max(bytes_out));
                 let delta = (ni - old_in) + (no - old_out);
                 if stop {
-                    tx.execute(
+                    tx.exec(
                         "UPDATE sessions SET bytes_in = ?1, bytes_out = ?2, updated_at_ms = ?3, stopped_at_ms = ?3 WHERE id = ?4",
                         params![to_sql_u64(ni), to_sql_u64(no), now, session_id.0],
                     )?;
                     stopped_now = true;
                 } else if delta > 0 {
-                    tx.execute(
+                    tx.exec(
                         "UPDATE sessions SET bytes_in = ?1, bytes_out = ?2, updated_at_ms = ?3 WHERE id = ?4",
                         params![to_sql_u64(ni), to_sql_u64(no), now, session_id.0],
                     )?;
                 }
                 if delta > 0 {
-                    tx.execute(
+                    tx.exec(
                         "UPDATE channels SET bytes_total = bytes_total + ?1 WHERE id = ?2",
                         params![to_sql_u64(delta), channel_id],
                     )?;
@@ -1320,7 +1350,7 @@ impl Core {
             if side == Side::Agent.as_str() {
                 apply_billing(tx, &channel_id, now)?;
             }
-            let (status, total): (String, i64) = tx.query_row(
+            let (status, total): (String, i64) = tx.q_row(
                 "SELECT status, bytes_total FROM channels WHERE id = ?1",
                 [&channel_id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -1343,7 +1373,7 @@ impl Core {
         }
         check_client_key(&req.client_key)?;
         let body: Option<String> = self.db.read(|c| {
-            opt(c.query_row(
+            opt(c.q_row(
                 "SELECT access_message FROM channels WHERE side = 'client' AND client_key = ?1",
                 [&req.client_key.0],
                 |r| r.get(0),
@@ -1446,7 +1476,7 @@ fn agent_channel_where(
          FROM channels ch JOIN offerings o ON o.hash = ch.offering_hash
          WHERE ch.side = 'agent' AND {cond}"
     );
-    let row = opt(c.query_row(&sql, [arg], |r| {
+    let row = opt(c.q_row(&sql, [arg], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
@@ -1488,7 +1518,7 @@ pub(crate) fn record_status(
     now: i64,
     reason: &str,
 ) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO status_history (channel_id, status, at_ms, reason) VALUES (?1, ?2, ?3, ?4)",
         params![channel_id, status.as_str(), now, reason],
     )?;
@@ -1496,13 +1526,13 @@ pub(crate) fn record_status(
 }
 
 fn set_status(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     channel_id: &str,
     status: ServiceStatus,
     now: i64,
     reason: &str,
 ) -> Result<()> {
-    tx.execute(
+    tx.exec(
         "UPDATE channels SET status = ?1, status_since_ms = ?2 WHERE id = ?3",
         params![status.as_str(), now, channel_id],
     )?;
@@ -1512,20 +1542,16 @@ fn set_status(
 }
 
 /// Applies [`billing::next_status`] until it settles; returns the final status.
-pub(crate) fn apply_billing(
-    tx: &Transaction<'_>,
-    channel_id: &str,
-    now: i64,
-) -> Result<ServiceStatus> {
+pub(crate) fn apply_billing(tx: &Connection, channel_id: &str, now: i64) -> Result<ServiceStatus> {
     let ch = agent_channel_where(tx, "ch.id = ?1", channel_id, None)?
         .ok_or_else(|| CoreError::NotFound(format!("no agent channel {channel_id}")))?;
-    let open: i64 = tx.query_row(
+    let open: i64 = tx.q_row(
         "SELECT count(*) FROM sessions WHERE channel_id = ?1 AND stopped_at_ms IS NULL",
         [channel_id],
         |r| r.get(0),
     )?;
     // Channels accepted over the market are paid by cheques: the lag rule applies.
-    let (by_cheque, amount_paid): (bool, i64) = tx.query_row(
+    let (by_cheque, amount_paid): (bool, i64) = tx.q_row(
         "SELECT client_public_key IS NOT NULL, amount_paid FROM channels WHERE id = ?1",
         [channel_id],
         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -1551,7 +1577,7 @@ pub(crate) fn apply_billing(
 }
 
 fn channel_info(c: &Connection, id_or_key: &str) -> Result<ChannelInfo> {
-    let row: Option<(String, String, Option<String>, String, i64, i64)> = opt(c.query_row(
+    let row: Option<(String, String, Option<String>, String, i64, i64)> = opt(c.q_row(
         "SELECT id, client_key, offering_hash, status, deposit, bytes_total FROM channels
          WHERE id = ?1 OR client_key = ?1 ORDER BY side = 'agent' DESC LIMIT 1",
         [id_or_key],
@@ -1568,7 +1594,7 @@ fn channel_info(c: &Connection, id_or_key: &str) -> Result<ChannelInfo> {
     ))?;
     let (id, key, offering, status, deposit, bytes) =
         row.ok_or_else(|| CoreError::NotFound(format!("no channel {id_or_key:?}")))?;
-    let open: Option<String> = opt(c.query_row(
+    let open: Option<String> = opt(c.q_row(
         "SELECT id FROM sessions WHERE channel_id = ?1 AND stopped_at_ms IS NULL",
         [&id],
         |r| r.get(0),
