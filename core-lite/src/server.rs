@@ -244,17 +244,10 @@ async fn market_channel(
     .await
 }
 
-/// The agent's market API (meant to be reachable by clients; no bearer token: accepts are
-/// signed by the client's key, cheques by the channel's client key).
-pub fn market_router(core: Arc<Core>) -> Router {
-    use crate::market::paths as m;
-    Router::new()
-        .route(m::OFFERINGS, get(market_offerings))
-        .route(m::ACCEPT, post(market_accept))
-        .route(m::CHEQUE, post(market_cheque))
-        .route(&format!("{}/:id", m::CHANNELS), get(market_channel))
-        .route(paths::HEALTH, get(health))
-        .fallback(not_found)
+/// What every router gets: JSON 404 for unknown paths, a panic turned into a JSON 500 (the
+/// process keeps serving), and the body limit.
+fn harden(r: Router<Arc<Core>>, core: Arc<Core>) -> Router {
+    r.fallback(not_found)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 CoreError::Internal("handler panicked".into()).into_response()
@@ -262,6 +255,21 @@ pub fn market_router(core: Arc<Core>) -> Router {
         ))
         .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY_BYTES))
         .with_state(core)
+}
+
+/// The agent's market API (meant to be reachable by clients; no bearer token: accepts are
+/// signed by the client's key, cheques by the channel's client key).
+pub fn market_router(core: Arc<Core>) -> Router {
+    use crate::market::paths as m;
+    harden(
+        Router::new()
+            .route(m::OFFERINGS, get(market_offerings))
+            .route(m::ACCEPT, post(market_accept))
+            .route(m::CHEQUE, post(market_cheque))
+            .route(&format!("{}/:id", m::CHANNELS), get(market_channel))
+            .route(paths::HEALTH, get(health)),
+        core,
+    )
 }
 
 /// Serves the market API on its own address until `stop` turns true.
@@ -285,27 +293,22 @@ pub async fn start_market(
 
 /// The router of the whole API.
 pub fn router(core: Arc<Core>) -> Router {
-    Router::new()
-        .route(paths::AUTH_CLIENT, post(auth_client))
-        .route(paths::SET_PRODUCT_CONFIG, post(set_product_config))
-        .route(paths::START_SESSION, post(start_session))
-        .route(paths::UPDATE_SESSION, post(update_session))
-        .route(paths::STOP_SESSION, post(stop_session))
-        .route(paths::GET_ACCESS, post(get_access))
-        .route(
-            &format!("{}/:id", paths::ADMIN_CHANNELS),
-            get(admin_channel),
-        )
-        .route(paths::OPENAPI, get(openapi))
-        .route(paths::HEALTH, get(health))
-        .fallback(not_found)
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
-                CoreError::Internal("handler panicked".into()).into_response()
-            },
-        ))
-        .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY_BYTES))
-        .with_state(core)
+    harden(
+        Router::new()
+            .route(paths::AUTH_CLIENT, post(auth_client))
+            .route(paths::SET_PRODUCT_CONFIG, post(set_product_config))
+            .route(paths::START_SESSION, post(start_session))
+            .route(paths::UPDATE_SESSION, post(update_session))
+            .route(paths::STOP_SESSION, post(stop_session))
+            .route(paths::GET_ACCESS, post(get_access))
+            .route(
+                &format!("{}/:id", paths::ADMIN_CHANNELS),
+                get(admin_channel),
+            )
+            .route(paths::OPENAPI, get(openapi))
+            .route(paths::HEALTH, get(health)),
+        core,
+    )
 }
 
 /// A server running in the background (used by `serve` and by the testkit).

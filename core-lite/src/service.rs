@@ -408,18 +408,13 @@ impl Core {
     }
 
     pub fn authenticate(&self, token: &str) -> Result<Caller> {
+        if let Some(c) = self.cached_caller(token) {
+            return Ok(c);
+        }
         if token.is_empty() || token.len() > 512 {
             return Err(CoreError::Unauthorized);
         }
         let hash = self.keys.hash_secret(token);
-        if let Some(c) = self
-            .callers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&hash)
-        {
-            return Ok(c.clone());
-        }
         let row: Option<(String, Option<String>)> = self.db.read(|c| {
             opt(c.q_row(
                 "SELECT role, product_id FROM tokens WHERE hash = ?1",
