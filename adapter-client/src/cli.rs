@@ -27,11 +27,16 @@ client's core-lite (GetAccess), renders an OpenVPN client config from an allow-l
 message is untrusted), runs openvpn with its management interface on a private unix socket,
 reports the sessions (StartSession / UpdateSession / StopSession) with cumulative byte
 counts, reconnects with backoff, applies the offering's speed limits on the tun device
-(upload on egress, download through an IFB device) and stops for good when the core
-answers suspending/terminating or the server halts the client.
+(upload on egress, download through an IFB device). When the core answers suspending/
+suspended (payment lag) it stops openvpn and waits, asking the core every --suspend-poll
+seconds, and reconnects once a payment brings the channel back (activating/active). It
+stops for good when the core answers terminating/terminated, or when the server halts the
+client (or refuses the credentials) and the core still admits the channel after
+--halt-grace seconds.
 
-Exit codes of `connect`: 0 stopped by SIGINT/SIGTERM; 1 error; 2 usage error;
-3 suspended/terminated by the core; 4 halted by the server; 5 credentials refused.";
+Exit codes of `connect`: 0 stopped by SIGINT/SIGTERM (also while suspended); 1 error;
+2 usage error; 3 terminated by the core (or still suspended after --max-suspend-wait);
+4 halted by the server; 5 credentials refused.";
 
 #[derive(Debug, Parser)]
 #[command(name = "adapter-client", version, about = "VPN client adapter: GetAccess → OpenVPN client with accounting and speed limits", long_about = LONG_ABOUT)]
@@ -52,7 +57,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Connect and stay connected until SIGINT/SIGTERM or until the service ends.
-    Connect(ConnectArgs),
+    Connect(Box<ConnectArgs>),
     /// Print the state of a running `connect` (or of the last one) from its state file.
     Status(StatusArgs),
     /// Print the OpenVPN config `connect` would use (the password is never printed).
@@ -64,7 +69,8 @@ pub enum Command {
 pub struct CoreArgs {
     /// TOML config file (keys: core_url, token, token_file, client_key, openvpn, runtime_dir,
     /// state_file, tun_dev, ifb_dev, no_shaping, tc, ip, report_interval_secs,
-    /// bytecount_interval_secs, backoff_initial_ms, backoff_max_secs, stop_timeout_secs, verb).
+    /// bytecount_interval_secs, backoff_initial_ms, backoff_max_secs, stop_timeout_secs, verb,
+    /// suspend_poll_secs, max_suspend_wait_secs, halt_grace_secs).
     #[arg(long, env = "ADAPTER_CLIENT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Base URL of the client's core-lite [default: http://127.0.0.1:7701].
@@ -130,6 +136,19 @@ pub struct ConnectArgs {
     /// (target `openvpn`).
     #[arg(long, env = "ADAPTER_CLIENT_VERB")]
     pub verb: Option<u8>,
+    /// While the service is suspended (payment lag): seconds between status checks with
+    /// the core [default: 2].
+    #[arg(long, env = "ADAPTER_CLIENT_SUSPEND_POLL")]
+    pub suspend_poll: Option<u64>,
+    /// Give up (exit 3) when the service stays suspended this many seconds
+    /// [default: wait until the channel is terminated or a signal arrives].
+    #[arg(long, env = "ADAPTER_CLIENT_MAX_SUSPEND_WAIT")]
+    pub max_suspend_wait: Option<u64>,
+    /// After a server HALT (or refused credentials): seconds the core is asked whether the
+    /// channel was suspended (→ wait) or terminated before the halt counts as final (exit 4)
+    /// [default: 5].
+    #[arg(long, env = "ADAPTER_CLIENT_HALT_GRACE")]
+    pub halt_grace: Option<u64>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -183,6 +202,9 @@ pub struct FileConfig {
     pub backoff_max_secs: Option<u64>,
     pub stop_timeout_secs: Option<u64>,
     pub verb: Option<u8>,
+    pub suspend_poll_secs: Option<u64>,
+    pub max_suspend_wait_secs: Option<u64>,
+    pub halt_grace_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -377,6 +399,20 @@ pub fn resolve_connect(a: &ConnectArgs) -> Result<ConnectSettings, CliError> {
     }
     if let Some(v) = a.verb.or(f.verb) {
         s.verb = v;
+    }
+    if let Some(v) = a.suspend_poll.or(f.suspend_poll_secs) {
+        if v == 0 {
+            return Err(CliError::Invalid(
+                "suspend poll interval must be ≥ 1 s".into(),
+            ));
+        }
+        s.suspend_poll = Duration::from_secs(v);
+    }
+    if let Some(v) = a.max_suspend_wait.or(f.max_suspend_wait_secs) {
+        s.max_suspend_wait = Some(Duration::from_secs(v));
+    }
+    if let Some(v) = a.halt_grace.or(f.halt_grace_secs) {
+        s.halt_grace = Duration::from_secs(v);
     }
     render::check_dev_name(&s.tun_dev).map_err(|e| CliError::Invalid(e.to_string()))?;
     render::check_dev_name(&s.ifb_dev).map_err(|e| CliError::Invalid(e.to_string()))?;
@@ -575,6 +611,47 @@ mod tests {
         assert_eq!(s.tun_dev, "tunfile");
         assert!(!s.shaping);
         assert_eq!(s.bytecount_interval, 1);
+        assert_eq!(s.suspend_poll, Duration::from_secs(2));
+        assert_eq!(s.max_suspend_wait, None);
+        assert_eq!(s.halt_grace, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn suspend_and_halt_flags() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let cfg = tmp.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            "token = \"t\"\nclient_key = \"ck\"\nsuspend_poll_secs = 9\nmax_suspend_wait_secs = 600\nhalt_grace_secs = 3\n",
+        )
+        .expect("w");
+        let base = ["connect", "--config", cfg.to_str().expect("utf8")];
+        let resolve = |extra: &[&str]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            let Command::Connect(a) = parse(&v).command else {
+                panic!("not connect")
+            };
+            resolve_connect(&a)
+        };
+        let s = resolve(&[]).expect("file values");
+        assert_eq!(s.suspend_poll, Duration::from_secs(9));
+        assert_eq!(s.max_suspend_wait, Some(Duration::from_secs(600)));
+        assert_eq!(s.halt_grace, Duration::from_secs(3));
+        let s = resolve(&[
+            "--suspend-poll",
+            "1",
+            "--max-suspend-wait",
+            "60",
+            "--halt-grace",
+            "0",
+        ])
+        .expect("flags win");
+        assert_eq!(s.suspend_poll, Duration::from_secs(1));
+        assert_eq!(s.max_suspend_wait, Some(Duration::from_secs(60)));
+        assert_eq!(s.halt_grace, Duration::ZERO);
+        let e = resolve(&["--suspend-poll", "0"]).expect_err("zero poll");
+        assert_eq!(e.exit_code(), 2, "{e}");
     }
 
     #[test]

@@ -13,9 +13,20 @@
 //!   shaping applied. `>BYTECOUNT` (cumulative for the OpenVPN process) minus the value at
 //!   connect time = the session's counts; UpdateSession every report interval.
 //! - `RECONNECTING` / `EXITING` / child exit → StopSession with the last counts.
-//! - The core answering suspending/suspended/terminating/terminated, an `EXITING` with
-//!   `server-pushed-halt` or `auth-failure` → stop for good. Anything else reconnects (an
-//!   exited child is restarted) with capped exponential backoff.
+//! - The core answering terminating/terminated → stop for good.
+//! - The core answering suspending/suspended (payment lag on the agent's side) → openvpn is
+//!   stopped (final StopSession) and the actor WAITS: every `suspend_poll` it asks the core
+//!   for the channel status (replaying the last StopSession, which changes nothing and
+//!   answers the status; StartSession's `channel_inactive` when there is no session yet).
+//!   activating/active again → a new openvpn, a new session; terminating/terminated → stop
+//!   for good; `max_suspend_wait` (optional) → give up.
+//! - A server HALT (`server-pushed-halt`) or refused credentials: openvpn is stopped and the
+//!   core asked for the status during `halt_grace` (the client core mirrors the agent's
+//!   status about a second late): suspending/suspended → wait as above; terminating/
+//!   terminated → stop for good; still activating/active → stop for good with the HALT
+//!   (or auth failure) outcome.
+//! - Anything else reconnects (an exited child is restarted) with capped exponential
+//!   backoff.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -66,6 +77,14 @@ pub struct ConnectSettings {
     pub api_timeout: Duration,
     /// OpenVPN `verb`.
     pub verb: u8,
+    /// While suspended: how often the core is asked whether the channel is back.
+    pub suspend_poll: Duration,
+    /// While suspended: give up (exit 3) after this long; None = wait until the channel is
+    /// terminated or a signal arrives.
+    pub max_suspend_wait: Option<Duration>,
+    /// After a server HALT (or refused credentials): how long the core is asked whether
+    /// the channel was suspended/terminated before the halt counts as final.
+    pub halt_grace: Duration,
 }
 
 impl ConnectSettings {
@@ -91,6 +110,9 @@ impl ConnectSettings {
             mgmt_connect_timeout: Duration::from_secs(15),
             api_timeout: Duration::from_secs(5),
             verb: 3,
+            suspend_poll: Duration::from_secs(2),
+            max_suspend_wait: None,
+            halt_grace: Duration::from_secs(5),
         }
     }
 }
@@ -162,6 +184,49 @@ pub enum ConnectError {
 
 /// Most unacknowledged StopSession reports kept for retry.
 const MAX_PENDING_STOPS: usize = 64;
+
+/// How often a suspended adapter logs that it is still waiting.
+const SUSPEND_LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// Longest interval between status checks after a server HALT.
+const HALT_CHECK_MAX_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why the actor is not (re)connecting although it was not asked to stop.
+enum Wait {
+    /// The core answered suspending/suspended: openvpn is stopped until a payment brings
+    /// the channel back (or it is terminated).
+    Suspended {
+        status: ServiceStatus,
+        /// The call whose answer suspended the service.
+        what: String,
+        since: Instant,
+        next_poll: Instant,
+        next_log: Instant,
+    },
+    /// The server halted the client (or refused the credentials): openvpn is stopped and
+    /// the core is asked why before `outcome` becomes final at `deadline`.
+    Check {
+        outcome: Outcome,
+        deadline: Instant,
+        next_poll: Instant,
+    },
+}
+
+impl Wait {
+    fn next_poll(&self) -> Instant {
+        match self {
+            Self::Suspended { next_poll, .. } | Self::Check { next_poll, .. } => *next_poll,
+        }
+    }
+}
+
+/// The text shown while suspended.
+pub fn suspended_reason(status: ServiceStatus, what: &str, waited: Duration) -> String {
+    format!(
+        "service suspended by the agent (the core answered {status} to {what}): payment lag; waiting for payment to resume — {} s",
+        waited.as_secs()
+    )
+}
 
 /// Backoff delay before attempt `attempt` (0 = first try, no delay).
 pub fn backoff_delay(attempt: u32, initial: Duration, max: Duration) -> Duration {
@@ -341,6 +406,12 @@ pub struct Actor {
     state_write_failed: bool,
     last_logged: Counts,
     next_traffic_log: Instant,
+    /// Suspended, or checking a server halt with the core.
+    wait: Option<Wait>,
+    /// The last StopSession sent: replaying it answers the channel status without side
+    /// effects (a stopped session's counts are final).
+    last_stop: Option<StopSessionRequest>,
+    probe_seq: u32,
 }
 
 impl Actor {
@@ -395,11 +466,26 @@ impl Actor {
             state_write_failed: false,
             last_logged: Counts::default(),
             next_traffic_log: Instant::now(),
+            wait: None,
+            last_stop: None,
+            probe_seq: 0,
         }
     }
 
+    /// openvpn must not be (re)started or released now: stopping, suspended or checking a
+    /// halt.
+    fn holding_off(&self) -> bool {
+        self.stopping || self.wait.is_some()
+    }
+
     fn earliest_timer(&self) -> Instant {
-        [self.release_at, self.restart_at, self.stop_deadline]
+        // The status checks of a wait start once openvpn is gone.
+        let poll = self
+            .wait
+            .as_ref()
+            .filter(|_| self.child.is_none() && !self.stopping)
+            .map(Wait::next_poll);
+        [self.release_at, self.restart_at, self.stop_deadline, poll]
             .into_iter()
             .flatten()
             .fold(self.next_report, Instant::min)
@@ -557,6 +643,7 @@ impl Actor {
             return;
         }
         self.stopping = true;
+        self.wait = None;
         self.outcome = Some(outcome);
         self.release_at = None;
         self.restart_at = None;
@@ -593,7 +680,7 @@ impl Actor {
                 self.writer = None;
                 self.end_session("openvpn is gone").await;
                 self.remove_shaping().await;
-                if !self.stopping {
+                if !self.holding_off() {
                     self.schedule_restart("openvpn could not be stopped");
                 }
             }
@@ -604,8 +691,14 @@ impl Actor {
             self.send(mgmt::cmd::HOLD_RELEASE).await;
             self.set_phase(Phase::Connecting, None);
         }
-        if self.restart_at.is_some_and(|d| d <= now) && !self.stopping {
+        if self.restart_at.is_some_and(|d| d <= now) && !self.holding_off() {
             self.spawn_child();
+        }
+        if self.child.is_none()
+            && !self.stopping
+            && self.wait.as_ref().is_some_and(|w| w.next_poll() <= now)
+        {
+            self.poll_wait().await;
         }
         if self.next_report <= now {
             self.next_report = now + self.s.report_interval;
@@ -618,7 +711,7 @@ impl Actor {
             Event::MgmtConnected { gen, writer } if gen == self.gen => {
                 debug!("management interface connected");
                 self.writer = Some(writer);
-                if self.stopping {
+                if self.holding_off() {
                     self.send(mgmt::cmd::SIGNAL_TERM).await;
                     return;
                 }
@@ -660,8 +753,11 @@ impl Actor {
         self.status.openvpn_state = None;
         self.end_session("openvpn exited").await;
         self.remove_shaping().await;
-        if self.stopping {
+        if self.holding_off() {
             info!("openvpn exited ({status})");
+            if !self.stopping {
+                self.write_state();
+            }
             return;
         }
         warn!(
@@ -680,9 +776,10 @@ impl Actor {
     async fn on_line(&mut self, line: MgmtLine) {
         match line {
             MgmtLine::Hold(text) => {
+                let holding_off = self.holding_off();
                 let Some(c) = self.child.as_mut() else { return };
                 c.holds += 1;
-                if self.stopping {
+                if holding_off {
                     return;
                 }
                 if c.holds == 1 {
@@ -720,7 +817,7 @@ impl Actor {
                     } else {
                         format!(": {text}")
                     };
-                    self.begin_stop(Outcome::ServerHalted {
+                    self.begin_halt_check(Outcome::ServerHalted {
                         reason: format!("the server halted the client ({kind}{why})"),
                     })
                     .await;
@@ -732,8 +829,9 @@ impl Actor {
             },
             MgmtLine::Password(text) => {
                 if text.contains("Verification Failed") {
-                    // With auth-retry none OpenVPN exits next; do not restart it.
-                    self.begin_stop(Outcome::AuthFailed {
+                    // With auth-retry none OpenVPN exits next; do not restart it. A
+                    // suspended channel refuses logins too: ask the core first.
+                    self.begin_halt_check(Outcome::AuthFailed {
                         reason: format!("the server refused the credentials ({text})"),
                     })
                     .await;
@@ -755,7 +853,7 @@ impl Actor {
                 self.end_session(&format!("connection lost: {reason}"))
                     .await;
                 self.remove_shaping().await;
-                if self.stopping {
+                if self.holding_off() {
                     return;
                 }
                 if classify_exit_reason(&reason) == ExitKind::ServerRestart {
@@ -773,24 +871,24 @@ impl Actor {
                 self.remove_shaping().await;
                 match classify_exit_reason(&reason) {
                     ExitKind::ServerHalt => {
-                        self.begin_stop(Outcome::ServerHalted {
+                        self.begin_halt_check(Outcome::ServerHalted {
                             reason: format!("the server halted the client ({reason})"),
                         })
                         .await;
                     }
                     ExitKind::AuthFailure => {
-                        self.begin_stop(Outcome::AuthFailed {
+                        self.begin_halt_check(Outcome::AuthFailed {
                             reason: format!("the server refused the credentials ({reason})"),
                         })
                         .await;
                     }
-                    _ if self.stopping => debug!("openvpn exiting ({reason})"),
+                    _ if self.holding_off() => debug!("openvpn exiting ({reason})"),
                     _ => warn!("openvpn is exiting ({reason}); it will be restarted"),
                 }
             }
             other => {
                 debug!("openvpn state {other:?} {}", sc.description);
-                if self.session.is_none() && !self.stopping {
+                if self.session.is_none() && !self.holding_off() {
                     self.set_phase(Phase::Connecting, None);
                 }
                 self.write_state();
@@ -845,14 +943,238 @@ impl Actor {
 
     // ---- core calls ------------------------------------------------------------------
 
-    /// Reacts to a service status from the core.
+    /// Reacts to a service status from the core: terminating/terminated stop for good,
+    /// suspending/suspended suspend, activating/active end a suspension.
     async fn check_status(&mut self, status: ServiceStatus, what: &str) {
-        if status.must_disconnect() && !self.stopping {
+        if self.stopping {
+            return;
+        }
+        if status.is_final() {
             self.begin_stop(Outcome::CoreStopped {
                 status,
                 reason: format!("the core answered {status} ({what})"),
             })
             .await;
+        } else if status.must_disconnect() {
+            self.enter_suspend(status, what).await;
+        } else if status.admits_login() && matches!(self.wait, Some(Wait::Suspended { .. })) {
+            self.resume(status, what);
+        }
+    }
+
+    /// Stops openvpn (without a restart) over management, else with a signal.
+    async fn stop_child_for_wait(&mut self) {
+        if self.child.is_none() {
+            return;
+        }
+        if !self.send(mgmt::cmd::SIGNAL_TERM).await {
+            self.signal_child(nix::sys::signal::Signal::SIGTERM);
+        }
+        if self.stop_deadline.is_none() {
+            self.stop_deadline = Some(Instant::now() + self.s.stop_timeout);
+        }
+    }
+
+    async fn enter_suspend(&mut self, status: ServiceStatus, what: &str) {
+        let was_waiting = self.wait.is_some();
+        if let Some(Wait::Suspended { status: s, .. }) = self.wait.as_mut() {
+            *s = status;
+            return;
+        }
+        let now = Instant::now();
+        let reason = suspended_reason(status, what, Duration::ZERO);
+        warn!(
+            "{reason} (asking the core every {} ms)",
+            self.s.suspend_poll.as_millis()
+        );
+        self.wait = Some(Wait::Suspended {
+            status,
+            what: what.to_string(),
+            since: now,
+            next_poll: now + self.s.suspend_poll,
+            next_log: now + SUSPEND_LOG_EVERY,
+        });
+        self.release_at = None;
+        self.restart_at = None;
+        if !was_waiting {
+            self.stop_child_for_wait().await;
+        }
+        if self.child.is_none() {
+            self.remove_shaping().await;
+        }
+        self.set_phase(Phase::Suspended, Some(reason));
+    }
+
+    /// The channel admits logins again: a new openvpn (and session) is started.
+    fn resume(&mut self, status: ServiceStatus, what: &str) {
+        let Some(Wait::Suspended { since, .. }) = self.wait.take() else {
+            return;
+        };
+        let msg = format!(
+            "payment received: the channel is {status} again ({what}) after {} s suspended; reconnecting",
+            since.elapsed().as_secs()
+        );
+        info!("{msg}");
+        self.attempt = 0;
+        if self.child.is_none() {
+            // Started from the timer, so no caller up the stack sees a new child.
+            self.restart_at = Some(Instant::now());
+        }
+        self.set_phase(Phase::Reconnecting, Some(msg));
+    }
+
+    /// The server halted the client (or refused the credentials): stop openvpn and ask the
+    /// core why before `outcome` becomes final.
+    async fn begin_halt_check(&mut self, outcome: Outcome) {
+        if self.stopping || self.wait.is_some() {
+            return;
+        }
+        let reason = outcome.reason();
+        info!(
+            "{reason}; asking the core whether the channel was suspended or terminated (up to {} ms)",
+            self.s.halt_grace.as_millis()
+        );
+        let now = Instant::now();
+        self.wait = Some(Wait::Check {
+            outcome,
+            deadline: now + self.s.halt_grace,
+            next_poll: now,
+        });
+        self.release_at = None;
+        self.restart_at = None;
+        self.stop_child_for_wait().await;
+        self.set_phase(Phase::Stopping, Some(reason));
+    }
+
+    /// One status check of a wait (openvpn is gone).
+    async fn poll_wait(&mut self) {
+        if let Some(st) = self.ask_status().await {
+            self.check_status(st, "status check").await;
+        }
+        if self.stopping {
+            return;
+        }
+        let now = Instant::now();
+        let poll = self.s.suspend_poll;
+        let max_wait = self.s.max_suspend_wait;
+        let mut give_up = None;
+        let mut show = None;
+        match self.wait.as_mut() {
+            None => {}
+            Some(Wait::Check {
+                outcome,
+                deadline,
+                next_poll,
+            }) => {
+                if now >= *deadline {
+                    give_up = Some(match outcome.clone() {
+                        Outcome::ServerHalted { reason } => Outcome::ServerHalted {
+                            reason: format!("{reason}; the core still admits the channel"),
+                        },
+                        o => o,
+                    });
+                } else {
+                    *next_poll = (now + poll.min(HALT_CHECK_MAX_INTERVAL)).min(*deadline);
+                }
+            }
+            Some(Wait::Suspended {
+                status,
+                what,
+                since,
+                next_poll,
+                next_log,
+            }) => {
+                let waited = now.saturating_duration_since(*since);
+                match max_wait {
+                    Some(max) if waited >= max => {
+                        give_up = Some(Outcome::CoreStopped {
+                            status: *status,
+                            reason: format!(
+                                "service suspended by the agent (the core answered {status} to {what}); no payment within {} s, giving up",
+                                max.as_secs()
+                            ),
+                        });
+                    }
+                    _ => {
+                        *next_poll = now + poll;
+                        if let Some(max) = max_wait {
+                            *next_poll = (*next_poll).min(*since + max);
+                        }
+                        let reason = suspended_reason(*status, what, waited);
+                        if now >= *next_log {
+                            *next_log = now + SUSPEND_LOG_EVERY;
+                            warn!("{reason}");
+                        }
+                        show = Some(reason);
+                    }
+                }
+            }
+        }
+        if let Some(o) = give_up {
+            self.begin_stop(o).await;
+        } else if let Some(reason) = show {
+            self.status.reason = Some(reason);
+            self.write_state();
+        }
+    }
+
+    /// Asks the core for the channel status without side effects: replays the last
+    /// StopSession; without one, StartSession (its `channel_inactive` error names the
+    /// status; a session it opens is stopped again at once, empty).
+    async fn ask_status(&mut self) -> Option<ServiceStatus> {
+        self.retry_pending_stops().await;
+        if self.stopping || self.wait.is_none() {
+            return None;
+        }
+        if let Some(req) = self.last_stop.clone() {
+            match self.api.stop_session(&req).await {
+                Ok(r) => return Some(r.status),
+                Err(ApiError::Api {
+                    status: Some(st), ..
+                }) => return Some(st),
+                Err(e) if e.code() == Some(core_lite::api::ErrorCode::NotFound) => {
+                    self.last_stop = None;
+                }
+                Err(e) => {
+                    warn!("asking the core for the channel status failed (will retry): {e}");
+                    return None;
+                }
+            }
+        }
+        self.probe_seq = self.probe_seq.wrapping_add(1);
+        let req = StartSessionRequest {
+            client_key: self.s.client_key.clone(),
+            connection_id: Some(format!(
+                "status-check:{}:{}",
+                std::process::id(),
+                self.probe_seq
+            )),
+            client_addr: None,
+            vpn_addr: None,
+        };
+        match self.api.start_session(&req).await {
+            Ok(resp) => {
+                let stop = StopSessionRequest {
+                    session_id: resp.session_id,
+                    bytes_in: 0,
+                    bytes_out: 0,
+                };
+                match self.api.stop_session(&stop).await {
+                    Ok(_) => self.last_stop = Some(stop),
+                    Err(e) => warn!(
+                        "could not stop the empty status-check session {}: {e}",
+                        stop.session_id
+                    ),
+                }
+                Some(resp.status)
+            }
+            Err(ApiError::Api {
+                status: Some(st), ..
+            }) => Some(st),
+            Err(e) => {
+                warn!("asking the core for the channel status failed (will retry): {e}");
+                None
+            }
         }
     }
 
@@ -986,6 +1308,7 @@ impl Actor {
     /// StopSession; when the core cannot be reached the report is kept and retried with
     /// the next usage report (and once more before exit).
     async fn send_stop(&mut self, req: StopSessionRequest) {
+        self.last_stop = Some(req.clone());
         match self.api.stop_session(&req).await {
             Ok(resp) => {
                 debug!(stopped = resp.stopped, "session stopped");

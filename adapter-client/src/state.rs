@@ -22,7 +22,8 @@ pub enum Phase {
     Stopping,
     /// Stopped by the user (signal).
     Stopped,
-    /// Stopped for good: the core answered suspending/suspended.
+    /// The core answered suspending/suspended: openvpn is stopped and the adapter waits
+    /// for a payment (final only after `--max-suspend-wait`).
     Suspended,
     /// Stopped for good: the core answered terminating/terminated.
     Terminated,

@@ -284,6 +284,8 @@ pub fn settings(
     s.backoff_initial = Duration::from_millis(50);
     s.backoff_max = Duration::from_millis(200);
     s.stop_timeout = Duration::from_secs(5);
+    s.suspend_poll = Duration::from_millis(100);
+    s.halt_grace = Duration::from_secs(1);
     s
 }
 
