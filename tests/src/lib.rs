@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod adapters;
 pub mod pair;
 mod corelite;
 mod env;
