@@ -1,5 +1,5 @@
-//! The `adapter-client` binary: SIGTERM → graceful stop with exit code 0, `status`, `render`,
-//! `--help`.
+//! The `adapter-client` binary: SIGTERM → graceful stop with exit code 0 (also while
+//! suspended), `status`, `render`, `--help`.
 
 mod common;
 
@@ -195,6 +195,9 @@ fn help_lists_commands_and_env() -> Result<()> {
         "--no-shaping",
         "--runtime-dir",
         "--tun-dev",
+        "ADAPTER_CLIENT_SUSPEND_POLL",
+        "ADAPTER_CLIENT_MAX_SUSPEND_WAIT",
+        "ADAPTER_CLIENT_HALT_GRACE",
     ] {
         assert!(text.contains(needle), "{needle} missing in:\n{text}");
     }
@@ -208,6 +211,89 @@ fn help_lists_commands_and_env() -> Result<()> {
         out.status.code(),
         Some(2),
         "missing token/key is a usage error"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspended_adapter_shows_it_and_sigterm_exits_0() -> Result<()> {
+    let cores = Cores::start("127.0.0.1:1194", None).await?;
+    let mut fake = FakeOpenVpn::new()?;
+    let work = tempfile::tempdir()?;
+    let token_file = work.path().join("token");
+    std::fs::write(&token_file, format!("{}\n", cores.client_token.expose()))?;
+    let rt = work.path().join("rt");
+    let state = work.path().join("state.json");
+    let child = base_cmd()
+        .arg("connect")
+        .args(["--client-key", &cores.client_key.0])
+        .args(["--core-url", &cores.client.url])
+        .arg("--token-file")
+        .arg(&token_file)
+        .arg("--openvpn")
+        .arg(&fake.script)
+        .arg("--runtime-dir")
+        .arg(&rt)
+        .arg("--state-file")
+        .arg(&state)
+        .args([
+            "--report-interval",
+            "1",
+            "--no-shaping",
+            "--suspend-poll",
+            "1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut proc = Proc(child);
+    let adapter_pid = i32::try_from(proc.0.id())?;
+    let (ovpn_pid, _) = fake.next_spawn().await?;
+    let mut m = fake.accept(&rt.join("mgmt.sock")).await?;
+    m.send(">STATE:1700000000,CONNECTED,SUCCESS,10.8.0.6,127.0.0.1,1194,127.0.0.1,40000")
+        .await?;
+    m.send(">BYTECOUNT:40,50").await?;
+    cores.wait_open_session(None, 90).await?;
+
+    cores.set_client_status(core_lite::api::ServiceStatus::Suspending)?;
+    m.expect("signal SIGTERM").await?;
+    m.send(">STATE:1700000010,EXITING,SIGTERM,,,,,").await?;
+    kill(ovpn_pid, Signal::SIGTERM);
+    cores.wait_closed(90).await?;
+    poll("suspended with openvpn stopped", || {
+        read_state(&state).filter(|s| {
+            s.phase == adapter_client::state::Phase::Suspended && s.openvpn_pid.is_none()
+        })
+    })
+    .await?;
+    let out = base_cmd()
+        .arg("status")
+        .arg("--state-file")
+        .arg(&state)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("state:       suspended"), "{text}");
+    assert!(text.contains("payment lag; waiting for payment"), "{text}");
+    assert!(rt.exists(), "runtime dir kept while waiting");
+
+    kill(adapter_pid, Signal::SIGTERM);
+    let status = poll("the adapter to exit", || proc.0.try_wait().ok().flatten()).await?;
+    let mut stderr = String::new();
+    if let Some(mut e) = proc.0.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert_eq!(status.code(), Some(0), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("service suspended by the agent"),
+        "the user is told: {stderr}"
+    );
+    assert!(!rt.exists(), "runtime dir removed");
+    assert_eq!(fake.spawns().len(), 1);
+    assert_eq!(
+        read_state(&state).context("state")?.phase,
+        adapter_client::state::Phase::Stopped
     );
     Ok(())
 }
