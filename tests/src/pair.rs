@@ -44,8 +44,7 @@ use crate::iperf::{iperf3_server, Iperf3Result, Iperf3Run};
 use crate::leaks::LeakChecker;
 use crate::netns::{Netns, TcpEcho, Veth};
 use crate::openvpn::{
-    AuthVia, OpenVpnClient, OpenVpnClientHandle, OpenVpnServer, OpenVpnServerHandle,
-    INIT_COMPLETED,
+    AuthVia, OpenVpnClient, OpenVpnClientHandle, OpenVpnServer, OpenVpnServerHandle, INIT_COMPLETED,
 };
 use crate::pki::Pki;
 use crate::proc::{wait_for, wait_until, Proc, ProcBuilder};
@@ -353,7 +352,8 @@ pub fn pump(
         return Err(e).with_context(|| format!("sending to {addr} after {sent} bytes"));
     }
     if let Some(e) = read_err {
-        return Err(e).with_context(|| format!("reading the echo from {addr} after {echoed} bytes"));
+        return Err(e)
+            .with_context(|| format!("reading the echo from {addr} after {echoed} bytes"));
     }
     ensure!(echoed == bytes, "echo returned {echoed} of {bytes} bytes");
     Ok(echoed)
@@ -435,7 +435,12 @@ pub struct Agent<'e> {
 }
 
 impl<'e> Agent<'e> {
-    fn start(env: &'e TestEnv, ns: Netns, public: Ipv4Addr, opts: &PairOptions) -> Result<Agent<'e>> {
+    fn start(
+        env: &'e TestEnv,
+        ns: Netns,
+        public: Ipv4Addr,
+        opts: &PairOptions,
+    ) -> Result<Agent<'e>> {
         let pki = Pki::generate(env)?;
         let core = CoreLite::new(env, "agent-core")?;
         let module_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/vpn");
@@ -473,6 +478,9 @@ impl<'e> Agent<'e> {
         let tun = format!("tun{}s", env.prefix());
         let mut builder = OpenVpnServer::new(env, &ns, &pki)
             .port(VPN_PORT)
+            // Bound to the public address: a multi-homed UDP server must answer from the
+            // address the client sent to (clients behind the other veths route to it).
+            .local(public)
             .client_disconnect(utf8(&recorder_script)?)
             .management_unix(&mgmt_sock)
             .max_clients(opts.max_clients)
@@ -757,7 +765,12 @@ impl<'e> Agent<'e> {
                 "agent core ended with {status}, not by SIGKILL"
             );
         }
-        *slot = Some(spawn_agent_core(self.env, &self.ns, &self.core, self.public)?);
+        *slot = Some(spawn_agent_core(
+            self.env,
+            &self.ns,
+            &self.core,
+            self.public,
+        )?);
         Ok(())
     }
 
@@ -794,7 +807,12 @@ impl<'e> Agent<'e> {
 
     /// A plain OpenVPN client (no adapter) in `ns` with the given credentials, for tests of
     /// refused logins.
-    pub fn raw_client(&self, ns: &Netns, user: &str, password: &str) -> Result<OpenVpnClientHandle> {
+    pub fn raw_client(
+        &self,
+        ns: &Netns,
+        user: &str,
+        password: &str,
+    ) -> Result<OpenVpnClientHandle> {
         OpenVpnClient::new(self.env, ns, &self.pki, self.public, VPN_PORT)
             .credentials(user, password)
             .start()
@@ -864,14 +882,29 @@ impl<'e> ClientHost<'e> {
         let module_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/vpn");
         core.cli(&["module", "register", utf8(&module_dir)?])?;
         let token_file = env.path(&format!("client{index}.token"));
-        core.cli(&["token", "create", "--role", "client", "--out", utf8(&token_file)?])?;
+        core.cli(&[
+            "token",
+            "create",
+            "--role",
+            "client",
+            "--out",
+            utf8(&token_file)?,
+        ])?;
         let listen = SocketAddr::from(([127, 0, 0, 1], CLIENT_CORE_PORT));
         let core_proc = ns
             .spawn(core.bin())
             .env("RUST_LOG", "info")
             .arg("--data-dir")
             .arg(core.data_dir())
-            .args(["serve", "--role", "client", "--tick-ms", "200", "--pay-interval-ms", "500"])
+            .args([
+                "serve",
+                "--role",
+                "client",
+                "--tick-ms",
+                "200",
+                "--pay-interval-ms",
+                "500",
+            ])
             .arg("--listen")
             .arg(listen.to_string())
             .label(&format!("core-lite-client{index}"))
@@ -899,8 +932,17 @@ impl<'e> ClientHost<'e> {
     /// Over the market: `offering fetch http://AGENT:MARKET_PORT`, then `offering accept
     /// HASH --deposit N` (default: the deposit for all maxUnits of `spec`... given as
     /// `deposit`, else 10 PRIX). Returns the client key; later calls use it.
-    pub fn accept(&self, agent: &Agent<'_>, offering_hash: &str, deposit: Option<u64>) -> Result<String> {
-        let fetched = core_cli_in(&self.ns, &self.core, &["offering", "fetch", &agent.market_url()])?;
+    pub fn accept(
+        &self,
+        agent: &Agent<'_>,
+        offering_hash: &str,
+        deposit: Option<u64>,
+    ) -> Result<String> {
+        let fetched = core_cli_in(
+            &self.ns,
+            &self.core,
+            &["offering", "fetch", &agent.market_url()],
+        )?;
         ensure!(
             fetched.to_string().contains(offering_hash),
             "offering {offering_hash} not among the fetched ones: {fetched}"
@@ -940,7 +982,11 @@ impl<'e> ClientHost<'e> {
         let mut b = self
             .ns
             .spawn(bin_path("adapter-client")?)
-            .args(["--log", "info,adapter_client=debug,openvpn=debug", "connect"])
+            .args([
+                "--log",
+                "info,adapter_client=debug,openvpn=debug",
+                "connect",
+            ])
             .args(["--client-key", &key])
             .arg("--core-url")
             .arg(format!("http://127.0.0.1:{CLIENT_CORE_PORT}"))
@@ -966,7 +1012,12 @@ impl<'e> ClientHost<'e> {
     }
 
     /// `accept` + `connect` + `wait_connected`; the client key.
-    pub fn accept_and_connect(&self, agent: &Agent<'_>, offering_hash: &str, deposit: Option<u64>) -> Result<String> {
+    pub fn accept_and_connect(
+        &self,
+        agent: &Agent<'_>,
+        offering_hash: &str,
+        deposit: Option<u64>,
+    ) -> Result<String> {
         let key = self.accept(agent, offering_hash, deposit)?;
         self.connect()?;
         self.wait_connected(PAIR_TIMEOUT)?;
@@ -990,7 +1041,10 @@ impl<'e> ClientHost<'e> {
     pub fn wait_connections(&self, connections: u64, timeout: Duration) -> Result<Value> {
         let res = wait_for(
             timeout,
-            &format!("adapter-client {} connected (connection #{connections})", self.index),
+            &format!(
+                "adapter-client {} connected (connection #{connections})",
+                self.index
+            ),
             || {
                 if let Some(st) = self.adapter_exit()? {
                     bail!("adapter-client exited ({st})");
@@ -1030,13 +1084,17 @@ impl<'e> ClientHost<'e> {
     /// Waits for the adapter to exit by itself.
     pub fn wait_adapter_exit(&self, timeout: Duration) -> Result<ExitStatus> {
         let slot = lock(&self.adapter)?;
-        slot.as_ref().context("adapter not started")?.wait_exit(timeout)
+        slot.as_ref()
+            .context("adapter not started")?
+            .wait_exit(timeout)
     }
 
     /// SIGTERM to the adapter (graceful stop: final StopSession); its exit status.
     pub fn stop(&self) -> Result<ExitStatus> {
         let slot = lock(&self.adapter)?;
-        slot.as_ref().context("adapter not started")?.terminate(STOP_GRACE)
+        slot.as_ref()
+            .context("adapter not started")?
+            .terminate(STOP_GRACE)
     }
 
     /// The adapter's last log lines (for messages).
@@ -1078,7 +1136,13 @@ impl<'e> ClientHost<'e> {
 
     /// iperf3 from this client to `server_port` on the agent's tunnel address (`reverse`:
     /// the agent sends, i.e. the client's download).
-    pub fn iperf(&self, agent: &Agent<'_>, server_port: u16, seconds: u32, reverse: bool) -> Result<Iperf3Result> {
+    pub fn iperf(
+        &self,
+        agent: &Agent<'_>,
+        server_port: u16,
+        seconds: u32,
+        reverse: bool,
+    ) -> Result<Iperf3Result> {
         Iperf3Run {
             server: agent.tunnel_ip(),
             port: server_port,
@@ -1090,7 +1154,13 @@ impl<'e> ClientHost<'e> {
 
     /// Sends `bytes` through the tunnel to an echo server on the agent's tunnel address
     /// and back; see `pump`.
-    pub fn pump(&self, agent: &Agent<'_>, echo_port: u16, bytes: u64, tolerate_cut: bool) -> Result<u64> {
+    pub fn pump(
+        &self,
+        agent: &Agent<'_>,
+        echo_port: u16,
+        bytes: u64,
+        tolerate_cut: bool,
+    ) -> Result<u64> {
         let addr = SocketAddr::V4(SocketAddrV4::new(agent.tunnel_ip(), echo_port));
         self.ns.wait_for_tcp(addr, PAIR_TIMEOUT)?;
         pump(&self.ns, addr, bytes, Duration::from_secs(15), tolerate_cut)
@@ -1104,6 +1174,11 @@ impl<'e> ClientHost<'e> {
     /// The adapter's tun device name.
     pub fn tun_dev(&self) -> &str {
         &self.tun_dev
+    }
+
+    /// The adapter's IFB device name (download shaping).
+    pub fn ifb_dev(&self) -> &str {
+        &self.ifb_dev
     }
 }
 
