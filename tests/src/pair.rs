@@ -301,8 +301,8 @@ fn core_cli_in(ns: &Netns, core: &CoreLite, args: &[&str]) -> Result<Value> {
 // Traffic.
 
 /// Sends `bytes` through a TCP connection to an echo server at `addr` from inside `ns` and
-/// reads the echo back concurrently. Returns the bytes echoed back; a connection cut in the
-/// middle is not an error when `tolerate_cut` (the count so far is returned).
+/// reads the echo back concurrently. Returns the bytes echoed back; a connection refused or
+/// cut in the middle is not an error when `tolerate_cut` (the count so far is returned).
 pub fn pump(
     ns: &Netns,
     addr: SocketAddr,
@@ -310,7 +310,11 @@ pub fn pump(
     io_timeout: Duration,
     tolerate_cut: bool,
 ) -> Result<u64> {
-    let stream = ns.tcp_connect(addr, io_timeout)?;
+    let stream = match ns.tcp_connect(addr, io_timeout) {
+        Ok(s) => s,
+        Err(_) if tolerate_cut => return Ok(0),
+        Err(e) => return Err(e),
+    };
     stream.set_read_timeout(Some(io_timeout))?;
     stream.set_write_timeout(Some(io_timeout))?;
     let mut reader = stream.try_clone()?;
