@@ -151,7 +151,6 @@ OFFERING=$(agent offering publish --product vpn-demo --input "$WORK/offer.json" 
 info "offering $OFFERING: 0.001 PRIX/MB, maxUnits $MAX_UNITS MB, down $DOWN_MBIT / up $UP_MBIT Mbit/s"
 spawn agent-core "$NS_A" "$BIN/core-lite" --data-dir "$AGENT" serve --role agent \
   --listen "$AGENT_API" --market-listen "$MARKET" --tick-ms 250
-AGENT_CORE_PID=$SPAWNED_PID
 wait_until 20 "the agent's core" in_a curl -sf -o /dev/null "http://$AGENT_API/health"
 info "Service API on $AGENT_API (inside $NS_A), market API on $MARKET"
 
@@ -210,7 +209,6 @@ spawn monitor "$NS_A" "$BIN/adapter-server" --core-url="http://$AGENT_API" \
   --token-file="$WORK/product.token" monitor --management "$WORK/mgmt.sock" \
   --server-config "$WORK/server.conf" --endpoint "$IP_A:$VPN_PORT" --tun "$TUN_S" \
   --ifb "$IFB_S" --link-capacity 1gbit --max-clients 8
-MONITOR_PID=$SPAWNED_PID
 wait_until 20 "the monitor's tc setup" in_a tc qdisc show dev "$IFB_S"
 info "OpenVPN on udp $IP_A:$VPN_PORT, tun $TUN_S; monitor shaping $TUN_S (download) and $IFB_S (upload)"
 
@@ -244,7 +242,8 @@ spawn adapter-client "$NS_C" "$BIN/adapter-client" --log info,openvpn=debug conn
   --tun-dev "$TUN_C" --ifb-dev "$IFB_C" --report-interval 1 --backoff-initial-ms 200 \
   --backoff-max 2 --stop-timeout 5 --openvpn "$OPENVPN"
 ADAPTER_PID=$SPAWNED_PID
-connected() { [ "$(jq -r .phase "$WORK/client-state.json" 2>/dev/null)" = connected ]; }
+connected() { # shellcheck disable=SC2317 # called through wait_until
+  [ "$(jq -r .phase "$WORK/client-state.json" 2>/dev/null)" = connected ]; }
 wait_until 45 "the client to connect (state.json phase connected)" connected
 info "connected: $(jq -c '{vpnAddress, tunDev, sessionId}' "$WORK/client-state.json")"
 info "agent status: $(agent channel show "$CLIENT_KEY" | jq -r .status)"
@@ -270,6 +269,7 @@ info "agent: $(agent channel show "$CLIENT_KEY" | jq -c '{status, unitsUsed, byt
 
 # ---- exhaustion ----------------------------------------------------------------------
 step "Use up maxUnits: traffic both ways until the agent's core says terminating"
+DEMO_WATCH=0 # from here on the client's processes are meant to end
 spawn iperf3-exhaust "$NS_C" iperf3 -c "$VPN_SERVER_IP" -p "$IPERF_PORT" -t 120 --bidir
 agent_status() { agent channel show "$CLIENT_KEY" | jq -r .status; }
 terminating() { case $(agent_status) in terminating | terminated) return 0 ;; esac; return 1; }

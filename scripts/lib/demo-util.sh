@@ -39,8 +39,22 @@ spawn() {
 
 alive() { kill -0 "$1" 2>/dev/null; }
 
+# check_spawned: dies when a process spawned so far has exited (while DEMO_WATCH=1), with
+# the end of its log.
+check_spawned() {
+  local pid label
+  [ "${DEMO_WATCH:-1}" = 1 ] || return 0
+  while read -r pid label; do
+    if ! alive "$pid"; then
+      printf '\n--- end of %s\n' "$WORK/logs/$label.log" >&2
+      tail -n 15 "$WORK/logs/$label.log" >&2
+      die "$label exited unexpectedly"
+    fi
+  done <"$WORK/pids"
+}
+
 # wait_until SECONDS WHAT CMD...: polls CMD every 0.1 s until it succeeds; a dot per
-# second shows progress; fails (die) after SECONDS.
+# second shows progress; fails (die) after SECONDS or when a spawned process has exited.
 wait_until() {
   local secs=$1 what=$2 i
   shift 2
@@ -49,6 +63,7 @@ wait_until() {
       [ "$i" -ge 10 ] && printf '\n'
       return 0
     fi
+    check_spawned
     if [ "$i" -gt 0 ] && [ $((i % 10)) -eq 0 ]; then printf '.'; fi
     sleep 0.1
   done
