@@ -1367,6 +1367,15 @@ impl Actor {
         if self.conn.is_none() && !self.connecting {
             self.spawn_connect(Duration::ZERO);
         }
+        // OpenVPN sends `>CLIENT:DISCONNECT` only for clients it authenticated through the
+        // management interface (`--management-client-auth`); with the auth hook the only way
+        // to notice that a client left is the client list. Poll it at the bytecount interval.
+        let status_due = self.last_status_req.is_none_or(|t| {
+            t.elapsed() >= Duration::from_secs(u64::from(self.cfg.bytecount_interval.max(1)))
+        });
+        if self.conn.is_some() && !self.clients.is_empty() && status_due {
+            self.request_status();
+        }
         let now = Instant::now();
         let gen = self.gen;
         let connected = self.conn.is_some();

@@ -348,3 +348,39 @@ async fn pushes_product_config_and_repushes_on_change() -> anyhow::Result<()> {
     .await?;
     mon.stop().await
 }
+
+/// With the auth hook (no `--management-client-auth`) OpenVPN never sends
+/// `>CLIENT:DISCONNECT`: the monitor must notice from the client list that a client left,
+/// stop its session with the last counts and forget it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_a_client_that_left_without_a_disconnect_event() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let fake = FakeMgmt::start()?;
+    let mon = start(&f, config(&fake))?;
+    connected(&fake, 1).await?;
+    fake.set_status_rows(vec![status_row(
+        &f.key.0,
+        &format!("{IP}:{PORT}"),
+        "10.8.0.6",
+        100,
+        100,
+        TIME.parse()?,
+        8,
+    )]);
+    fake.send(&client_block("ESTABLISHED,8", &identity_env(&f)))?;
+    fake.send(&[">BYTECOUNT_CLI:8,300,400".into()])?;
+    wait_bytes(&f, 700).await?;
+    assert!(f.channel()?.open_session.is_some());
+    // The client goes away; no DISCONNECT event comes, only the list changes.
+    fake.set_status_rows(vec![]);
+    wait_for("session closed after the client left", || {
+        f.channel().ok()?.open_session.is_none().then_some(())
+    })
+    .await?;
+    assert_eq!(
+        f.channel()?.bytes_total,
+        700,
+        "stopped with the last counts"
+    );
+    mon.stop().await
+}
