@@ -88,7 +88,7 @@ stop_group() {
 demo_cleanup() {
   local rc=$1 pid label dev
   set +e
-  trap - INT TERM
+  trap '' INT TERM # a second Ctrl-C must not stop the cleanup half-way
   if [ -n "${WORK:-}" ] && [ -f "$WORK/pids" ]; then
     tac "$WORK/pids" | while read -r pid label; do
       stop_group "$pid" 50
@@ -102,7 +102,9 @@ demo_cleanup() {
     if [ "$rc" -ne 0 ] && [ "${DEMO_KEEP:-0}" = 1 ]; then
       printf 'demo: logs and configs kept in %s (logs/*.log)\n' "$WORK" >&2
     else
-      if [ "$rc" -ne 0 ]; then
+      if [ "$rc" -eq 130 ] || [ "$rc" -eq 143 ]; then
+        printf 'demo: (DEMO_KEEP=1 keeps the logs of an interrupted run)\n' >&2
+      elif [ "$rc" -ne 0 ]; then
         printf 'demo: last lines of the logs (run with DEMO_KEEP=1 to keep %s):\n' "$WORK" >&2
         for f in "$WORK"/logs/*.log; do
           [ -s "$f" ] || continue
