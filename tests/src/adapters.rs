@@ -4,7 +4,8 @@
 //! command line and monitor; the client adapter's `connect` and its state file; and an
 //! independent recorder of OpenVPN's own final byte counters.
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -399,4 +400,46 @@ pub fn read_json(path: &Path) -> Result<Value> {
 pub fn path_str(path: &Path) -> Result<&str> {
     path.to_str()
         .with_context(|| format!("path {} is not UTF-8", path.display()))
+}
+
+/// Sends `payload` to a `TcpEcho` on `stream` while a second thread reads the echo, then
+/// checks it came back unchanged. Unlike `tcp_echo_roundtrip` (write everything, then
+/// read) this cannot stall when the payload is larger than what the socket buffers along a
+/// slow (shaped) path hold.
+pub fn echo_exchange(stream: TcpStream, payload: &[u8], timeout: Duration) -> Result<()> {
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut reader = stream.try_clone().context("cloning the echo connection")?;
+    let expected = payload.len();
+    let read = std::thread::spawn(move || -> std::io::Result<Vec<u8>> {
+        let mut back = Vec::with_capacity(expected);
+        reader.read_to_end(&mut back)?;
+        Ok(back)
+    });
+    let mut writer = stream;
+    let sent = writer
+        .write_all(payload)
+        .context("sending to the echo server")
+        .and_then(|()| {
+            writer
+                .shutdown(Shutdown::Write)
+                .context("half-closing the echo connection")
+        });
+    if sent.is_err() {
+        // Unblock the reader before reporting.
+        let _ = writer.shutdown(Shutdown::Both);
+    }
+    let back = read
+        .join()
+        .map_err(|_| anyhow::anyhow!("the echo reader thread panicked"))?
+        .context("reading the echo reply");
+    sent?;
+    let back = back?;
+    ensure!(
+        back == payload,
+        "the echo returned {} bytes that differ from the {} sent",
+        back.len(),
+        payload.len()
+    );
+    Ok(())
 }

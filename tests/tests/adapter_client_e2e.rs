@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use core_lite::api::ServiceStatus;
 use e2e::adapters::{
-    link_exists, path_str, read_json, read_json_opt, AgentCore, Channel, ClientCore,
+    echo_exchange, link_exists, path_str, read_json, read_json_opt, AgentCore, Channel, ClientCore,
     DisconnectRecorder,
 };
 use e2e::*;
@@ -293,7 +293,7 @@ fn client_adapter_connects_reports_usage_and_stops_cleanly_on_sigterm() -> Resul
         let echo = rig.echo_addr();
         cli_ns.wait_for_tcp(echo, TIMEOUT)?;
         let data = payload(1_000_000);
-        tcp_echo_roundtrip(cli_ns.tcp_connect(echo, TIMEOUT)?, &data, TIMEOUT)?;
+        echo_exchange(cli_ns.tcp_connect(echo, TIMEOUT)?, &data, TIMEOUT)?;
 
         // Usage reaches the client's core while connected.
         let info = wait_for(TIMEOUT, "usage on the client's core", || {
@@ -397,7 +397,7 @@ fn client_adapter_reconnects_after_a_server_kill_and_stops_for_good_on_halt() ->
         let echo = rig.echo_addr();
         let cli_ns = &rig.hosts.client_ns;
         cli_ns.wait_for_tcp(echo, TIMEOUT)?;
-        tcp_echo_roundtrip(
+        echo_exchange(
             cli_ns.tcp_connect(echo, TIMEOUT)?,
             &payload(200_000),
             TIMEOUT,
@@ -429,7 +429,7 @@ fn client_adapter_reconnects_after_a_server_kill_and_stops_for_good_on_halt() ->
         ensure!(adapter.proc.is_running(), "adapter-client exited");
         let cli_ns = &rig.hosts.client_ns;
         cli_ns.wait_for_tcp(echo, TIMEOUT)?;
-        tcp_echo_roundtrip(
+        echo_exchange(
             cli_ns.tcp_connect(echo, TIMEOUT)?,
             &payload(100_000),
             TIMEOUT,

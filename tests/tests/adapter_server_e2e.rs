@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use core_lite::api::ServiceStatus;
-use e2e::adapters::{client_classes, link_exists, tc, AgentCore, DisconnectRecorder};
+use e2e::adapters::{
+    client_classes, echo_exchange, link_exists, tc, AgentCore, DisconnectRecorder,
+};
 use e2e::*;
 
 /// Generous: two cores and other e2e tests may share the machine.
@@ -221,7 +223,7 @@ fn server_adapter_life_cycle(test_name: &str, auth: Auth, extent: Extent) -> Res
         // --- Usage reaches the core while connected. ---
         cli_ns.wait_for_tcp(echo_addr, TIMEOUT)?;
         let data = payload(1_500_000);
-        tcp_echo_roundtrip(cli_ns.tcp_connect(echo_addr, TIMEOUT)?, &data, TIMEOUT)?;
+        echo_exchange(cli_ns.tcp_connect(echo_addr, TIMEOUT)?, &data, TIMEOUT)?;
         let growing = wait_for(TIMEOUT, "the core's bytes to cover the echo", || {
             let i = agent.channel(&channel.key)?;
             Ok((i.bytes_total >= 2 * data.len() as u64).then_some(i))
@@ -258,7 +260,7 @@ fn server_adapter_life_cycle(test_name: &str, auth: Auth, extent: Extent) -> Res
                 client_classes(srv_ns, &tun).is_ok_and(|c| c.len() == 1)
                     && client_classes(srv_ns, &ifb).is_ok_and(|c| c.len() == 1)
             })?;
-            tcp_echo_roundtrip(
+            echo_exchange(
                 cli_ns.tcp_connect(echo_addr, TIMEOUT)?,
                 &payload(100_000),
                 TIMEOUT,
