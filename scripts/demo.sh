@@ -19,7 +19,7 @@
 #      CARGO_TARGET_DIR  where the release build goes (default ./target)
 #      DEMO_QUICK=1   short iperf3 runs (4 s instead of 10 s)
 #      DEMO_TOLERANCE_PCT  allowed throughput deviation (default 10)
-#      DEMO_KEEP=1    keep the temporary directory (configs, logs) when the demo fails
+#      DEMO_KEEP=1    keep the temporary directory (configs, logs, databases)
 #      DEMO_PREFIX    name prefix of namespaces/devices (default demo<pid>, max 12 chars)
 #
 # Exit: 0 = the table was printed and every check passed; 3 = the table was printed and

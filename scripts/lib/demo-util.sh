@@ -84,7 +84,7 @@ stop_group() {
 
 # demo_cleanup: every process group started (newest first), the namespaces (which takes
 # their veth, tun, IFB devices and tc qdiscs with them), host devices with the prefix, and
-# the work dir (kept on failure with DEMO_KEEP=1).
+# the work dir (kept with DEMO_KEEP=1).
 demo_cleanup() {
   local rc=$1 pid label dev
   set +e
@@ -99,7 +99,7 @@ demo_cleanup() {
     case $dev in "$P"*) ip link del "$dev" 2>/dev/null ;; esac
   done
   if [ -n "${WORK:-}" ] && [ -d "$WORK" ]; then
-    if [ "$rc" -ne 0 ] && [ "${DEMO_KEEP:-0}" = 1 ]; then
+    if [ "${DEMO_KEEP:-0}" = 1 ]; then
       printf 'demo: logs and configs kept in %s (logs/*.log)\n' "$WORK" >&2
     else
       if [ "$rc" -eq 130 ] || [ "$rc" -eq 143 ]; then
