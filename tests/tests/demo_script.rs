@@ -160,9 +160,15 @@ fn demo_interrupted_half_way_cleans_up() -> Result<()> {
         let _ = child.wait();
         bail!("{e:#}\n{}", read(&out));
     }
+    let running = leaks.find()?;
     ensure!(
-        !leaks.find()?.is_empty(),
-        "the running demo should have namespaces and processes to clean up"
+        running
+            .iter()
+            .filter(|l| l.starts_with("namespace"))
+            .count()
+            == 2
+            && running.iter().any(|l| l.contains("openvpn")),
+        "the running demo should have two namespaces and OpenVPN to clean up: {running:?}"
     );
     // Ctrl-C goes to the terminal's foreground process group: the script and its
     // foreground commands (the background services run in their own groups).
