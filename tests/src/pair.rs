@@ -158,6 +158,10 @@ pub enum AuthMode {
     Hook,
     /// `management-client-auth` and `adapter-server monitor --client-auth`.
     ManagementClientAuth,
+    /// `Hook`, and the hook also as `client-connect` and `client-disconnect` (after the
+    /// recorder), which OpenVPN runs with the exact final counters: the operator's way to
+    /// get sessions closed without `management-client-auth`.
+    HookWithSessionScripts,
 }
 
 /// What `Pair::start` builds.
@@ -468,17 +472,29 @@ impl<'e> Agent<'e> {
         // client-disconnect recorder of OpenVPN's own final counters, management socket.
         let recorder = env.path("final-counters.txt");
         let recorder_script = env.path("record-final.sh");
+        let server_bin = bin_path("adapter-server")?;
+        let core_url = format!("http://127.0.0.1:{AGENT_CORE_PORT}");
+        let hook = format!(
+            "{} --core-url={core_url} --token-file={} hook --state-dir={}",
+            utf8(&server_bin)?,
+            utf8(&token_file)?,
+            utf8(&env.path("hook-state"))?
+        );
+        // After recording, the disconnect goes on to the hook when it handles sessions
+        // (OpenVPN has one client-disconnect command; the environment passes through).
+        let then_hook = match opts.auth {
+            AuthMode::HookWithSessionScripts => format!("exec {hook} \"$@\"\n"),
+            _ => String::new(),
+        };
         write_script(
             &recorder_script,
             &format!(
                 "#!/bin/sh\n# OpenVPN's own final counters of a client, independent of the adapters.\n\
-                 echo \"$common_name $bytes_received $bytes_sent\" >> '{}'\n",
+                 echo \"$common_name $bytes_received $bytes_sent\" >> '{}'\n{then_hook}",
                 utf8(&recorder)?
             ),
         )?;
         let mgmt_sock = env.path("mgmt.sock");
-        let server_bin = bin_path("adapter-server")?;
-        let core_url = format!("http://127.0.0.1:{AGENT_CORE_PORT}");
         let tun = format!("tun{}s", env.prefix());
         let mut builder = OpenVpnServer::new(env, &ns, &pki)
             .port(VPN_PORT)
@@ -495,16 +511,10 @@ impl<'e> Agent<'e> {
             // `dev` line (OpenVPN: the last one wins). Still unique: it carries the prefix.
             .extra(&format!("dev {tun}"));
         builder = match opts.auth {
-            AuthMode::Hook => {
-                let state_dir = env.path("hook-state");
-                let hook = format!(
-                    "{} --core-url={core_url} --token-file={} hook --state-dir={}",
-                    utf8(&server_bin)?,
-                    utf8(&token_file)?,
-                    utf8(&state_dir)?
-                );
-                builder.auth_user_pass_verify(&hook, AuthVia::File)
-            }
+            AuthMode::Hook => builder.auth_user_pass_verify(&hook, AuthVia::File),
+            AuthMode::HookWithSessionScripts => builder
+                .auth_user_pass_verify(&hook, AuthVia::File)
+                .client_connect(&hook),
             AuthMode::ManagementClientAuth => builder.management_client_auth(true),
         };
         let server = builder.start_no_wait()?;
@@ -757,18 +767,24 @@ impl<'e> Agent<'e> {
             .success())
     }
 
-    /// SIGKILLs the agent core and starts it again on the same data dir; returns once its
-    /// Service API and market API accept connections.
-    pub fn restart_core(&self) -> Result<()> {
+    /// SIGKILLs the agent core (no chance to flush or say goodbye).
+    pub fn kill_core(&self) -> Result<()> {
         let mut slot = lock(&self.core_proc)?;
-        if let Some(old) = slot.take() {
-            old.signal(Signal::SIGKILL)?;
-            let status = old.wait_exit(PAIR_TIMEOUT)?;
-            ensure!(
-                status.signal() == Some(libc::SIGKILL),
-                "agent core ended with {status}, not by SIGKILL"
-            );
-        }
+        let old = slot.take().context("the agent core is not running")?;
+        old.signal(Signal::SIGKILL)?;
+        let status = old.wait_exit(PAIR_TIMEOUT)?;
+        ensure!(
+            status.signal() == Some(libc::SIGKILL),
+            "agent core ended with {status}, not by SIGKILL"
+        );
+        Ok(())
+    }
+
+    /// Starts the agent core again on the same data dir; returns once its Service API and
+    /// market API accept connections.
+    pub fn start_core(&self) -> Result<()> {
+        let mut slot = lock(&self.core_proc)?;
+        ensure!(slot.is_none(), "the agent core already runs");
         *slot = Some(spawn_agent_core(
             self.env,
             &self.ns,
@@ -776,6 +792,12 @@ impl<'e> Agent<'e> {
             self.public,
         )?);
         Ok(())
+    }
+
+    /// `kill_core` + `start_core`.
+    pub fn restart_core(&self) -> Result<()> {
+        self.kill_core()?;
+        self.start_core()
     }
 
     /// Stops the OpenVPN server (SIGTERM) and starts it again with the same config; returns

@@ -40,6 +40,13 @@ fn connect_and_usage_accounted_on_both_cores_with_the_auth_hook() -> Result<()> 
     accounting(AuthMode::Hook)
 }
 
+/// Test 1 with the hook also wired as client-connect / client-disconnect (the operator's
+/// way to close sessions with OpenVPN's final counters when logins go through the hook).
+#[test]
+fn connect_and_usage_accounted_on_both_cores_with_hook_session_scripts() -> Result<()> {
+    accounting(AuthMode::HookWithSessionScripts)
+}
+
 fn accounting(auth: AuthMode) -> Result<()> {
     run_pair_test("pair_accounting", |env| {
         let opts = PairOptions {
@@ -102,6 +109,13 @@ fn accounting(auth: AuthMode) -> Result<()> {
             ch.units_used
         );
         ensure!(ch.status == ServiceStatus::Active, "status {:?}", ch.status);
+
+        // The monitor noticed the disconnect: the client's shaping classes are gone.
+        e2e::wait_until(PAIR_TIMEOUT, "the client's shaping classes removed", || {
+            agent
+                .client_classes()
+                .is_ok_and(|(d, u)| d.is_empty() && u.is_empty())
+        })?;
 
         // Client core: its own count, close to the server's.
         let cch = client.wait_channel("the client session closed", PAIR_TIMEOUT, |c| {
@@ -410,7 +424,13 @@ fn agent_core_killed_mid_session_loses_no_usage() -> Result<()> {
             let seen = agent.wait_channel(&key, "usage flowing", PAIR_TIMEOUT, |c| {
                 c.bytes_total >= BYTES_PER_UNIT
             })?;
-            agent.restart_core()?;
+            // Down long enough that the monitor fails a report and has to buffer it.
+            let failed = agent.with_monitor(|m| m.count_lines("core unreachable"))?;
+            agent.kill_core()?;
+            agent.with_monitor(|m| {
+                m.wait_for_line_count("core unreachable", failed + 1, PAIR_TIMEOUT)
+            })??;
+            agent.start_core()?;
             let echoed = pumping
                 .join()
                 .map_err(|_| anyhow::anyhow!("pump thread panicked"))??;
