@@ -32,9 +32,11 @@ fn connect_and_usage_accounted_on_both_cores() -> Result<()> {
 }
 
 /// Test 1 with the deferred `auth-user-pass-verify` hook. Without
-/// `management-client-auth` OpenVPN 2.6 never sends `>CLIENT:DISCONNECT` (manage.c sets
-/// DAF_INITIAL_AUTH only in management_notify_client_needing_auth), so the monitor must
-/// notice disconnects some other way.
+/// `management-client-auth` OpenVPN 2.6 never sends `>CLIENT:DISCONNECT` (manage.c:
+/// management_notify_client_close needs DAF_INITIAL_AUTH, which only
+/// management_notify_client_needing_auth sets), so the monitor must notice disconnects some
+/// other way (e.g. polling `status 3`). FAILS until it does: the agent session stays open
+/// and the client's tc classes stay.
 #[test]
 fn connect_and_usage_accounted_on_both_cores_with_the_auth_hook() -> Result<()> {
     accounting(AuthMode::Hook)
@@ -42,6 +44,8 @@ fn connect_and_usage_accounted_on_both_cores_with_the_auth_hook() -> Result<()> 
 
 /// Test 1 with the hook also wired as client-connect / client-disconnect (the operator's
 /// way to close sessions with OpenVPN's final counters when logins go through the hook).
+/// The session then closes exactly, but FAILS on the shaping classes until the monitor
+/// notices disconnects without `>CLIENT:DISCONNECT` (see above).
 #[test]
 fn connect_and_usage_accounted_on_both_cores_with_hook_session_scripts() -> Result<()> {
     accounting(AuthMode::HookWithSessionScripts)
