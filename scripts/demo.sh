@@ -164,7 +164,7 @@ HOOK="$BIN/adapter-server --core-url=http://$AGENT_API --token-file=$WORK/produc
 # session as the monitor's, same connection id).
 cat >"$WORK/client-disconnect.sh" <<EOF
 #!/bin/sh
-echo "\$common_name \$bytes_received \$bytes_sent" >>$WORK/openvpn-final.txt
+echo "\$common_name \$bytes_received \$bytes_sent \$(/bin/date +%s%3N)" >>$WORK/openvpn-final.txt
 exec $HOOK
 EOF
 chmod 700 "$WORK/client-disconnect.sh"

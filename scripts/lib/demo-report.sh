@@ -21,11 +21,12 @@ history_rows() { # CHANNEL_JSON: one row per status change
 
 report_and_checks() {
   local a="$WORK/agent-channel.json" c="$WORK/client-channel.json"
-  local agent_bytes client_bytes ovpn_rx ovpn_tx ovpn_bytes term_ms cut_delay
+  local agent_bytes client_bytes ovpn_rx ovpn_tx ovpn_bytes term_ms cut_delay drop_ms
   agent_bytes=$(jq -r .bytesTotal "$a")
   client_bytes=$(jq -r .bytesTotal "$c")
   read -r ovpn_rx ovpn_tx < <(awk -v k="$CLIENT_KEY" \
-    '$1 == k { rx += $2; tx += $3 } END { printf "%d %d\n", rx, tx }' "$WORK/openvpn-final.txt")
+    '$1 == k { rx += $2; tx += $3 } END { printf "%.0f %.0f\n", rx, tx }' "$WORK/openvpn-final.txt")
+  drop_ms=$(awk -v k="$CLIENT_KEY" '$1 == k { t = $4 } END { printf "%.0f\n", t }' "$WORK/openvpn-final.txt")
   ovpn_bytes=$((ovpn_rx + ovpn_tx))
   term_ms=$(jq -r '[.history[] | select(.status == "terminating")] | last | .atMs // empty' "$a")
   [ -n "$term_ms" ] || term_ms=$(jq -r '[.history[] | select(.status == "terminated")] | last | .atMs' "$a")
@@ -67,6 +68,8 @@ report_and_checks() {
   printf '\nExhaustion and cut-off\n'
   printf '  %-34s %s\n' "maxUnits used (agent: terminating)" "$(fmt_ms "$term_ms")"
   printf '  %-34s %s  (+%d ms)\n' "client cut off (tunnel gone)" "$(fmt_ms "$CUTOFF_MS")" "$cut_delay"
+  printf '  %-34s %s  (+%d ms; after OpenVPN'"'"'s client-kill delay)\n' \
+    "OpenVPN server dropped the client" "$(fmt_ms "$drop_ms")" $((drop_ms - term_ms))
   printf '  %-34s code %s, phase %s\n' "adapter-client exit" "$ADAPTER_RC" \
     "$(jq -r .phase "$WORK/client-state.json")"
   printf '  %-34s %s\n' "new traffic through the tunnel" \
