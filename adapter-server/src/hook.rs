@@ -543,38 +543,57 @@ fn run_disconnect(core: &CoreSettings, env: &RawEnv, state_dir: &Path) -> Result
     let (rx, tx) = script_env::final_counts(env)?;
     let conn_id = id.connection_id();
     let path = state_dir.join(state_file_name(&conn_id));
-    // The session id recorded by client-connect. Without it nothing is stopped here: a
-    // StartSession now could open a second session and bill the connection twice (the
-    // monitor, when it runs, stops the session itself).
-    let text = match crate::settings::read_bounded(&path, 4096) {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            info!(user = %id.username, connection = %conn_id, bytes_in = rx, bytes_out = tx,
-                "no session recorded by client-connect; nothing to stop");
-            return Ok(());
-        }
-        Err(e) => return Err(HookError::StateDir { path, source: e }),
-    };
-    let mut lines = text.lines();
-    let (Some(sid), Some(recorded)) = (lines.next(), lines.next()) else {
-        let _ = std::fs::remove_file(&path);
-        return Err(HookError::StateDir {
-            path,
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed state file"),
-        });
-    };
-    if recorded != conn_id {
-        return Err(HookError::StateDir {
-            path,
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "state file of another connection",
-            ),
-        });
-    }
-    let session_id = core_lite::api::SessionId(sid.to_string());
     let client = core.client()?;
     let rt = runtime()?;
+    // The session: the one client-connect recorded, else the one the core knows for this
+    // connection id (the monitor opened it; the core answers a StartSession with a known
+    // connection id with that session, open or already stopped, so nothing is billed twice).
+    let recorded = match crate::settings::read_bounded(&path, 4096) {
+        Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(HookError::StateDir { path, source: e }),
+    };
+    let session_id = match recorded {
+        Some(text) => {
+            let mut lines = text.lines();
+            let (Some(sid), Some(recorded)) = (lines.next(), lines.next()) else {
+                let _ = std::fs::remove_file(&path);
+                return Err(HookError::StateDir {
+                    path,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "malformed state file",
+                    ),
+                });
+            };
+            if recorded != conn_id {
+                return Err(HookError::StateDir {
+                    path,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "state file of another connection",
+                    ),
+                });
+            }
+            core_lite::api::SessionId(sid.to_string())
+        }
+        None => {
+            let found = rt
+                .block_on(client.start_session(&StartSessionRequest {
+                    client_key: id.username.clone(),
+                    connection_id: Some(conn_id.clone()),
+                    client_addr: Some(id.client_addr.clone()),
+                    vpn_addr: id.vpn_addr.map(|a| a.to_string()),
+                }))
+                .map_err(|e| HookError::Core {
+                    call: "StartSession (finding the connection's session)",
+                    source: e,
+                })?;
+            info!(user = %id.username, connection = %conn_id, session = %found.session_id,
+                "session of this connection found by its connection id");
+            found.session_id
+        }
+    };
     let stopped = rt
         .block_on(client.stop_session(&StopSessionRequest {
             session_id,

@@ -289,7 +289,8 @@ async fn connect_and_disconnect_account_the_session() -> anyhow::Result<()> {
         "state file left behind"
     );
 
-    // A second disconnect (no state) must not open and bill a new session.
+    // A second disconnect (no state file) finds the stopped session again by its connection
+    // id: nothing is billed twice and no session is opened.
     let out = conn(Hook::for_fixture(&f))
         .arg("--state-dir")
         .arg(s(&state_dir))
@@ -300,6 +301,52 @@ async fn connect_and_disconnect_account_the_session() -> anyhow::Result<()> {
         .await?;
     assert_eq!(code(&out), 0);
     assert_eq!(f.channel()?.bytes_total, 123456 + 654321, "billed twice");
+
+    // The monitor opened a session (no client-connect hook) and stopped it with its last
+    // bytecount; client-disconnect then brings OpenVPN's exact final counters for the same
+    // connection: they win, and no second session is opened.
+    let conn2 = |h: Hook| conn(h).env("time_unix", "1700000050");
+    let api = core_lite::api::Client::new(
+        &f.core.url,
+        f.token.clone(),
+        std::time::Duration::from_secs(5),
+    )?;
+    let monitor_session = api
+        .start_session(&core_lite::api::StartSessionRequest {
+            client_key: f.key.clone(),
+            connection_id: Some(format!("{}|192.0.2.7:50123|1700000050", f.key.0)),
+            client_addr: None,
+            vpn_addr: None,
+        })
+        .await?
+        .session_id;
+    api.stop_session(&core_lite::api::StopSessionRequest {
+        session_id: monitor_session.clone(),
+        bytes_in: 1000,
+        bytes_out: 2000,
+    })
+    .await?;
+    let before = f.channel()?.bytes_total;
+    let out = conn2(Hook::for_fixture(&f))
+        .arg("--state-dir")
+        .arg(s(&state_dir))
+        .env("script_type", "client-disconnect")
+        .env("bytes_received", "1500")
+        .env("bytes_sent", "2500")
+        .run()
+        .await?;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&monitor_session.0),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        f.channel()?.bytes_total,
+        before + 1000,
+        "exact counts: +500 +500"
+    );
+    assert_eq!(f.channel()?.open_session, None);
 
     // client-connect of a channel that is not in service is refused.
     f.core.set_channel_status(

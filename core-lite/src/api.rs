@@ -329,10 +329,12 @@ pub struct SetProductConfigResponse {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartSessionRequest {
     pub client_key: ClientKey,
-    /// Idempotency key of this connection (e.g. `"<openvpn-pid>:<cid>:<connect-time>"`).
-    /// A StartSession whose `connectionId` equals that of the channel's open session returns
-    /// that session unchanged (so an adapter that restarts does not double count); any
-    /// other StartSession closes the channel's open session (with its last counts) first.
+    /// Idempotency key of this connection (e.g. `"<user>|<ip>:<port>|<connect-time>"`).
+    /// A StartSession whose `connectionId` equals that of a session of the channel (open or
+    /// already stopped) returns that session unchanged, whatever the channel's status (so an
+    /// adapter that restarts does not double count, and a client-disconnect hook finds the
+    /// session the monitor opened); any other StartSession needs a status that admits login
+    /// and closes the channel's open session (with its last counts) first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_id: Option<String>,
     /// The client's real address `ip:port`.
@@ -378,6 +380,9 @@ pub struct UpdateSessionResponse {
     pub units_used: u64,
 }
 
+/// Final cumulative counts. On a session already stopped, higher counts still win (per-field
+/// maximum: the monitor may stop with its last bytecount before the client-disconnect hook
+/// brings OpenVPN's exact final counters); lower or equal counts change nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StopSessionRequest {

@@ -1192,19 +1192,17 @@ impl Core {
                     (id, parse_status(&status)?, params)
                 }
             };
-            if !status.admits_login() {
-                return Err(CoreError::ChannelInactive {
-                    channel: channel_id,
-                    status,
-                });
-            }
-            let open: Option<(String, Option<String>, i64, i64)> = opt(tx.q_row(
-                "SELECT id, connection_id, bytes_in, bytes_out FROM sessions WHERE channel_id = ?1 AND stopped_at_ms IS NULL",
-                [&channel_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            ))?;
-            if let Some((sid, conn, bin, bout)) = open {
-                if req.connection_id.is_some() && conn == req.connection_id {
+            // A connection id names one connection: StartSession for it again (an adapter that
+            // restarted, or the client-disconnect hook looking for the session the monitor
+            // opened) returns that session, open or already stopped, whatever the status.
+            if let Some(conn) = &req.connection_id {
+                let known: Option<(String, i64, i64)> = opt(tx.q_row(
+                    "SELECT id, bytes_in, bytes_out FROM sessions WHERE channel_id = ?1 AND connection_id = ?2
+                     ORDER BY started_at_ms DESC LIMIT 1",
+                    params![channel_id, conn],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                ))?;
+                if let Some((sid, bin, bout)) = known {
                     return Ok(StartSessionResponse {
                         session_id: SessionId(sid),
                         channel_id,
@@ -1214,7 +1212,20 @@ impl Core {
                         bytes_out: from_sql_u64(bout),
                     });
                 }
-                // A stale session: close it with its last known counts.
+            }
+            if !status.admits_login() {
+                return Err(CoreError::ChannelInactive {
+                    channel: channel_id,
+                    status,
+                });
+            }
+            let open: Option<String> = opt(tx.q_row(
+                "SELECT id FROM sessions WHERE channel_id = ?1 AND stopped_at_ms IS NULL",
+                [&channel_id],
+                |r| r.get(0),
+            ))?;
+            if let Some(sid) = open {
+                // A stale session (another connection): close it with its last known counts.
                 tx.exec(
                     "UPDATE sessions SET stopped_at_ms = ?1 WHERE id = ?2",
                     params![now, sid],
@@ -1316,9 +1327,26 @@ impl Core {
             }
             let (old_in, old_out) = (from_sql_u64(old_in), from_sql_u64(old_out));
             let mut stopped_now = false;
-            let (new_in, new_out) = if stopped.is_some() {
-                // A stopped session's final counts are final.
+            let (new_in, new_out) = if stopped.is_some() && !stop {
+                // A usage report after the stop changes nothing.
                 (old_in, old_out)
+            } else if stopped.is_some() {
+                // A later StopSession with higher final counts wins (per-field maximum): the
+                // monitor may stop a session with its last bytecount before the
+                // client-disconnect hook brings OpenVPN's exact final counters.
+                let (ni, no) = (old_in.max(bytes_in), old_out.max(bytes_out));
+                let delta = (ni - old_in) + (no - old_out);
+                if delta > 0 {
+                    tx.exec(
+                        "UPDATE sessions SET bytes_in = ?1, bytes_out = ?2, updated_at_ms = ?3 WHERE id = ?4",
+                        params![to_sql_u64(ni), to_sql_u64(no), now, session_id.0],
+                    )?;
+                    tx.exec(
+                        "UPDATE channels SET bytes_total = bytes_total + ?1 WHERE id = ?2",
+                        params![to_sql_u64(delta), channel_id],
+                    )?;
+                }
+                (ni, no)
             } else {
                 let (ni, no) = (old_in.max(bytes_in), old_out.max(bytes_out));
                 let delta = (ni - old_in) + (no - old_out);

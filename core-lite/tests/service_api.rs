@@ -194,18 +194,40 @@ async fn sessions_count_cumulatively_and_exactly() -> anyhow::Result<()> {
         .await?;
     assert!(stop.stopped);
     assert_eq!(stop.channel_bytes, 1_502_200);
-    // Stop again, or report after the stop: final counts stay final.
+    // Stop again with lower counts, or a usage report after the stop: nothing changes.
     let stop2 = c
         .stop_session(&StopSessionRequest {
             session_id: s.session_id.clone(),
-            bytes_in: 9_999_999,
-            bytes_out: 9_999_999,
+            bytes_in: 1_000,
+            bytes_out: 1_000,
         })
         .await?;
     assert!(!stop2.stopped);
     assert_eq!(stop2.channel_bytes, 1_502_200);
     let late = c.update_session(&up(8_000_000, 0)).await?;
     assert_eq!(late.channel_bytes, 1_502_200);
+    // A later StopSession with higher final counts (OpenVPN's exact counters arriving after
+    // the monitor stopped with its last bytecount) raises them.
+    let exact = c
+        .stop_session(&StopSessionRequest {
+            session_id: s.session_id.clone(),
+            bytes_in: 1_500_150,
+            bytes_out: 2_100,
+        })
+        .await?;
+    assert!(!exact.stopped);
+    assert_eq!(exact.channel_bytes, 1_502_250);
+    // StartSession with the stopped connection's id finds it again (no new session).
+    let found = c
+        .start_session(&StartSessionRequest {
+            client_key: key.clone(),
+            connection_id: Some("k|1.2.3.4:5|100".into()),
+            client_addr: None,
+            vpn_addr: None,
+        })
+        .await?;
+    assert_eq!(found.session_id, s.session_id);
+    assert_eq!(a.core.channel(&key.0)?.open_session, None);
 
     // A second connection opens a new session and adds to the channel.
     let s2 = c
@@ -224,7 +246,7 @@ async fn sessions_count_cumulatively_and_exactly() -> anyhow::Result<()> {
             bytes_out: 20,
         })
         .await?;
-    assert_eq!(r.channel_bytes, 1_502_230);
+    assert_eq!(r.channel_bytes, 1_502_280);
     // A StartSession with another connection closes the stale open session.
     let s3 = c
         .start_session(&StartSessionRequest {
@@ -236,7 +258,7 @@ async fn sessions_count_cumulatively_and_exactly() -> anyhow::Result<()> {
         .await?;
     let info = a.core.channel(&key.0)?;
     assert_eq!(info.open_session, Some(s3.session_id));
-    assert_eq!(info.bytes_total, 1_502_230);
+    assert_eq!(info.bytes_total, 1_502_280);
     Ok(())
 }
 
