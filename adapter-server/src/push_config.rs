@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub proto: Option<String>,
     pub port: Option<u16>,
     pub dev: Option<String>,
+    /// `dev-type` (`tun` or `tap`), when the device name does not tell.
+    pub dev_type: Option<String>,
     pub cipher: Option<String>,
     pub data_ciphers: Option<String>,
     pub auth: Option<String>,
@@ -217,6 +219,7 @@ pub fn parse_server_config(text: &str) -> Result<ServerConfig, PushConfigError> 
                 );
             }
             "dev" => cfg.dev = Some(one_arg("dev", args)?),
+            "dev-type" => cfg.dev_type = Some(one_arg("dev-type", args)?),
             "cipher" => cfg.cipher = Some(one_arg("cipher", args)?),
             "data-ciphers" | "ncp-ciphers" => {
                 cfg.data_ciphers = Some(one_arg("data-ciphers", args)?)
@@ -262,14 +265,19 @@ pub fn normalize_proto(p: &str) -> Result<&'static str, PushConfigError> {
 }
 
 /// The tun device OpenVPN uses (`dev tun` → `tun0`).
+/// A device of any name is a tun device when `dev-type tun` says so (OpenVPN's rule: the
+/// name's prefix decides only when `dev-type` is absent).
 pub fn tun_device(cfg: &ServerConfig) -> Result<String, PushConfigError> {
-    match cfg.dev.as_deref() {
-        None | Some("tun") => Ok("tun0".into()),
-        Some(d) if d.starts_with("tun") => Ok(d.to_string()),
-        Some(d) => Err(PushConfigError::Invalid {
-            directive: "dev",
-            reason: format!("{d:?}: only tun devices are supported"),
-        }),
+    let refuse = |what: &str| PushConfigError::Invalid {
+        directive: "dev",
+        reason: format!("{what}: only tun devices are supported"),
+    };
+    match (cfg.dev.as_deref(), cfg.dev_type.as_deref()) {
+        (_, Some(t)) if t != "tun" => Err(refuse(&format!("dev-type {t:?}"))),
+        (None | Some("tun"), _) => Ok("tun0".into()),
+        (Some(d), Some("tun")) => Ok(d.to_string()),
+        (Some(d), _) if d.starts_with("tun") => Ok(d.to_string()),
+        (Some(d), _) => Err(refuse(&format!("{d:?} (without dev-type tun)"))),
     }
 }
 
@@ -480,6 +488,18 @@ tls-auth ta.key 0\n<key>\n-----BEGIN PRIVATE KEY-----\nsecret\n-----END PRIVATE 
         assert_eq!(c.tls_auth, Some(Material::File("ta.key".into())));
         assert_eq!(c.key_direction, Some(0));
         assert_eq!(tun_device(&c).expect("tun"), "tun3");
+        // The name decides only without dev-type.
+        for (conf, want) in [
+            ("dev vpn0\ndev-type tun\n", Some("vpn0")),
+            ("dev tun\n", Some("tun0")),
+            ("", Some("tun0")),
+            ("dev vpn0\n", None),
+            ("dev tap0\n", None),
+            ("dev tun5\ndev-type tap\n", None),
+        ] {
+            let c = parse_server_config(conf).expect("parse");
+            assert_eq!(tun_device(&c).ok().as_deref(), want, "{conf:?}");
+        }
 
         for (bad, frag) in [
             ("port 0\n", "port"),
