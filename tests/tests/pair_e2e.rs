@@ -35,8 +35,8 @@ fn connect_and_usage_accounted_on_both_cores() -> Result<()> {
 /// `management-client-auth` OpenVPN 2.6 never sends `>CLIENT:DISCONNECT` (manage.c:
 /// management_notify_client_close needs DAF_INITIAL_AUTH, which only
 /// management_notify_client_needing_auth sets), so the monitor must notice disconnects some
-/// other way (e.g. polling `status 3`). FAILS until it does: the agent session stays open
-/// and the client's tc classes stay.
+/// other way (it polls the client list since 47a5516; before that the agent session stayed
+/// open and the client's tc classes stayed).
 #[test]
 fn connect_and_usage_accounted_on_both_cores_with_the_auth_hook() -> Result<()> {
     accounting(AuthMode::Hook)
@@ -44,8 +44,8 @@ fn connect_and_usage_accounted_on_both_cores_with_the_auth_hook() -> Result<()> 
 
 /// Test 1 with the hook also wired as client-connect / client-disconnect (the operator's
 /// way to close sessions with OpenVPN's final counters when logins go through the hook).
-/// The session then closes exactly, but FAILS on the shaping classes until the monitor
-/// notices disconnects without `>CLIENT:DISCONNECT` (see above).
+/// The hook closes the session with the final counters; the monitor must still notice the
+/// disconnect to remove the shaping classes (see above).
 #[test]
 fn connect_and_usage_accounted_on_both_cores_with_hook_session_scripts() -> Result<()> {
     accounting(AuthMode::HookWithSessionScripts)
@@ -222,7 +222,7 @@ const IPERF_SECONDS: u32 = 5;
 fn download_and_upload_are_limited_to_the_offering() -> Result<()> {
     run_pair_test("pair_shaping", |env| {
         let opts = PairOptions {
-            auth: AuthMode::ManagementClientAuth,
+            auth: AuthMode::Hook,
             ..PairOptions::default()
         };
         let pair = Pair::start(env, opts)?;
@@ -314,7 +314,7 @@ fn a_second_client_with_other_limits_is_unaffected() -> Result<()> {
 fn max_units_exhaustion_terminates_and_cuts_the_client_off() -> Result<()> {
     run_pair_test("pair_max_units", |env| {
         let opts = PairOptions {
-            auth: AuthMode::ManagementClientAuth,
+            auth: AuthMode::Hook,
             ..PairOptions::default()
         };
         let pair = Pair::start(env, opts)?;
@@ -481,7 +481,7 @@ fn agent_core_killed_mid_session_loses_no_usage() -> Result<()> {
 fn openvpn_server_restart_is_recovered() -> Result<()> {
     run_pair_test("pair_openvpn_restart", |env| {
         let opts = PairOptions {
-            auth: AuthMode::ManagementClientAuth,
+            auth: AuthMode::Hook,
             ..PairOptions::default()
         };
         let pair = Pair::start(env, opts)?;
@@ -558,7 +558,7 @@ fn nothing_is_left_behind() -> Result<()> {
         let leaks = leak_checker(env);
         {
             let opts = PairOptions {
-                auth: AuthMode::ManagementClientAuth,
+                auth: AuthMode::Hook,
                 ..PairOptions::default()
             };
             let pair = Pair::start(env, opts)?;
