@@ -393,6 +393,18 @@ fn max_units_exhaustion_terminates_and_cuts_the_client_off() -> Result<()> {
             )
         })?;
 
+        client.wait_channel("the client session closed", PAIR_TIMEOUT, |c| {
+            c.open_session.is_none()
+        })?;
+        // The adapter started again gives up for good (the core refuses the service).
+        client.connect()?;
+        let again = client.wait_adapter_exit(PAIR_TIMEOUT)?;
+        ensure!(
+            matches!(again.code(), Some(3) | Some(5)),
+            "adapter-client restarted after termination exited with {again}\n{}",
+            client.adapter_log_tail(30)
+        );
+
         // The real credentials no longer get in.
         let again = agent.raw_client(&client.ns, &key, &password)?;
         again.wait_auth_failed(PAIR_TIMEOUT)?;
