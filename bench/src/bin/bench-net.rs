@@ -68,7 +68,7 @@ const IPERF_PORT: u16 = 5201;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(90);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Auth {
+enum AuthMode {
     /// `auth-user-pass-verify /bin/true`: OpenVPN with no adapter (the floor).
     Bare,
     /// The classic synchronous sh + curl script.
@@ -79,13 +79,13 @@ enum Auth {
     ClientAuth,
 }
 
-impl Auth {
+impl AuthMode {
     fn name(self) -> &'static str {
         match self {
-            Auth::Bare => "no-op script /bin/true (OpenVPN alone, floor)",
-            Auth::Script => "classic sync script sh + curl (baseline)",
-            Auth::Hook => "adapter-server hook, deferred (+ monitor)",
-            Auth::ClientAuth => "adapter-server monitor --client-auth",
+            AuthMode::Bare => "no-op script /bin/true (OpenVPN alone, floor)",
+            AuthMode::Script => "classic sync script sh + curl (baseline)",
+            AuthMode::Hook => "adapter-server hook, deferred (+ monitor)",
+            AuthMode::ClientAuth => "adapter-server monitor --client-auth",
         }
     }
 }
@@ -115,7 +115,7 @@ impl Ctx<'_> {
 
     /// A new OpenVPN server (own port, subnet, tun) with `auth`; `shaping` = run the
     /// monitor with tc shaping (else --no-shaping).
-    fn server(&self, auth: Auth, shaping: bool) -> Result<Server> {
+    fn server(&self, auth: AuthMode, shaping: bool) -> Result<Server> {
         let port = self.port.get();
         self.port.set(port + 1);
         let env = self.env;
@@ -134,18 +134,18 @@ impl Ctx<'_> {
             .max_clients(200)
             .client_disconnect(&self.disconnect_script.display().to_string());
         b = match auth {
-            Auth::Bare => b.auth_user_pass_verify("/bin/true", AuthVia::File),
-            Auth::Script => {
+            AuthMode::Bare => b.auth_user_pass_verify("/bin/true", AuthVia::File),
+            AuthMode::Script => {
                 b.auth_user_pass_verify(&self.script.display().to_string(), AuthVia::File)
             }
-            Auth::Hook => b
+            AuthMode::Hook => b
                 .auth_user_pass_verify(&hook, AuthVia::File)
                 .management_unix(&sock),
-            Auth::ClientAuth => b.management_unix(&sock).management_client_auth(true),
+            AuthMode::ClientAuth => b.management_unix(&sock).management_client_auth(true),
         };
         let handle = b.start()?;
         let monitor = match auth {
-            Auth::Hook | Auth::ClientAuth => {
+            AuthMode::Hook | AuthMode::ClientAuth => {
                 let mut m = ProcBuilder::new(&self.adapter)
                     .arg(format!("--core-url={}", self.core_url()))
                     .arg(format!("--token-file={}", self.token_file.display()))
@@ -154,7 +154,7 @@ impl Ctx<'_> {
                     .arg(&sock)
                     .netns(&self.hosts.server_ns)
                     .label("monitor");
-                if auth == Auth::ClientAuth {
+                if auth == AuthMode::ClientAuth {
                     m = m.arg("--client-auth");
                 }
                 if shaping {
@@ -366,7 +366,7 @@ fn stop_all(clients: Vec<OpenVpnClientHandle>) {
 // Storm
 
 struct StormResult {
-    auth: Auth,
+    auth: AuthMode,
     quiet_gap: Duration,
     storm_gap: Duration,
     connected: usize,
@@ -376,7 +376,7 @@ struct StormResult {
 
 fn storm(
     ctx: &Ctx<'_>,
-    auth: Auth,
+    auth: AuthMode,
     prober_cred: &Cred,
     storm_creds: &[Cred],
 ) -> Result<StormResult> {
@@ -714,7 +714,12 @@ fn main() -> Result<()> {
     let part = |p: &str| args.parts.iter().any(|x| x == p);
     let mut storms = Vec::new();
     let storm_auths = if part("storm") {
-        vec![Auth::Bare, Auth::Script, Auth::Hook, Auth::ClientAuth]
+        vec![
+            AuthMode::Bare,
+            AuthMode::Script,
+            AuthMode::Hook,
+            AuthMode::ClientAuth,
+        ]
     } else {
         Vec::new()
     };
@@ -723,7 +728,7 @@ fn main() -> Result<()> {
     }
     let base_gap = storms
         .iter()
-        .find(|r| r.auth == Auth::Script)
+        .find(|r| r.auth == AuthMode::Script)
         .map(|r| r.storm_gap)
         .unwrap_or_default();
     if part("storm") {
@@ -751,7 +756,7 @@ fn main() -> Result<()> {
                 format!("{}/{}", r.connected, args.storm),
                 format!("{:.1}", r.all_in.as_secs_f64()),
                 match r.auth {
-                    Auth::Hook | Auth::ClientAuth => {
+                    AuthMode::Hook | AuthMode::ClientAuth => {
                         verdict_le(r.storm_gap.as_secs_f64() * 1000.0, 50.0)
                     }
                     _ => "(reference)".into(),
@@ -763,7 +768,7 @@ fn main() -> Result<()> {
 
     // --- Cut-off (hook + monitor, no shaping)
     if part("cutoff") {
-        let s = ctx.server(Auth::ClientAuth, false)?;
+        let s = ctx.server(AuthMode::ClientAuth, false)?;
         let cuts = cutoff_trials(&ctx, &s, &prep.creds[2])?;
         let _iperf = iperf3_server(&env, &hosts.server_ns, s.handle.tunnel_ip(), IPERF_PORT)?;
         let ex = exhaustion(&ctx, &s, &prep.creds[3][0], 30);
@@ -805,14 +810,14 @@ fn main() -> Result<()> {
     for round in 0..rounds {
         eprintln!("bench-net: throughput round {round}: bare");
         {
-            let s = ctx.server(Auth::Bare, false)?;
+            let s = ctx.server(AuthMode::Bare, false)?;
             let c = ctx.client(&s, &take(1)[0], false)?;
             c.wait_connected(CONNECT_TIMEOUT)?;
             bare.push(iperf_pair(&ctx, &s, args.iperf_secs)?);
         }
         eprintln!("bench-net: throughput round {round}: adapters");
         {
-            let s = ctx.server(Auth::ClientAuth, true)?;
+            let s = ctx.server(AuthMode::ClientAuth, true)?;
             if round == 0 {
                 let c = ctx.client(&s, &prep.creds[1][0], false)?;
                 c.wait_connected(CONNECT_TIMEOUT)?;
@@ -831,7 +836,7 @@ fn main() -> Result<()> {
         }
         eprintln!("bench-net: throughput round {round}: adapters, monitor --no-shaping");
         {
-            let s = ctx.server(Auth::ClientAuth, false)?;
+            let s = ctx.server(AuthMode::ClientAuth, false)?;
             let cred = take(1)[0].clone();
             monitored.push(cred.clone());
             let c = ctx.client(&s, &cred, false)?;
@@ -846,7 +851,7 @@ fn main() -> Result<()> {
     let mut monitored_a: Vec<Cred> = Vec::new();
     if part("throughput") {
         eprintln!("bench-net: accounting with hook + monitor (mode A)");
-        let s = ctx.server(Auth::Hook, false)?;
+        let s = ctx.server(AuthMode::Hook, false)?;
         let cred = take(1)[0].clone();
         monitored_a.push(cred.clone());
         let c = ctx.client(&s, &cred, false)?;
