@@ -304,6 +304,13 @@ pub struct DisconnectRecorder {
 
 impl DisconnectRecorder {
     pub fn new(env: &TestEnv) -> Result<DisconnectRecorder> {
+        Self::then(env, None)
+    }
+
+    /// The recorder, then `then` (OpenVPN runs one `client-disconnect` command: the way an
+    /// operator with the auth hook closes sessions with OpenVPN's exact final counters is
+    /// `adapter-server … hook` as client-disconnect; here it runs after the recording).
+    pub fn then(env: &TestEnv, then: Option<&str>) -> Result<DisconnectRecorder> {
         let n = env.unique_name('r');
         let file = env.path(&format!("{n}.disconnects"));
         let script = env.path(&format!("{n}.record.sh"));
@@ -313,7 +320,9 @@ impl DisconnectRecorder {
             &script,
             format!(
                 "#!/bin/sh\n\
-                 echo \"$common_name $bytes_received $bytes_sent\" >> '{file_str}'\n"
+                 echo \"$common_name $bytes_received $bytes_sent\" >> '{file_str}'\n\
+                 {}\n",
+                then.map(|c| format!("exec {c}")).unwrap_or_default()
             ),
         )
         .with_context(|| format!("writing {}", script.display()))?;
