@@ -30,13 +30,13 @@
 //! ```
 
 pub mod adapters;
-pub mod pair;
 mod corelite;
 mod env;
 mod iperf;
 mod leaks;
 mod netns;
 mod openvpn;
+pub mod pair;
 mod pki;
 mod proc;
 mod topo;
