@@ -179,7 +179,6 @@ async fn open_loop(
     let interval = Duration::from_secs_f64(1.0 / rate);
     let meter = CpuMeter::start(core_pid, hz)?;
     let t0 = tokio::time::Instant::now() + Duration::from_millis(50);
-    let start = Instant::now();
     let mut tasks = Vec::new();
     for (w, c) in clients.into_iter().enumerate() {
         let data = data.clone();
@@ -200,17 +199,23 @@ async fn open_loop(
                 serv.push(e - s);
                 k += conns;
             }
-            (sched, serv, errors)
+            (sched, serv, errors, tokio::time::Instant::now())
         }));
     }
     let (mut sched, mut serv, mut errors) = (Vec::new(), Vec::new(), 0);
+    let mut last_end = t0;
     for t in tasks {
-        let (a, b, e) = t.await?;
+        let (a, b, e, end) = t.await?;
         sched.extend(a);
         serv.extend(b);
         errors += e;
+        last_end = last_end.max(end);
     }
-    let wall = start.elapsed().as_secs_f64();
+    // From the first scheduled send to the last answer.
+    let wall = last_end
+        .saturating_duration_since(t0)
+        .as_secs_f64()
+        .max(1e-9);
     let (core_cpu, _) = meter.percent()?;
     Ok(OpenResult {
         achieved: serv.len() as f64 / wall,

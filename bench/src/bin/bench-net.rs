@@ -442,6 +442,23 @@ fn instant_ms(reference: (Instant, SystemTime), t: Instant) -> i64 {
     }
 }
 
+fn to_d(ms: i64) -> Duration {
+    Duration::from_millis(ms.max(0) as u64)
+}
+
+/// Unix ms of the channel's first change to suspending/terminating (core's history).
+fn status_change_ms(ctx: &Ctx<'_>, channel: &str) -> Result<i64> {
+    let info = ctx.cli(&["channel", "show", channel])?;
+    info["history"]
+        .as_array()
+        .and_then(|h| {
+            h.iter()
+                .find(|e| e["status"] == "terminating" || e["status"] == "suspending")
+        })
+        .and_then(|e| e["atMs"].as_i64())
+        .context("no terminating/suspending in the channel history")
+}
+
 struct CutResult {
     what: String,
     data_stop: Duration,
@@ -486,18 +503,24 @@ fn cutoff_trials(ctx: &Ctx<'_>, s: &Server, creds: &[Cred]) -> Result<Vec<CutRes
                 .unwrap_or(false)
         })?;
         std::thread::sleep(Duration::from_millis(1500));
+        let reference = (Instant::now(), SystemTime::now());
         let t0 = Instant::now();
         ctx.cli(&["channel", "set-status", cid, status, "--reason", "bench"])?;
+        let cli = t0.elapsed();
         let exit = wait_exit_at(&c, Duration::from_secs(30))?;
         let last = prober.last_reply().unwrap_or(t0);
-        out.push(CutResult {
-            what: format!("set-status {status}"),
-            data_stop: last.saturating_duration_since(t0),
-            client_exit: exit - t0,
-        });
         drop(prober);
         drop(c);
         settle(ctx, cred);
+        let at = status_change_ms(ctx, cid)?;
+        out.push(CutResult {
+            what: format!(
+                "`core-lite channel set-status {status}` (the CLI ran {} ms)",
+                cli.as_millis()
+            ),
+            data_stop: to_d(instant_ms(reference, last) - at),
+            client_exit: to_d(instant_ms(reference, exit) - at),
+        });
     }
     Ok(out)
 }
@@ -530,16 +553,8 @@ fn exhaustion(ctx: &Ctx<'_>, s: &Server, cred: &Cred, secs: u32) -> Result<CutRe
     })?;
     settle(ctx, cred);
     let info = ctx.cli(&["channel", "show", &cred.channel_id])?;
-    let at = info["history"]
-        .as_array()
-        .and_then(|h| {
-            h.iter()
-                .find(|e| e["status"] == "terminating" || e["status"] == "suspending")
-        })
-        .and_then(|e| e["atMs"].as_i64())
-        .context("no terminating/suspending in the channel history")?;
+    let at = status_change_ms(ctx, &cred.channel_id)?;
     let last = prober.last_reply().unwrap_or(reference.0);
-    let to_d = |ms: i64| Duration::from_millis(ms.max(0) as u64);
     Ok(CutResult {
         what: format!(
             "exhaustion (channel of 20 MB; {} MB counted)",
@@ -774,7 +789,7 @@ fn main() -> Result<()> {
         let ex = exhaustion(&ctx, &s, &prep.creds[3][0], 30);
         drop(_iperf);
         drop(s);
-        println!("### Cut-off: status change in the core → client cut off (monitor --client-auth, bytecount every 1 s)\n");
+        println!("### Cut-off: status change recorded in the core (history `atMs`) → client cut off (monitor --client-auth, bytecount every 1 s)\n");
         let mut t = Table::new(&[
             "trigger",
             "last echo reply after ms",
