@@ -66,6 +66,38 @@ const CORE_ADDR: &str = "127.0.0.1:7700";
 const ECHO_PORT: u16 = 9000;
 const IPERF_PORT: u16 = 5201;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(90);
+/// With two or more CPUs, the "server host" (core-lite, OpenVPN server, adapters, echo,
+/// iperf3 server) runs on CPU 0 and the "client host" (OpenVPN clients, the prober, the
+/// iperf3 client) on CPU 1, as two machines would; children inherit the CPU of the thread
+/// that starts them.
+const SERVER_CPU: usize = 0;
+const CLIENT_CPU: usize = 1;
+
+fn two_cpus() -> bool {
+    std::thread::available_parallelism().map_or(false, |n| n.get() >= 2)
+}
+
+/// Pins the calling thread (and what it starts afterwards) to `cpu`, when there are two CPUs.
+fn pin_self(cpu: usize) {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    if !two_cpus() {
+        return;
+    }
+    let mut set = CpuSet::new();
+    if set.set(cpu).is_ok() {
+        if let Err(e) = sched_setaffinity(nix::unistd::Pid::from_raw(0), &set) {
+            eprintln!("bench-net: cannot pin to CPU {cpu}: {e}");
+        }
+    }
+}
+
+/// Runs `f` with the calling thread on the client CPU, then back on the server CPU.
+fn on_client_cpu<T>(f: impl FnOnce() -> T) -> T {
+    pin_self(CLIENT_CPU);
+    let r = f();
+    pin_self(SERVER_CPU);
+    r
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum AuthMode {
@@ -199,9 +231,10 @@ impl Ctx<'_> {
                 .extra("ifconfig-noexec")
                 .extra("route-noexec")
                 .extra("verb 1")
-                .extra("mute 5");
+                .extra("mute 5")
+                .extra("nice 19");
         }
-        b.start()
+        on_client_cpu(|| b.start())
     }
 
     fn cli(&self, args: &[&str]) -> Result<serde_json::Value> {
@@ -271,6 +304,10 @@ struct Prober {
 
 impl Prober {
     fn start(ns: &Netns, target: SocketAddr) -> Result<Prober> {
+        on_client_cpu(|| Self::start_here(ns, target))
+    }
+
+    fn start_here(ns: &Netns, target: SocketAddr) -> Result<Prober> {
         let sock = ns.enter(|| UdpSocket::bind("0.0.0.0:0"))??;
         sock.connect(target)?;
         sock.set_read_timeout(Some(Duration::from_millis(100)))?;
@@ -541,6 +578,7 @@ fn exhaustion(ctx: &Ctx<'_>, s: &Server, cred: &Cred, secs: u32) -> Result<CutRe
     let server_ip = s.handle.tunnel_ip();
     let exit = std::thread::scope(|sc| -> Result<Instant> {
         sc.spawn(|| {
+            pin_self(CLIENT_CPU);
             let _ = Iperf3Run {
                 server: server_ip,
                 port: IPERF_PORT,
@@ -625,6 +663,7 @@ fn iperf_pair(ctx: &Ctx<'_>, s: &Server, secs: u32) -> Result<(f64, f64)> {
         }
         .run(&ctx.hosts.client_ns)
     };
+    let run = |reverse| on_client_cpu(|| run(reverse));
     let up = run(false)?.received_bps;
     let down = run(true)?.received_bps;
     Ok((up, down))
@@ -650,6 +689,7 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let adapter = binary(&args.bin_dir, "adapter-server")?;
     let core_bin = binary(&args.bin_dir, "core-lite")?;
+    pin_self(SERVER_CPU);
     let env = TestEnv::new("bench-net")?.context("namespaces are not available here")?;
     let hosts = TwoHosts::new(&env)?;
     let n_unlimited = args.storm + 2 + args.rounds * 3 + 2;
