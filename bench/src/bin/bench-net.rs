@@ -74,7 +74,7 @@ const SERVER_CPU: usize = 0;
 const CLIENT_CPU: usize = 1;
 
 fn two_cpus() -> bool {
-    std::thread::available_parallelism().map_or(false, |n| n.get() >= 2)
+    std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
 }
 
 /// Pins the calling thread (and what it starts afterwards) to `cpu`, when there are two CPUs.
