@@ -381,15 +381,20 @@ impl Core {
                 path.display()
             )));
         }
+        self.store_token(&token, "admin")?;
+        Ok(token)
+    }
+
+    /// Stores the hash of an admin or client token (idempotent).
+    fn store_token(&self, token: &Secret, role: &str) -> Result<()> {
         let hash = self.keys.hash_secret(token.expose());
         self.db.write(|tx| {
             tx.exec(
-                "INSERT OR IGNORE INTO tokens (hash, role, product_id, created_at_ms) VALUES (?1, 'admin', NULL, ?2)",
-                params![hash, now_ms()],
+                "INSERT OR IGNORE INTO tokens (hash, role, product_id, created_at_ms) VALUES (?1, ?2, NULL, ?3)",
+                params![hash, role, now_ms()],
             )?;
             Ok::<_, CoreError>(())
-        })?;
-        Ok(token)
+        })
     }
 
     // ----------------------------------------------------------------- authentication
@@ -438,14 +443,7 @@ impl Core {
     /// A new token for the client adapter.
     pub fn create_client_token(&self) -> Result<Secret> {
         let t = crate::keys::random_token();
-        let hash = self.keys.hash_secret(t.expose());
-        self.db.write(|tx| {
-            tx.exec(
-                "INSERT INTO tokens (hash, role, product_id, created_at_ms) VALUES (?1, 'client', NULL, ?2)",
-                params![hash, now_ms()],
-            )?;
-            Ok::<_, CoreError>(())
-        })?;
+        self.store_token(&t, "client")?;
         Ok(t)
     }
 

@@ -33,30 +33,7 @@ pub fn vpn_module_dir() -> Result<String> {
 /// An offering input (the fields the agent fills) for the VPN module: 0.001 PRIX per MB,
 /// `max_units` MB, download/upload speeds in Mbit/s (min 1).
 pub fn offering_input(max_units: u64, speeds: Option<(&str, &str)>) -> Value {
-    let additional = match speeds {
-        Some((down, up)) => json!({
-            "minDownloadSpeed": "1", "maxDownloadSpeed": down,
-            "minUploadSpeed": "1", "maxUploadSpeed": up,
-        }),
-        None => json!({}),
-    };
-    json!({
-        "serviceName": "Privatix VPN",
-        "supply": 10,
-        "unitName": "MB",
-        "unitPrice": 0.001,
-        "minUnits": 1,
-        "maxUnits": max_units,
-        "billingType": "prepaid",
-        "billingInterval": 10,
-        "maxBillingUnitLag": 100,
-        "maxSuspendTime": 600,
-        "maxInactiveTime": 3600,
-        "setupPrice": 0,
-        "freeUnits": 0,
-        "country": "DE",
-        "additionalParams": additional,
-    })
+    core_lite::testkit::vpn_offering_input(max_units, speeds)
 }
 
 /// One channel of the agent core: the OpenVPN username is the client key.
