@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use core_lite::api::ChannelInfo;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::corelite::CoreLite;
 use crate::env::{bin_path, TestEnv};
