@@ -81,7 +81,7 @@ load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "| OpenVPN | $(openvpn --version 2>/dev/null | head -1 | cut -d' ' -f1-2) (userspace, \`disable-dco\`) |"
     echo "| iperf3 / curl | $(iperf3 --version 2>/dev/null | head -1 | cut -d' ' -f2) / $(curl --version | head -1 | cut -d' ' -f2) |"
     echo "| load average before the run | $load_before |"
-    echo "| pinning | $([ "$ncpu" -ge 2 ] && echo 'core-lite on CPU 0 (`taskset -c 0`), load generators on CPU 1 (bench-auth, bench-core); bench-net unpinned' || echo 'none (one CPU)') |"
+    echo "| pinning | $([ "$ncpu" -ge 2 ] && echo 'core-lite on CPU 0 (`taskset -c 0`), load generators on CPU 1 (bench-auth, bench-core); bench-net: server side (core-lite, OpenVPN server, adapters, echo, iperf3 server) on CPU 0, client side (OpenVPN clients, prober, iperf3 client) on CPU 1' || echo 'none (one CPU)') |"
     echo
     echo "Commands (what bench.sh ran):"
     echo

@@ -1,6 +1,6 @@
 //! Benchmarks against a real OpenVPN server in network namespaces (e2e harness):
 //! - login storm: data-plane stall seen by a connected client pinging every 10 ms while
-//!   50 clients log in at once, for a no-op auth (`/bin/true`, the floor), the classic
+//!   50 clients log in at once, for a no-op auth script (`/bin/true`), the classic
 //!   synchronous sh+curl script, the hook (deferred) and the monitor with --client-auth;
 //! - cut-off: channel suspended / terminated / exhausted → client cut off;
 //! - accounting: the agent core's bytes vs OpenVPN's own final counters;
@@ -101,7 +101,7 @@ fn on_client_cpu<T>(f: impl FnOnce() -> T) -> T {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum AuthMode {
-    /// `auth-user-pass-verify /bin/true`: OpenVPN with no adapter (the floor).
+    /// `auth-user-pass-verify /bin/true`: OpenVPN with no adapter (cheapest script).
     Bare,
     /// The classic synchronous sh + curl script.
     Script,
@@ -114,7 +114,7 @@ enum AuthMode {
 impl AuthMode {
     fn name(self) -> &'static str {
         match self {
-            AuthMode::Bare => "no-op script /bin/true (OpenVPN alone, floor)",
+            AuthMode::Bare => "no-op script /bin/true (no core call)",
             AuthMode::Script => "classic sync script sh + curl (baseline)",
             AuthMode::Hook => "adapter-server hook, deferred (+ monitor)",
             AuthMode::ClientAuth => "adapter-server monitor --client-auth",
