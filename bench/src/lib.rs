@@ -567,6 +567,37 @@ mod tests {
     }
 
     #[test]
+    fn client_block_is_a_management_notification() {
+        let b = fake_mgmt::client_block("CONNECT,3,0", &[("username", "u".to_string())]);
+        assert_eq!(
+            b,
+            ">CLIENT:CONNECT,3,0\n>CLIENT:ENV,username=u\n>CLIENT:ENV,END\n"
+        );
+    }
+
+    #[test]
+    fn baseline_script_reads_the_credentials_file() -> Result<()> {
+        if !Path::new("/usr/bin/curl").is_file() && !Path::new("/bin/curl").is_file() {
+            return Ok(());
+        }
+        let dir = TempDir::new("bench-unit")?;
+        let p = write_baseline_script(dir.path(), "http://127.0.0.1:1", &Secret("t0k".into()))?;
+        let text = std::fs::read_to_string(&p)?;
+        assert!(text.contains("< \"$1\""), "{text}");
+        assert!(
+            text.contains("'http://127.0.0.1:1/v1/AuthClient'"),
+            "{text}"
+        );
+        assert!(text.contains("Bearer t0k"), "{text}");
+        // Nothing listens on port 1: the script must deny.
+        let creds = dir.path().join("creds");
+        std::fs::write(&creds, "user\npass\n")?;
+        let st = Command::new(&p).arg(&creds).env_clear().status()?;
+        assert!(!st.success());
+        Ok(())
+    }
+
+    #[test]
     fn verdicts() {
         assert_eq!(verdict_le(9.0, 10.0), "**met**");
         assert_eq!(verdict_le(15.0, 10.0), "**missed** by 50 %");
