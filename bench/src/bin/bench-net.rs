@@ -498,8 +498,44 @@ fn status_change_ms(ctx: &Ctx<'_>, channel: &str) -> Result<i64> {
 
 struct CutResult {
     what: String,
+    /// Status change → the monitor's `client-kill` (from its log), when found.
+    kill: Option<Duration>,
     data_stop: Duration,
     client_exit: Duration,
+}
+
+/// Unix ms of an RFC 3339 UTC timestamp as the adapters log it
+/// (`2026-11-22T16:32:25.011171Z`).
+fn parse_log_time(ts: &str) -> Option<i64> {
+    let ts = ts.strip_suffix('Z')?;
+    let (date, time) = ts.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.split(':');
+    let (h, mi) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let sec: f64 = t.next()?.parse().ok()?;
+    // Days from civil (H. Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + mi * 60) * 1000 + (sec * 1000.0) as i64)
+}
+
+/// Unix ms of the monitor's last "killing client" line for `cid`.
+fn kill_time_ms(monitor: &Proc, cid_hint: &str) -> Option<i64> {
+    monitor
+        .log()
+        .lines()
+        .rfind(|l| l.contains("killing client") && l.contains(cid_hint))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(parse_log_time)
 }
 
 /// Waits (5 ms polls) for the client process to exit; returns when.
@@ -550,11 +586,17 @@ fn cutoff_trials(ctx: &Ctx<'_>, s: &Server, creds: &[Cred]) -> Result<Vec<CutRes
         drop(c);
         settle(ctx, cred);
         let at = status_change_ms(ctx, cid)?;
+        let kill = s
+            ._monitor
+            .as_ref()
+            .and_then(|m| kill_time_ms(m, &cred.key.0))
+            .map(|k| to_d(k - at));
         out.push(CutResult {
             what: format!(
                 "`core-lite channel set-status {status}` (the CLI ran {} ms)",
                 cli.as_millis()
             ),
+            kill,
             data_stop: to_d(instant_ms(reference, last) - at),
             client_exit: to_d(instant_ms(reference, exit) - at),
         });
@@ -593,7 +635,13 @@ fn exhaustion(ctx: &Ctx<'_>, s: &Server, cred: &Cred, secs: u32) -> Result<CutRe
     let info = ctx.cli(&["channel", "show", &cred.channel_id])?;
     let at = status_change_ms(ctx, &cred.channel_id)?;
     let last = prober.last_reply().unwrap_or(reference.0);
+    let kill = s
+        ._monitor
+        .as_ref()
+        .and_then(|m| kill_time_ms(m, &cred.key.0))
+        .map(|k| to_d(k - at));
     Ok(CutResult {
+        kill,
         what: format!(
             "exhaustion (channel of 20 MB; {} MB counted)",
             info["unitsUsed"]
@@ -832,6 +880,7 @@ fn main() -> Result<()> {
         println!("### Cut-off: status change recorded in the core (history `atMs`) → client cut off (monitor --client-auth, bytecount every 1 s)\n");
         let mut t = Table::new(&[
             "trigger",
+            "monitor's client-kill after ms",
             "last echo reply after ms",
             "client process exited after ms",
             "target ≤ 1,500 ms",
@@ -844,6 +893,7 @@ fn main() -> Result<()> {
         for r in &all_cuts {
             t.row(vec![
                 r.what.clone(),
+                r.kill.map(ms).unwrap_or_else(|| "?".into()),
                 ms(r.data_stop),
                 ms(r.client_exit),
                 verdict_le(r.client_exit.as_secs_f64() * 1000.0, 1500.0),
@@ -1061,4 +1111,19 @@ fn main() -> Result<()> {
     );
     drop(core);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_timestamps() {
+        assert_eq!(parse_log_time("1970-01-01T00:00:01.5Z"), Some(1500));
+        assert_eq!(
+            parse_log_time("2026-11-22T16:32:25.011171Z"),
+            Some(1_795_365_145_011)
+        );
+        assert_eq!(parse_log_time("2026-11-22 16:32:25"), None);
+    }
 }
