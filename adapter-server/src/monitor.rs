@@ -219,9 +219,47 @@ fn max2(a: (u64, u64), b: (u64, u64)) -> (u64, u64) {
     (a.0.max(b.0), a.1.max(b.1))
 }
 
+/// Core calls in flight at once. A burst of 1,000 `>CLIENT:ESTABLISHED` (or of byte counts)
+/// would otherwise open one HTTP connection per client, each with its buffers, in the monitor
+/// and in the core.
+const MAX_CORE_CALLS_IN_FLIGHT: usize = 32;
+
+/// The core client with a bound on concurrent calls; everything else derefs to the client.
+#[derive(Clone)]
+struct BoundedCore {
+    client: CoreClient,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+macro_rules! bounded_calls {
+    ($($name:ident($req:ty) -> $resp:ty;)*) => {
+        impl BoundedCore {
+            $(async fn $name(&self, req: &$req) -> Result<$resp, ApiError> {
+                // The semaphore is never closed, so acquiring only waits.
+                let _permit = self.permits.acquire().await;
+                self.client.$name(req).await
+            })*
+        }
+    };
+}
+
+bounded_calls! {
+    start_session(StartSessionRequest) -> StartSessionResponse;
+    update_session(UpdateSessionRequest) -> core_lite::api::UpdateSessionResponse;
+    stop_session(StopSessionRequest) -> StopSessionResponse;
+    auth_client(AuthClientRequest) -> AuthClientResponse;
+}
+
+impl std::ops::Deref for BoundedCore {
+    type Target = CoreClient;
+    fn deref(&self) -> &CoreClient {
+        &self.client
+    }
+}
+
 struct Actor {
     cfg: MonitorConfig,
-    core: CoreClient,
+    core: BoundedCore,
     tx: mpsc::Sender<Ev>,
     cancel: CancellationToken,
     gen: u64,
@@ -283,7 +321,10 @@ pub async fn run(
         backoff: cfg.reconnect_min,
         push_due: cfg.server_config.as_ref().map(|_| Instant::now()),
         cfg,
-        core,
+        core: BoundedCore {
+            client: core,
+            permits: Arc::new(tokio::sync::Semaphore::new(MAX_CORE_CALLS_IN_FLIGHT)),
+        },
         tx,
         cancel: cancel.clone(),
         gen: 0,

@@ -582,6 +582,9 @@ impl Client {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
+            // Idle keep-alive connections kept for reuse: enough for steady traffic; a burst's
+            // extra connections are closed instead of holding buffers and descriptors.
+            .pool_max_idle_per_host(16)
             .no_proxy()
             .build()
             .map_err(|e| ApiError::Transport {
