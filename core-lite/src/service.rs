@@ -237,7 +237,6 @@ pub struct OfferingInfo {
 /// The agent-side channel row plus the billing terms of its offering.
 struct AgentChannel {
     id: String,
-    product_id: String,
     status: ServiceStatus,
     status_since_ms: i64,
     bytes_total: u64,
@@ -245,6 +244,9 @@ struct AgentChannel {
     password_hash: String,
     terms: BillingTerms,
     additional_params: String,
+    /// Best cheque, for channels paid by cheques.
+    amount_paid: Option<u64>,
+    has_open_session: bool,
 }
 
 fn parse_status(s: &str) -> Result<ServiceStatus> {
@@ -1304,17 +1306,30 @@ impl Core {
         }
         self.db.write(|tx| {
             let now = now_ms();
-            type Row = (String, String, Option<String>, i64, i64, Option<i64>);
+            type Row = (String, String, Option<String>, i64, i64, Option<i64>, String, i64);
             let row: Option<Row> = opt(tx.q_row(
-                "SELECT s.channel_id, c.side, o.product_id, s.bytes_in, s.bytes_out, s.stopped_at_ms
+                "SELECT s.channel_id, c.side, o.product_id, s.bytes_in, s.bytes_out, s.stopped_at_ms,
+                        c.status, c.bytes_total
                  FROM sessions s JOIN channels c ON c.id = s.channel_id
                  LEFT JOIN offerings o ON o.hash = c.offering_hash
                  WHERE s.id = ?1",
                 [&session_id.0],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
+                },
             ))?;
             let not_found = || CoreError::NotFound(format!("unknown session {session_id}"));
-            let (channel_id, side, product, old_in, old_out, stopped) = row.ok_or_else(not_found)?;
+            let (channel_id, side, product, old_in, old_out, stopped, status, total) =
+                row.ok_or_else(not_found)?;
             let allowed = match caller {
                 Caller::Admin => true,
                 Caller::Product(p) => side == Side::Agent.as_str() && product.as_deref() == Some(p),
@@ -1324,63 +1339,44 @@ impl Core {
                 return Err(not_found());
             }
             let (old_in, old_out) = (from_sql_u64(old_in), from_sql_u64(old_out));
-            let mut stopped_now = false;
-            let (new_in, new_out) = if stopped.is_some() && !stop {
-                // A usage report after the stop changes nothing.
+            let stopped_before = stopped.is_some();
+            // Per-field maximum. After the stop, a usage report changes nothing; a later
+            // StopSession with higher final counts still wins (the monitor may stop a session
+            // with its last bytecount before the client-disconnect hook brings OpenVPN's exact
+            // final counters).
+            let (new_in, new_out) = if stopped_before && !stop {
                 (old_in, old_out)
-            } else if stopped.is_some() {
-                // A later StopSession with higher final counts wins (per-field maximum): the
-                // monitor may stop a session with its last bytecount before the
-                // client-disconnect hook brings OpenVPN's exact final counters.
-                let (ni, no) = (old_in.max(bytes_in), old_out.max(bytes_out));
-                let delta = (ni - old_in) + (no - old_out);
-                if delta > 0 {
-                    tx.exec(
-                        "UPDATE sessions SET bytes_in = ?1, bytes_out = ?2, updated_at_ms = ?3 WHERE id = ?4",
-                        params![to_sql_u64(ni), to_sql_u64(no), now, session_id.0],
-                    )?;
-                    tx.exec(
-                        "UPDATE channels SET bytes_total = bytes_total + ?1 WHERE id = ?2",
-                        params![to_sql_u64(delta), channel_id],
-                    )?;
-                }
-                (ni, no)
             } else {
-                let (ni, no) = (old_in.max(bytes_in), old_out.max(bytes_out));
-                let delta = (ni - old_in) + (no - old_out);
-                if stop {
-                    tx.exec(
-                        "UPDATE sessions SET bytes_in = ?1, bytes_out = ?2, updated_at_ms = ?3, stopped_at_ms = ?3 WHERE id = ?4",
-                        params![to_sql_u64(ni), to_sql_u64(no), now, session_id.0],
-                    )?;
-                    stopped_now = true;
-                } else if delta > 0 {
-                    tx.exec(
-                        "UPDATE sessions SET bytes_in = ?1, bytes_out = ?2, updated_at_ms = ?3 WHERE id = ?4",
-                        params![to_sql_u64(ni), to_sql_u64(no), now, session_id.0],
-                    )?;
-                }
-                if delta > 0 {
-                    tx.exec(
-                        "UPDATE channels SET bytes_total = bytes_total + ?1 WHERE id = ?2",
-                        params![to_sql_u64(delta), channel_id],
-                    )?;
-                }
-                (ni, no)
+                (old_in.max(bytes_in), old_out.max(bytes_out))
             };
-            if side == Side::Agent.as_str() {
-                apply_billing(tx, &channel_id, now)?;
+            let delta = (new_in - old_in) + (new_out - old_out);
+            let stopped_now = stop && !stopped_before;
+            if delta > 0 || stopped_now {
+                tx.exec(
+                    "UPDATE sessions SET bytes_in = ?1, bytes_out = ?2, updated_at_ms = ?3,
+                            stopped_at_ms = CASE WHEN ?4 THEN ?3 ELSE stopped_at_ms END
+                     WHERE id = ?5",
+                    params![to_sql_u64(new_in), to_sql_u64(new_out), now, stopped_now, session_id.0],
+                )?;
             }
-            let (status, total): (String, i64) = tx.q_row(
-                "SELECT status, bytes_total FROM channels WHERE id = ?1",
-                [&channel_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            if delta > 0 {
+                tx.exec(
+                    "UPDATE channels SET bytes_total = bytes_total + ?1 WHERE id = ?2",
+                    params![to_sql_u64(delta), channel_id],
+                )?;
+            }
+            // Billing looks again only when usage or the session changed (timers and cheques
+            // apply it themselves).
+            let status = if side == Side::Agent.as_str() && (delta > 0 || stopped_now) {
+                apply_billing(tx, &channel_id, now)?
+            } else {
+                parse_status(&status)?
+            };
             Ok(Usage {
-                status: parse_status(&status)?,
+                status,
                 bytes_in: new_in,
                 bytes_out: new_out,
-                channel_bytes: from_sql_u64(total),
+                channel_bytes: from_sql_u64(total).saturating_add(delta),
                 stopped_now,
             })
         })
@@ -1493,42 +1489,73 @@ fn agent_channel_where(
 ) -> Result<Option<AgentChannel>> {
     let sql = format!(
         "SELECT ch.id, o.product_id, ch.status, ch.status_since_ms, ch.bytes_total, ch.deposit,
-                ch.password_hash, o.hash, o.additional_params
+                ch.password_hash, o.additional_params,
+                o.unit_price, o.setup_price, o.min_units, o.max_units, o.free_units,
+                o.max_billing_unit_lag, o.billing_interval, o.max_suspend_time_s,
+                o.max_inactive_time_s, ch.client_public_key IS NOT NULL, ch.amount_paid,
+                EXISTS (SELECT 1 FROM sessions s WHERE s.channel_id = ch.id AND s.stopped_at_ms IS NULL)
          FROM channels ch JOIN offerings o ON o.hash = ch.offering_hash
          WHERE ch.side = 'agent' AND {cond}"
     );
     let row = opt(c.q_row(&sql, [arg], |r| {
+        let u = |i| r.get::<_, i64>(i).map(from_sql_u64);
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
             r.get::<_, String>(2)?,
             r.get::<_, i64>(3)?,
-            r.get::<_, i64>(4)?,
-            r.get::<_, i64>(5)?,
+            u(4)?,
+            u(5)?,
             r.get::<_, String>(6)?,
             r.get::<_, String>(7)?,
-            r.get::<_, String>(8)?,
+            BillingTerms {
+                unit_price: u(8)?,
+                setup_price: u(9)?,
+                min_units: u(10)?,
+                max_units: u(11)?,
+                free_units: u(12)?,
+                max_billing_unit_lag: u(13)?,
+                billing_interval: u(14)?,
+                max_suspend_time_s: u(15)?,
+                max_inactive_time_s: u(16)?,
+            },
+            r.get::<_, bool>(17)?,
+            u(18)?,
+            r.get::<_, bool>(19)?,
         ))
     }))?;
-    let Some((id, product_id, status, since, bytes, deposit, pw, offering_hash, params)) = row
+    let Some((
+        id,
+        product_id,
+        status,
+        since,
+        bytes,
+        deposit,
+        pw,
+        params,
+        terms,
+        by_cheque,
+        paid,
+        open,
+    )) = row
     else {
         return Ok(None);
     };
     if product.is_some_and(|p| p != product_id) {
         return Ok(None);
     }
-    let terms = offering_terms(c, &offering_hash)?
-        .ok_or_else(|| CoreError::Internal(format!("offering {offering_hash} missing")))?;
     Ok(Some(AgentChannel {
         id,
-        product_id,
         status: parse_status(&status)?,
         status_since_ms: since,
-        bytes_total: from_sql_u64(bytes),
-        deposit: from_sql_u64(deposit),
+        bytes_total: bytes,
+        deposit,
         password_hash: pw,
         terms,
         additional_params: params,
+        // Channels accepted over the market are paid by cheques: the lag rule applies.
+        amount_paid: by_cheque.then_some(paid),
+        has_open_session: open,
     }))
 }
 
@@ -1566,26 +1593,14 @@ fn set_status(
 pub(crate) fn apply_billing(tx: &Connection, channel_id: &str, now: i64) -> Result<ServiceStatus> {
     let ch = agent_channel_where(tx, "ch.id = ?1", channel_id, None)?
         .ok_or_else(|| CoreError::NotFound(format!("no agent channel {channel_id}")))?;
-    let open: i64 = tx.q_row(
-        "SELECT count(*) FROM sessions WHERE channel_id = ?1 AND stopped_at_ms IS NULL",
-        [channel_id],
-        |r| r.get(0),
-    )?;
-    // Channels accepted over the market are paid by cheques: the lag rule applies.
-    let (by_cheque, amount_paid): (bool, i64) = tx.q_row(
-        "SELECT client_public_key IS NOT NULL, amount_paid FROM channels WHERE id = ?1",
-        [channel_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
     let mut st = ChannelState {
-        amount_paid: by_cheque.then_some(from_sql_u64(amount_paid)),
+        amount_paid: ch.amount_paid,
         status: ch.status,
         status_since_ms: ch.status_since_ms,
         bytes_total: ch.bytes_total,
         deposit: ch.deposit,
-        has_open_session: open > 0,
+        has_open_session: ch.has_open_session,
     };
-    let _ = &ch.product_id;
     for _ in 0..8 {
         let Some((next, reason)) = billing::next_status(&ch.terms, &st, now) else {
             break;
