@@ -200,8 +200,18 @@ struct Writer {
     in_tx: bool,
     /// Number of the group being collected; bumped at each commit.
     generation: u64,
-    /// Outcome of recent groups: (generation, committed).
-    commit_results: VecDeque<(u64, bool)>,
+    /// Groups whose commit failed (rare; bounded). A group not listed here committed: a
+    /// waiter may wake many commits later and must still learn its group's outcome.
+    failed_generations: VecDeque<u64>,
+}
+
+impl Writer {
+    fn record_failure(&mut self, generation: u64) {
+        self.failed_generations.push_back(generation);
+        while self.failed_generations.len() > 4096 {
+            self.failed_generations.pop_front();
+        }
+    }
 }
 
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -217,14 +227,15 @@ fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, DbError> {
     let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(open_err)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    // A checkpoint every ~8,000 WAL pages instead of 1,000: usage reports rewrite the same
+    // few pages, so fewer checkpoints copy far fewer pages (UpdateSession CPU at 1,000
+    // reports/s: 13.7 % -> 11.4 % of a core in bench-core). The WAL stays <= ~32 MB.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
          PRAGMA wal_autocheckpoint = 8000;",
-        // A checkpoint every ~8,000 WAL pages instead of 1,000: usage reports rewrite the same
-        // few pages, so fewer checkpoints copy far fewer pages (UpdateSession CPU at 1,000
-        // reports/s: 13.7 % -> 11.4 % of a core in bench-core). The WAL stays <= ~32 MB.
     )
     .map_err(open_err)?;
     Ok(conn)
@@ -267,7 +278,7 @@ impl Db {
                 conn: writer,
                 in_tx: false,
                 generation: 0,
-                commit_results: VecDeque::new(),
+                failed_generations: VecDeque::new(),
             }),
             writers_waiting: AtomicUsize::new(0),
             committed: Condvar::new(),
@@ -315,7 +326,7 @@ impl Db {
             let _ = w.conn.execute_batch("ROLLBACK");
             w.in_tx = false;
             let g = w.generation;
-            w.commit_results.push_back((g, false));
+            w.record_failure(g);
             w.generation += 1;
             self.committed.notify_all();
             return Err(sql(e));
@@ -328,9 +339,8 @@ impl Db {
                 let _ = w.conn.execute_batch("ROLLBACK");
             }
             w.in_tx = false;
-            w.commit_results.push_back((my_generation, ok));
-            while w.commit_results.len() > 64 {
-                w.commit_results.pop_front();
+            if !ok {
+                w.record_failure(my_generation);
             }
             w.generation += 1;
             self.committed.notify_all();
@@ -344,11 +354,7 @@ impl Db {
         loop {
             w = self.committed.wait(w).unwrap_or_else(|e| e.into_inner());
             if w.generation > my_generation {
-                let ok = w
-                    .commit_results
-                    .iter()
-                    .find(|(g, _)| *g == my_generation)
-                    .is_some_and(|(_, ok)| *ok);
+                let ok = !w.failed_generations.contains(&my_generation);
                 return if ok {
                     out
                 } else {
