@@ -345,6 +345,18 @@ pub struct StartSessionRequest {
     pub vpn_addr: Option<String>,
 }
 
+impl StartSessionRequest {
+    /// A StartSession for `client_key` with an optional connection id and no addresses.
+    pub fn new(client_key: ClientKey, connection_id: Option<&str>) -> Self {
+        StartSessionRequest {
+            client_key,
+            connection_id: connection_id.map(str::to_string),
+            client_addr: None,
+            vpn_addr: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StartSessionResponse {

@@ -203,12 +203,7 @@ async fn client_usage(p: &Pair, key: &ClientKey, bytes: u64) -> anyhow::Result<S
     let ct = p.client.create_client_token()?;
     let c = Client::new(&p.client.url, ct, T)?;
     let s = c
-        .start_session(&StartSessionRequest {
-            client_key: key.clone(),
-            connection_id: Some("c1".into()),
-            client_addr: None,
-            vpn_addr: None,
-        })
+        .start_session(&StartSessionRequest::new(key.clone(), Some("c1")))
         .await?;
     Ok(c.update_session(&UpdateSessionRequest {
         session_id: s.session_id,
@@ -292,12 +287,7 @@ async fn lag_suspends_payment_resumes_deposit_terminates() -> anyhow::Result<()>
     p.client.core().set_payments_paused(&key.0, true)?;
     let a = Client::new(&p.agent.url, p.product_token.clone(), T)?;
     let s = a
-        .start_session(&StartSessionRequest {
-            client_key: key.clone(),
-            connection_id: Some("a1".into()),
-            client_addr: None,
-            vpn_addr: None,
-        })
+        .start_session(&StartSessionRequest::new(key.clone(), Some("a1")))
         .await?;
     let report = |b: u64| UpdateSessionRequest {
         session_id: s.session_id.clone(),
@@ -339,12 +329,7 @@ async fn lag_suspends_payment_resumes_deposit_terminates() -> anyhow::Result<()>
 
     // Service again, until the deposit (30 MB) is used up: terminating.
     let s2 = a
-        .start_session(&StartSessionRequest {
-            client_key: key.clone(),
-            connection_id: Some("a2".into()),
-            client_addr: None,
-            vpn_addr: None,
-        })
+        .start_session(&StartSessionRequest::new(key.clone(), Some("a2")))
         .await?;
     assert_eq!(s2.status, ServiceStatus::Active);
     let r = a
@@ -368,12 +353,7 @@ async fn client_refuses_to_pay_beyond_its_own_measure() -> anyhow::Result<()> {
     p.client.core().set_payments_paused(&key.0, true)?;
     let a = Client::new(&p.agent.url, p.product_token.clone(), T)?;
     let s = a
-        .start_session(&StartSessionRequest {
-            client_key: key.clone(),
-            connection_id: None,
-            client_addr: None,
-            vpn_addr: None,
-        })
+        .start_session(&StartSessionRequest::new(key.clone(), None))
         .await?;
     // The agent claims 40 MB; the client measured 10 MB.
     a.update_session(&UpdateSessionRequest {

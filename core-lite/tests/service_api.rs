@@ -175,12 +175,10 @@ async fn sessions_count_cumulatively_and_exactly() -> anyhow::Result<()> {
 
     // The same connection id (an adapter restarted) resumes the session, not a new one.
     let again = c
-        .start_session(&StartSessionRequest {
-            client_key: key.clone(),
-            connection_id: Some("k|1.2.3.4:5|100".into()),
-            client_addr: None,
-            vpn_addr: None,
-        })
+        .start_session(&StartSessionRequest::new(
+            key.clone(),
+            Some("k|1.2.3.4:5|100"),
+        ))
         .await?;
     assert_eq!(again.session_id, s.session_id);
     assert_eq!((again.bytes_in, again.bytes_out), (1_500_000, 2_000));
@@ -219,24 +217,20 @@ async fn sessions_count_cumulatively_and_exactly() -> anyhow::Result<()> {
     assert_eq!(exact.channel_bytes, 1_502_250);
     // StartSession with the stopped connection's id finds it again (no new session).
     let found = c
-        .start_session(&StartSessionRequest {
-            client_key: key.clone(),
-            connection_id: Some("k|1.2.3.4:5|100".into()),
-            client_addr: None,
-            vpn_addr: None,
-        })
+        .start_session(&StartSessionRequest::new(
+            key.clone(),
+            Some("k|1.2.3.4:5|100"),
+        ))
         .await?;
     assert_eq!(found.session_id, s.session_id);
     assert_eq!(a.core.channel(&key.0)?.open_session, None);
 
     // A second connection opens a new session and adds to the channel.
     let s2 = c
-        .start_session(&StartSessionRequest {
-            client_key: key.clone(),
-            connection_id: Some("k|1.2.3.4:6|200".into()),
-            client_addr: None,
-            vpn_addr: None,
-        })
+        .start_session(&StartSessionRequest::new(
+            key.clone(),
+            Some("k|1.2.3.4:6|200"),
+        ))
         .await?;
     assert_ne!(s2.session_id, s.session_id);
     let r = c
@@ -249,12 +243,7 @@ async fn sessions_count_cumulatively_and_exactly() -> anyhow::Result<()> {
     assert_eq!(r.channel_bytes, 1_502_280);
     // A StartSession with another connection closes the stale open session.
     let s3 = c
-        .start_session(&StartSessionRequest {
-            client_key: key.clone(),
-            connection_id: None,
-            client_addr: None,
-            vpn_addr: None,
-        })
+        .start_session(&StartSessionRequest::new(key.clone(), None))
         .await?;
     let info = a.core.channel(&key.0)?;
     assert_eq!(info.open_session, Some(s3.session_id));
@@ -268,12 +257,7 @@ async fn max_units_terminates_and_stop_finishes() -> anyhow::Result<()> {
     let (_, key) = a.core.create_channel(&a.offering, None)?;
     let c = client(&a.core, &a.product_token);
     let s = c
-        .start_session(&StartSessionRequest {
-            client_key: key.clone(),
-            connection_id: None,
-            client_addr: None,
-            vpn_addr: None,
-        })
+        .start_session(&StartSessionRequest::new(key.clone(), None))
         .await?;
     let r = c
         .update_session(&UpdateSessionRequest {
@@ -319,12 +303,7 @@ async fn max_units_terminates_and_stop_finishes() -> anyhow::Result<()> {
     );
     // No new session on a terminated channel.
     let e = c
-        .start_session(&StartSessionRequest {
-            client_key: key.clone(),
-            connection_id: None,
-            client_addr: None,
-            vpn_addr: None,
-        })
+        .start_session(&StartSessionRequest::new(key.clone(), None))
         .await
         .expect_err("terminated");
     assert_eq!(code(&e), Some(ErrorCode::ChannelInactive));
@@ -338,12 +317,7 @@ async fn deposit_exhaustion_terminates() -> anyhow::Result<()> {
     let (_, key) = a.core.create_channel(&a.offering, Some(500_000))?;
     let c = client(&a.core, &a.product_token);
     let s = c
-        .start_session(&StartSessionRequest {
-            client_key: key.clone(),
-            connection_id: None,
-            client_addr: None,
-            vpn_addr: None,
-        })
+        .start_session(&StartSessionRequest::new(key.clone(), None))
         .await?;
     let r = c
         .update_session(&UpdateSessionRequest {
@@ -481,12 +455,7 @@ async fn product_config_and_access_message() -> anyhow::Result<()> {
     assert_eq!(got, msg);
     // Client-side sessions on the client core.
     let s = cc
-        .start_session(&StartSessionRequest {
-            client_key: key.clone(),
-            connection_id: Some("1".into()),
-            client_addr: None,
-            vpn_addr: None,
-        })
+        .start_session(&StartSessionRequest::new(key.clone(), Some("1")))
         .await?;
     let u = cc
         .update_session(&UpdateSessionRequest {
@@ -530,12 +499,7 @@ async fn usage_survives_a_restart() -> anyhow::Result<()> {
     let (_, key) = a.core.create_channel(&a.offering, None)?;
     let c = client(&a.core, &a.product_token);
     let s = c
-        .start_session(&StartSessionRequest {
-            client_key: key.clone(),
-            connection_id: Some("x".into()),
-            client_addr: None,
-            vpn_addr: None,
-        })
+        .start_session(&StartSessionRequest::new(key.clone(), Some("x")))
         .await?;
     c.update_session(&UpdateSessionRequest {
         session_id: s.session_id.clone(),
