@@ -126,6 +126,12 @@ async fn suspending_waits_and_a_payment_reconnects() -> Result<()> {
     // openvpn's last counts still reach the core with StopSession.
     m.send(">BYTECOUNT:160,260").await?;
     m.send(">STATE:1700000005,EXITING,SIGTERM,,,,,").await?;
+    // Real openvpn exits after its management output; let the adapter read it first (the
+    // exit of this fake child is a separate event that could otherwise overtake the line).
+    rig.wait_state("the last counts read", |s| {
+        (s.bytes_in, s.bytes_out) == (160, 260)
+    })
+    .await?;
     kill(pid1, Signal::SIGTERM);
     rig.cores.wait_closed(420).await?;
     rig.cores.set_client_status(ServiceStatus::Suspended)?;
