@@ -834,28 +834,6 @@ impl Core {
         Ok((id, client_key))
     }
 
-    fn offering_terms_of(c: &Connection, hash: &str) -> Result<Option<BillingTerms>> {
-        Ok(opt(c.q_row(
-            "SELECT unit_price, setup_price, min_units, max_units, free_units, max_billing_unit_lag,
-                    billing_interval, max_suspend_time_s, max_inactive_time_s
-             FROM offerings WHERE hash = ?1",
-            [hash],
-            |r| {
-                Ok(BillingTerms {
-                    unit_price: from_sql_u64(r.get(0)?),
-                    setup_price: from_sql_u64(r.get(1)?),
-                    min_units: from_sql_u64(r.get(2)?),
-                    max_units: from_sql_u64(r.get(3)?),
-                    free_units: from_sql_u64(r.get(4)?),
-                    max_billing_unit_lag: from_sql_u64(r.get(5)?),
-                    billing_interval: from_sql_u64(r.get(6)?),
-                    max_suspend_time_s: from_sql_u64(r.get(7)?),
-                    max_inactive_time_s: from_sql_u64(r.get(8)?),
-                })
-            },
-        ))?)
-    }
-
     /// Channel by id or client key (agent side first, then client side).
     pub fn channel_info(&self, id_or_key: &str) -> Result<ChannelInfo> {
         self.db.read(|c| channel_info(c, id_or_key))
@@ -1671,7 +1649,25 @@ fn channel_info(c: &Connection, id_or_key: &str) -> Result<ChannelInfo> {
 
 /// The billing terms of an offering (agent side).
 pub(crate) fn offering_terms(c: &Connection, hash: &str) -> Result<Option<BillingTerms>> {
-    Core::offering_terms_of(c, hash)
+    Ok(opt(c.q_row(
+        "SELECT unit_price, setup_price, min_units, max_units, free_units, max_billing_unit_lag,
+                billing_interval, max_suspend_time_s, max_inactive_time_s
+         FROM offerings WHERE hash = ?1",
+        [hash],
+        |r| {
+            Ok(BillingTerms {
+                unit_price: from_sql_u64(r.get(0)?),
+                setup_price: from_sql_u64(r.get(1)?),
+                min_units: from_sql_u64(r.get(2)?),
+                max_units: from_sql_u64(r.get(3)?),
+                free_units: from_sql_u64(r.get(4)?),
+                max_billing_unit_lag: from_sql_u64(r.get(5)?),
+                billing_interval: from_sql_u64(r.get(6)?),
+                max_suspend_time_s: from_sql_u64(r.get(7)?),
+                max_inactive_time_s: from_sql_u64(r.get(8)?),
+            })
+        },
+    ))?)
 }
 
 #[cfg(test)]
