@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use core_lite::api::{AccessMessage, Client, ClientKey, Secret};
 use serde::Deserialize;
+use service_api::{AccessMessage, Client, ClientKey, Secret};
 use tokio_util::sync::CancellationToken;
 
 use crate::connect::{self, ConnectError, ConnectSettings};
@@ -334,7 +334,7 @@ pub fn resolve_core(
         .or_else(|| f.client_key.clone())
         .filter(|k| !k.is_empty())
         .ok_or(CliError::MissingClientKey)?;
-    if key.len() > core_lite::api::MAX_FIELD_LEN || key.chars().any(char::is_control) {
+    if key.len() > service_api::MAX_FIELD_LEN || key.chars().any(char::is_control) {
         return Err(CliError::Invalid(
             "client key: too long or contains control characters".into(),
         ));

@@ -31,7 +31,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use core_lite::api::{
+use service_api::{
     ApiError, Client, ClientKey, GetAccessRequest, Secret, ServiceStatus, SessionId,
     StartSessionRequest, StopSessionRequest, UpdateSessionRequest,
 };
@@ -277,7 +277,7 @@ pub fn find_program(program: &std::path::Path) -> Option<PathBuf> {
 pub async fn fetch_access(
     api: &Client,
     client_key: &ClientKey,
-) -> Result<core_lite::api::AccessMessage, ConnectError> {
+) -> Result<service_api::AccessMessage, ConnectError> {
     api.get_access(&GetAccessRequest {
         client_key: client_key.clone(),
     })
@@ -1132,7 +1132,7 @@ impl Actor {
                 Err(ApiError::Api {
                     status: Some(st), ..
                 }) => return Some(st),
-                Err(e) if e.code() == Some(core_lite::api::ErrorCode::NotFound) => {
+                Err(e) if e.code() == Some(service_api::ErrorCode::NotFound) => {
                     self.last_stop = None;
                 }
                 Err(e) => {
@@ -1251,7 +1251,7 @@ impl Actor {
                 }
                 self.check_status(resp.status, "UpdateSession").await;
             }
-            Err(e) if e.code() == Some(core_lite::api::ErrorCode::NotFound) => {
+            Err(e) if e.code() == Some(service_api::ErrorCode::NotFound) => {
                 // The core lost the session (e.g. its data was reset): start a new one.
                 warn!("the core does not know the session any more; starting a new one: {e}");
                 self.status.session_id = None;

@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 
-use core_lite::api::{speed_keys, AccessMessage, ClientKey, Secret, SpeedLimits};
+use service_api::{speed_keys, AccessMessage, ClientKey, Secret, SpeedLimits};
 
 /// Largest access message accepted (bytes of its JSON form).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -721,9 +721,9 @@ pub fn render(msg: &AccessMessage, opts: &RenderOptions) -> Result<RenderedConfi
     };
     let speed = SpeedLimits::from_params(params).map_err(|e| {
         let field = match &e {
-            core_lite::api::SpeedError::NotPositiveDecimal { field, .. }
-            | core_lite::api::SpeedError::TooLarge { field, .. } => field.clone(),
-            core_lite::api::SpeedError::MinAboveMax { min_field, .. } => min_field.clone(),
+            service_api::SpeedError::NotPositiveDecimal { field, .. }
+            | service_api::SpeedError::TooLarge { field, .. } => field.clone(),
+            service_api::SpeedError::MinAboveMax { min_field, .. } => min_field.clone(),
         };
         // The SpeedError text already names the field; keep only the problem part.
         let text = e.to_string();

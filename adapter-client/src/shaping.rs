@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use core_lite::api::SpeedLimits;
+use service_api::SpeedLimits;
 
 /// Errors of running a shaping command.
 #[derive(Debug, thiserror::Error)]

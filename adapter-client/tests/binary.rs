@@ -121,12 +121,12 @@ async fn sigterm_stops_gracefully_and_status_shows_it() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn render_prints_config_without_password() -> Result<()> {
     let cores = Cores::start("127.0.0.1:1194", Some(("8", "4"))).await?;
-    let access = core_lite::api::Client::new(
+    let access = service_api::Client::new(
         &cores.client.url,
         cores.client_token.clone(),
         std::time::Duration::from_secs(5),
     )?
-    .get_access(&core_lite::api::GetAccessRequest {
+    .get_access(&service_api::GetAccessRequest {
         client_key: cores.client_key.clone(),
     })
     .await;
@@ -256,7 +256,7 @@ async fn suspended_adapter_shows_it_and_sigterm_exits_0() -> Result<()> {
     m.send(">BYTECOUNT:40,50").await?;
     cores.wait_open_session(None, 90).await?;
 
-    cores.set_client_status(core_lite::api::ServiceStatus::Suspending)?;
+    cores.set_client_status(service_api::ServiceStatus::Suspending)?;
     m.expect("signal SIGTERM").await?;
     m.send(">STATE:1700000010,EXITING,SIGTERM,,,,,").await?;
     kill(ovpn_pid, Signal::SIGTERM);

@@ -9,8 +9,8 @@ use adapter_client::connect::{self, Outcome};
 use adapter_client::state::Phase;
 use anyhow::{Context, Result};
 use common::{kill, poll, read_state, settings, Cores, FakeOpenVpn};
-use core_lite::api::ServiceStatus;
 use nix::sys::signal::Signal;
+use service_api::ServiceStatus;
 use tokio_util::sync::CancellationToken;
 
 const CONNECTED_1: &str =
@@ -247,7 +247,7 @@ async fn unreachable_core_at_start_is_an_error() -> Result<()> {
         .expect_err("no core");
     assert!(e.to_string().contains("GetAccess"), "{e}");
     s.core_url = cores.client.url.clone();
-    s.token = core_lite::api::Secret("wrong-token".into());
+    s.token = service_api::Secret("wrong-token".into());
     let e = connect::run(s, CancellationToken::new())
         .await
         .expect_err("bad token");

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use adapter_client::shaping::{self, ShapingPlan, Tools};
 use anyhow::{bail, Context, Result};
-use core_lite::api::SpeedLimits;
+use service_api::SpeedLimits;
 
 fn sh(program: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(program)

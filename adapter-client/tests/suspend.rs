@@ -11,8 +11,8 @@ use adapter_client::connect::{self, ConnectError, ConnectSettings, Outcome};
 use adapter_client::state::{Phase, Status};
 use anyhow::{Context, Result};
 use common::{kill, poll, read_state, settings, Cores, FakeOpenVpn, Mgmt};
-use core_lite::api::ServiceStatus;
 use nix::sys::signal::Signal;
+use service_api::ServiceStatus;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use core_lite::api::{
+use serde::{Deserialize, Serialize};
+use service_api::{
     ApiError, AuthClientRequest, Client, ClientKey, ErrorCode, Secret, StartSessionRequest,
     StopSessionRequest,
 };
-use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
 use crate::script_env::{
@@ -118,7 +118,7 @@ pub enum Decision {
 }
 
 /// Maps a core answer to a decision (pure; fails closed).
-pub fn decide(result: Result<core_lite::api::AuthClientResponse, ApiError>) -> Decision {
+pub fn decide(result: Result<service_api::AuthClientResponse, ApiError>) -> Decision {
     match result {
         Ok(r) if r.status.admits_login() => Decision::Accept {
             channel_id: r.channel_id,
@@ -575,7 +575,7 @@ fn run_disconnect(core: &CoreSettings, env: &RawEnv, state_dir: &Path) -> Result
                     ),
                 });
             }
-            core_lite::api::SessionId(sid.to_string())
+            service_api::SessionId(sid.to_string())
         }
         None => {
             let found = rt
@@ -624,7 +624,7 @@ fn run_disconnect(core: &CoreSettings, env: &RawEnv, state_dir: &Path) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core_lite::api::{AuthClientResponse, ServiceStatus, SpeedLimits};
+    use service_api::{AuthClientResponse, ServiceStatus, SpeedLimits};
 
     fn api(code: ErrorCode, status: Option<ServiceStatus>) -> ApiError {
         ApiError::Api {

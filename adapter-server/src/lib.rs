@@ -19,7 +19,7 @@ pub mod shaping;
 
 use std::time::Duration;
 
-use core_lite::api::Secret;
+use service_api::Secret;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 

@@ -22,7 +22,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use core_lite::api::{
+use service_api::{
     ApiError, AuthClientRequest, AuthClientResponse, Client as CoreClient, ClientKey, ErrorCode,
     Secret, SessionId, SpeedLimits, StartSessionRequest, StartSessionResponse, StopSessionRequest,
     StopSessionResponse, UpdateSessionRequest, UpdateSessionResponse,
@@ -245,7 +245,7 @@ macro_rules! bounded_calls {
 
 bounded_calls! {
     start_session(StartSessionRequest) -> StartSessionResponse;
-    update_session(UpdateSessionRequest) -> core_lite::api::UpdateSessionResponse;
+    update_session(UpdateSessionRequest) -> service_api::UpdateSessionResponse;
     stop_session(StopSessionRequest) -> StopSessionResponse;
     auth_client(AuthClientRequest) -> AuthClientResponse;
 }

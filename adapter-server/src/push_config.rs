@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use core_lite::api::{Client, SetProductConfigRequest, SetProductConfigResponse};
+use service_api::{Client, SetProductConfigRequest, SetProductConfigResponse};
 
 /// Largest server config file.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -37,7 +37,7 @@ pub enum PushConfigError {
     #[error("{what} contains a private key; refusing to export it")]
     PrivateKey { what: &'static str },
     #[error("SetProductConfig failed: {0}")]
-    Core(#[source] core_lite::api::ApiError),
+    Core(#[source] service_api::ApiError),
 }
 
 /// Where a CA or key comes from.

@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
-use core_lite::api::{ClientKey, Secret, MAX_FIELD_LEN};
+use service_api::{ClientKey, Secret, MAX_FIELD_LEN};
 
 /// Longest value accepted for any variable (paths included).
 pub const MAX_VALUE_LEN: usize = 4096;

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use core_lite::api::{Client, Secret};
 use serde::Deserialize;
+use service_api::{Client, Secret};
 
 /// Default core URL.
 pub const DEFAULT_CORE_URL: &str = "http://127.0.0.1:7700";
@@ -45,7 +45,7 @@ pub enum SettingsError {
     #[error("no product token: give --token-file (ADAPTER_SERVER_TOKEN_FILE), --token (ADAPTER_SERVER_TOKEN) or token/token_file in the config file")]
     NoToken,
     #[error("creating the core client: {0}")]
-    Client(#[source] core_lite::api::ApiError),
+    Client(#[source] service_api::ApiError),
 }
 
 /// The TOML config file (`--config`). Every key is optional; unknown keys are an error.

@@ -18,7 +18,7 @@
 use std::net::Ipv4Addr;
 use std::process::Output;
 
-use core_lite::api::SpeedLimits;
+use service_api::SpeedLimits;
 use tracing::{debug, warn};
 
 /// Largest slot count (u32 item handles are 12 bits, minus the reserved 0).

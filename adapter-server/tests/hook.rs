@@ -132,11 +132,8 @@ async fn deferred_auth_accepts_and_denies() -> anyhow::Result<()> {
     assert!(!stderr(&out).contains("wrong-password-123"));
 
     // suspended channel: denied with the status as the reason
-    f.core.set_channel_status(
-        &f.channel_id,
-        core_lite::api::ServiceStatus::Suspended,
-        "test",
-    )?;
+    f.core
+        .set_channel_status(&f.channel_id, service_api::ServiceStatus::Suspended, "test")?;
     let files = AuthFiles::new()?;
     let out = auth_env(Hook::for_fixture(&f), &files, &f.key.0, f.password.expose())
         .run()
@@ -306,13 +303,13 @@ async fn connect_and_disconnect_account_the_session() -> anyhow::Result<()> {
     // bytecount; client-disconnect then brings OpenVPN's exact final counters for the same
     // connection: they win, and no second session is opened.
     let conn2 = |h: Hook| conn(h).env("time_unix", "1700000050");
-    let api = core_lite::api::Client::new(
+    let api = service_api::Client::new(
         &f.core.url,
         f.token.clone(),
         std::time::Duration::from_secs(5),
     )?;
     let monitor_session = api
-        .start_session(&core_lite::api::StartSessionRequest {
+        .start_session(&service_api::StartSessionRequest {
             client_key: f.key.clone(),
             connection_id: Some(format!("{}|192.0.2.7:50123|1700000050", f.key.0)),
             client_addr: None,
@@ -320,7 +317,7 @@ async fn connect_and_disconnect_account_the_session() -> anyhow::Result<()> {
         })
         .await?
         .session_id;
-    api.stop_session(&core_lite::api::StopSessionRequest {
+    api.stop_session(&service_api::StopSessionRequest {
         session_id: monitor_session.clone(),
         bytes_in: 1000,
         bytes_out: 2000,
@@ -351,7 +348,7 @@ async fn connect_and_disconnect_account_the_session() -> anyhow::Result<()> {
     // client-connect of a channel that is not in service is refused.
     f.core.set_channel_status(
         &f.channel_id,
-        core_lite::api::ServiceStatus::Terminated,
+        service_api::ServiceStatus::Terminated,
         "test",
     )?;
     let out = conn(Hook::for_fixture(&f))

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use adapter_server::monitor::{self, MgmtAddr, MonitorConfig};
 use common::{client_block, fixture, status_row, wait_for, FakeMgmt, Fixture};
-use core_lite::api::{Client, ServiceStatus};
+use service_api::{Client, ServiceStatus};
 use tokio_util::sync::CancellationToken;
 
 const IP: &str = "192.0.2.7";

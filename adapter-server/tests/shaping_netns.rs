@@ -14,8 +14,8 @@ use adapter_server::monitor::{self, MgmtAddr, MonitorConfig};
 use adapter_server::shaping::{Shaper, ShapingConfig};
 use anyhow::{bail, Context};
 use common::{client_block, fixture, wait_for, FakeMgmt};
-use core_lite::api::Client;
-use core_lite::api::SpeedLimits;
+use service_api::Client;
+use service_api::SpeedLimits;
 use tokio_util::sync::CancellationToken;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -14,8 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use core_lite::api::{ClientKey, Secret};
 use serde_json::Value;
+use service_api::{ClientKey, Secret};
 
 // ---------------------------------------------------------------------------------------
 // Statistics

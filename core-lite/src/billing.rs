@@ -3,7 +3,7 @@
 //! The agent core calls [`next_status`] after every change that matters (a usage report, a
 //! session start or stop, a payment, the clock) and applies the answer until it is `None`.
 
-use crate::api::{ServiceStatus, BYTES_PER_UNIT};
+use service_api::{ServiceStatus, BYTES_PER_UNIT};
 
 /// The offering terms billing needs (money in base units, times in seconds).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,8 +11,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use crate::api::ServiceStatus;
 use crate::service::{read_json_file, write_private_file, Core};
+use service_api::ServiceStatus;
 
 /// core-lite — the light core of the VPN service module pair.
 ///

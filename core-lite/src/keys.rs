@@ -28,7 +28,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::api::{ClientKey, Secret};
+use service_api::{ClientKey, Secret};
 
 /// Largest key file accepted.
 const MAX_KEY_FILE_BYTES: u64 = 4096;

@@ -24,78 +24,22 @@ use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::api::{AccessMessage, ErrorBody, ServiceStatus};
 use crate::billing::{self, BillingTerms};
 use crate::db::{from_sql_u64, opt, to_sql_u64, Cached, DbError};
 use crate::keys;
-use crate::offering::{self, BillingType, OfferingTerms, SignedOffering};
+use crate::offering::{self, BillingType, OfferingTerms};
 use crate::service::{now_ms, Core, CoreError, Result};
 use crate::template;
+use service_api::market::SignedOffering;
+use service_api::{ErrorBody, ServiceStatus};
 
-pub mod paths {
-    pub const OFFERINGS: &str = "/market/v1/offerings";
-    pub const ACCEPT: &str = "/market/v1/accept";
-    pub const CHEQUE: &str = "/market/v1/cheque";
-    pub const CHANNELS: &str = "/market/v1/channels";
-}
+pub use service_api::market::{
+    paths, AcceptRequest, ChannelStatus, Cheque, ChequeReceipt, OfferingList, SignedAccess,
+};
 
 /// Default tolerance (percent) for the agent counting more bytes than the client (tunnel
 /// overhead) before the client refuses to pay.
 pub const DEFAULT_TOLERANCE_PCT: u64 = 10;
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct OfferingList {
-    pub offerings: Vec<SignedOffering>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AcceptRequest {
-    pub offering_hash: String,
-    /// Base units (1 PRIX = 10^8).
-    pub deposit: u64,
-    /// The client's ed25519 public key (base64); it signs the cheques of this channel.
-    pub client_public_key: String,
-    /// uuid v4 chosen by the client: a retried accept returns the same channel.
-    pub nonce: String,
-    /// Client's signature (proof that it holds the key).
-    pub signature: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SignedAccess {
-    pub channel_id: String,
-    pub access: AccessMessage,
-    /// Agent's signature (the offering's `agentPublicKey`).
-    pub signature: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Cheque {
-    pub channel_id: String,
-    /// Total paid on this channel so far (cumulative, base units).
-    pub amount: u64,
-    pub signature: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ChannelStatus {
-    pub channel_id: String,
-    pub status: ServiceStatus,
-    pub bytes_total: u64,
-    pub units_used: u64,
-    pub deposit: u64,
-    /// Best cheque received.
-    pub amount_paid: u64,
-    /// What the agent's count of units costs (capped at the deposit).
-    pub amount_due: u64,
-}
-
-pub type ChequeReceipt = ChannelStatus;
 
 fn signing_bytes(kind: &str, v: &Value) -> Result<[u8; 32]> {
     let mut v = v.clone();
@@ -116,47 +60,43 @@ fn check_sig(kind: &str, what: &Value, key_b64: &str, sig: &str) -> Result<()> {
         .map_err(|e| CoreError::Forbidden(format!("{kind}: signature rejected: {e}")))
 }
 
-impl AcceptRequest {
-    pub fn signed(
-        keys: &keys::AgentKeys,
-        offering_hash: &str,
-        deposit: u64,
-        nonce: &str,
-    ) -> Result<AcceptRequest> {
-        let mut r = AcceptRequest {
-            offering_hash: offering_hash.into(),
-            deposit,
-            client_public_key: keys.public_key_b64(),
-            nonce: nonce.into(),
-            signature: String::new(),
-        };
-        r.signature = keys.sign(&signing_bytes("accept", &to_value(&r)?)?);
-        Ok(r)
-    }
+/// An accept request signed with the client's key (proof that it holds the key).
+pub fn signed_accept(
+    keys: &keys::AgentKeys,
+    offering_hash: &str,
+    deposit: u64,
+    nonce: &str,
+) -> Result<AcceptRequest> {
+    let mut r = AcceptRequest {
+        offering_hash: offering_hash.into(),
+        deposit,
+        client_public_key: keys.public_key_b64(),
+        nonce: nonce.into(),
+        signature: String::new(),
+    };
+    r.signature = keys.sign(&signing_bytes("accept", &to_value(&r)?)?);
+    Ok(r)
 }
 
-impl Cheque {
-    pub fn signed(keys: &keys::AgentKeys, channel_id: &str, amount: u64) -> Result<Cheque> {
-        let mut c = Cheque {
-            channel_id: channel_id.into(),
-            amount,
-            signature: String::new(),
-        };
-        c.signature = keys.sign(&signing_bytes("cheque", &to_value(&c)?)?);
-        Ok(c)
-    }
+/// A cheque for the cumulative `amount`, signed with the channel's client key.
+pub fn signed_cheque(keys: &keys::AgentKeys, channel_id: &str, amount: u64) -> Result<Cheque> {
+    let mut c = Cheque {
+        channel_id: channel_id.into(),
+        amount,
+        signature: String::new(),
+    };
+    c.signature = keys.sign(&signing_bytes("cheque", &to_value(&c)?)?);
+    Ok(c)
 }
 
-impl SignedAccess {
-    /// Checks the agent's signature and that the message is for `expected_key`'s offering.
-    pub fn verify(&self, agent_public_key: &str) -> Result<()> {
-        check_sig(
-            "access",
-            &to_value(self)?,
-            agent_public_key,
-            &self.signature,
-        )
-    }
+/// Checks the agent's signature of a signed access message.
+pub fn verify_access(signed: &SignedAccess, agent_public_key: &str) -> Result<()> {
+    check_sig(
+        "access",
+        &to_value(signed)?,
+        agent_public_key,
+        &signed.signature,
+    )
 }
 
 fn json_col<T: for<'de> Deserialize<'de>>(what: &'static str, s: &str) -> Result<T> {
@@ -805,7 +745,7 @@ pub async fn fetch_offerings(core: &Core, market: &MarketClient, url: &str) -> R
         rejected: Vec::new(),
     };
     for (i, signed) in list.offerings.iter().enumerate() {
-        let label = signed.hash().unwrap_or_else(|_| format!("#{i}"));
+        let label = offering::offering_hash(&signed.offering).unwrap_or_else(|_| format!("#{i}"));
         match offering::verify_offering(signed, |h| registered.get(h).cloned()) {
             Ok((hash, terms)) => {
                 core.store_market_offering(url, signed, &hash, &terms)?;
@@ -826,7 +766,7 @@ pub async fn accept_offering(
     market: &MarketClient,
     offering_hash: &str,
     deposit: Option<u64>,
-) -> Result<(String, crate::api::ClientKey)> {
+) -> Result<(String, service_api::ClientKey)> {
     let (url, terms) = core.market_offering(offering_hash)?;
     let deposit = match deposit {
         Some(d) => d,
@@ -835,9 +775,9 @@ pub async fn accept_offering(
             .ok_or_else(|| CoreError::Invalid("minimum deposit overflows".into()))?,
     };
     let nonce = uuid::Uuid::new_v4().to_string();
-    let req = AcceptRequest::signed(&core.keys, offering_hash, deposit, &nonce)?;
+    let req = signed_accept(&core.keys, offering_hash, deposit, &nonce)?;
     let signed = market.accept(&url, &req).await?;
-    signed.verify(&terms.agent_public_key).map_err(|e| {
+    verify_access(&signed, &terms.agent_public_key).map_err(|e| {
         CoreError::Forbidden(format!(
             "the access message is not signed by the offering's agent: {e}"
         ))
@@ -862,7 +802,7 @@ pub async fn accept_offering(
     )?;
     template::validate_access_message(&tpl, &access_value)
         .map_err(|e| CoreError::Invalid(format!("access message: {e}")))?;
-    crate::api::SpeedLimits::from_params(&signed.access.additional_params)
+    service_api::SpeedLimits::from_params(&signed.access.additional_params)
         .map_err(|e| CoreError::Invalid(format!("access message: {e}")))?;
     let id = core.store_accepted(offering_hash, &url, deposit, &signed)?;
     Ok((id, signed.access.username))
@@ -909,7 +849,7 @@ pub async fn pay_round(core: &Arc<Core>, market: &MarketClient, tolerance_pct: u
                 );
             }
             PayDecision::Pay(amount) => {
-                let cheque = Cheque::signed(&core.keys, &ch.remote_id, amount)?;
+                let cheque = signed_cheque(&core.keys, &ch.remote_id, amount)?;
                 match market.cheque(&ch.market_url, &cheque).await {
                     Ok(receipt) => {
                         tracing::info!(channel = %ch.local_id, amount, status = %receipt.status, "cheque accepted");
@@ -1056,7 +996,7 @@ mod tests {
     #[test]
     fn signatures_bind_the_kind() {
         let k = keys::AgentKeys::generate();
-        let c = Cheque::signed(&k, "ch-1", 5).expect("cheque");
+        let c = signed_cheque(&k, "ch-1", 5).expect("cheque");
         assert!(check_sig(
             "cheque",
             &to_value(&c).expect("v"),

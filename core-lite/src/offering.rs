@@ -19,9 +19,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::api::{parse_mbps, speed_keys, SpeedError, SpeedLimits};
 use crate::keys::{self, AgentKeys};
 use crate::template::{self, child_pointer, TemplateError};
+use service_api::{parse_mbps, speed_keys, SpeedError, SpeedLimits};
 
 /// `maxInactiveTime` when an offering does not give it: one day (seconds). A channel that
 /// stays `activating` longer than this (the client never connects) is terminated.
@@ -176,20 +176,7 @@ impl OfferingTerms {
     }
 }
 
-/// A signed offering: `{"offering":{…},"signature":"<base64 ed25519 of the hash bytes>"}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignedOffering {
-    pub offering: Value,
-    pub signature: String,
-}
-
-impl SignedOffering {
-    /// The offering hash: lowercase hex SHA-256 of the offering's JCS form.
-    pub fn hash(&self) -> Result<String, TemplateError> {
-        offering_hash(&self.offering)
-    }
-}
+pub use service_api::market::SignedOffering;
 
 /// Lowercase hex SHA-256 of the offering's JCS form.
 pub fn offering_hash(offering: &Value) -> Result<String, TemplateError> {
@@ -1312,7 +1299,7 @@ mod tests {
             &input(),
         )
         .expect("build");
-        assert_eq!(hash, signed.hash().expect("hash"));
+        assert_eq!(hash, offering_hash(&signed.offering).expect("hash"));
         assert_eq!(terms.product, "prod-1");
         assert_eq!(terms.agent_public_key, agent.public_key_b64());
         assert!(is_uuid_v4(&terms.nonce));

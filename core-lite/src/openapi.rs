@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::api::paths;
+use service_api::paths;
 
 fn op(id: &str, summary: &str, req: &str, resp: &str, roles: &str) -> Value {
     json!({
@@ -35,12 +35,12 @@ fn u64_schema() -> Value {
 }
 
 fn str_schema() -> Value {
-    json!({ "type": "string", "maxLength": crate::api::MAX_FIELD_LEN })
+    json!({ "type": "string", "maxLength": service_api::MAX_FIELD_LEN })
 }
 
 /// The whole document.
 pub fn document() -> Value {
-    let status = json!({ "type": "string", "enum": crate::api::ServiceStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>() });
+    let status = json!({ "type": "string", "enum": service_api::ServiceStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>() });
     let codes = json!([
         "bad_request",
         "payload_too_large",

@@ -18,8 +18,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::{self, paths, ErrorBody, ErrorCode, ErrorDetail};
 use crate::service::{now_ms, Caller, Core, CoreError};
+use service_api::{self as api, paths, ErrorBody, ErrorCode, ErrorDetail};
 
 impl IntoResponse for CoreError {
     fn into_response(self) -> Response {

@@ -11,17 +11,17 @@ use rusqlite::{params, Connection};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::{
-    self, AccessMessage, AuthClientRequest, AuthClientResponse, ChannelInfo, ClientKey, ErrorCode,
-    GetAccessRequest, Secret, ServiceStatus, SessionId, SetProductConfigRequest,
-    SetProductConfigResponse, SpeedLimits, StartSessionRequest, StartSessionResponse, StatusChange,
-    StopSessionRequest, StopSessionResponse, UpdateSessionRequest, UpdateSessionResponse,
-};
 use crate::billing::{self, BillingTerms, ChannelState};
 use crate::db::{from_sql_u64, opt, to_sql_u64, Cached, Db, DbError};
 use crate::keys::AgentKeys;
 use crate::offering::{self, SignedOffering};
 use crate::template;
+use service_api::{
+    self as api, AccessMessage, AuthClientRequest, AuthClientResponse, ChannelInfo, ClientKey,
+    ErrorCode, GetAccessRequest, Secret, ServiceStatus, SessionId, SetProductConfigRequest,
+    SetProductConfigResponse, SpeedLimits, StartSessionRequest, StartSessionResponse, StatusChange,
+    StopSessionRequest, StopSessionResponse, UpdateSessionRequest, UpdateSessionResponse,
+};
 
 /// Largest file the admin commands read (offering input, signed offering, access message).
 pub const MAX_INPUT_FILE: u64 = 256 * 1024;

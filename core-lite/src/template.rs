@@ -19,7 +19,7 @@ pub const MAX_TEMPLATE_BYTES: u64 = 1024 * 1024;
 /// Largest `module.toml` accepted.
 pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
 /// Largest access message (its compact JSON text) accepted by [`validate_access_message`].
-pub const MAX_ACCESS_MESSAGE_BYTES: usize = crate::api::MAX_BODY_BYTES;
+pub const MAX_ACCESS_MESSAGE_BYTES: usize = service_api::MAX_BODY_BYTES;
 /// File name of a module's manifest.
 pub const MANIFEST_FILE: &str = "module.toml";
 
@@ -669,7 +669,7 @@ mod tests {
         validate_access_message(t, &good_access()).expect("valid access message");
 
         // The wire type serializes to something the template accepts.
-        let typed: crate::api::AccessMessage =
+        let typed: service_api::AccessMessage =
             serde_json::from_value(good_access()).expect("typed");
         validate_access_message(t, &serde_json::to_value(&typed).expect("ser"))
             .expect("typed message valid");

@@ -20,9 +20,9 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use crate::api::{AccessMessage, ChannelInfo, ClientKey, Secret, ServiceStatus};
 use crate::server::RunningServer;
 use crate::service::Core;
+use service_api::{AccessMessage, ChannelInfo, ClientKey, Secret, ServiceStatus};
 
 /// A running in-process core. Dropping it stops the server and removes the directory.
 pub struct TestCore {

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use core_lite::api::{
+use core_lite::market::{self, signed_cheque, MarketClient};
+use core_lite::testkit::{vpn_offering_input, TestCore};
+use service_api::{
     Client, ClientKey, GetAccessRequest, Secret, ServiceStatus, StartSessionRequest,
     StopSessionRequest, UpdateSessionRequest,
 };
-use core_lite::market::{self, Cheque, MarketClient};
-use core_lite::testkit::{vpn_offering_input, TestCore};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -223,7 +223,7 @@ async fn cheques_forged_replayed_or_above_deposit_are_refused() -> anyhow::Resul
     let remote = p.agent.channel(&key.0)?.channel_id;
     let ck = &p.client.core().keys;
     let r =
-        p.mc.cheque(&p.market_url, &Cheque::signed(ck, &remote, 1_000_000)?)
+        p.mc.cheque(&p.market_url, &signed_cheque(ck, &remote, 1_000_000)?)
             .await?;
     assert_eq!(r.amount_paid, 1_000_000);
     let paid = || -> anyhow::Result<u64> {
@@ -231,31 +231,31 @@ async fn cheques_forged_replayed_or_above_deposit_are_refused() -> anyhow::Resul
     };
     // Replayed.
     let e =
-        p.mc.cheque(&p.market_url, &Cheque::signed(ck, &remote, 1_000_000)?)
+        p.mc.cheque(&p.market_url, &signed_cheque(ck, &remote, 1_000_000)?)
             .await
             .expect_err("replay");
     assert!(e.to_string().contains("replayed or older"), "{e}");
     // Older.
     let e =
-        p.mc.cheque(&p.market_url, &Cheque::signed(ck, &remote, 500_000)?)
+        p.mc.cheque(&p.market_url, &signed_cheque(ck, &remote, 500_000)?)
             .await
             .expect_err("older");
     assert!(e.to_string().contains("replayed or older"), "{e}");
     // Forged: signed by another key.
     let other = core_lite::keys::AgentKeys::generate();
     let e =
-        p.mc.cheque(&p.market_url, &Cheque::signed(&other, &remote, 2_000_000)?)
+        p.mc.cheque(&p.market_url, &signed_cheque(&other, &remote, 2_000_000)?)
             .await
             .expect_err("forged");
     assert!(e.to_string().contains("signature"), "{e}");
     // Tampered amount.
-    let mut c = Cheque::signed(ck, &remote, 2_000_000)?;
+    let mut c = signed_cheque(ck, &remote, 2_000_000)?;
     c.amount = 3_000_000;
     let e = p.mc.cheque(&p.market_url, &c).await.expect_err("tampered");
     assert!(e.to_string().contains("signature"), "{e}");
     // Above the deposit.
     let e =
-        p.mc.cheque(&p.market_url, &Cheque::signed(ck, &remote, 5_000_001)?)
+        p.mc.cheque(&p.market_url, &signed_cheque(ck, &remote, 5_000_001)?)
             .await
             .expect_err("above");
     assert!(e.to_string().contains("above the deposit"), "{e}");
@@ -267,7 +267,7 @@ async fn cheques_forged_replayed_or_above_deposit_are_refused() -> anyhow::Resul
     // A manual channel takes no cheques.
     let (manual, _) = p.agent.create_channel(&p.offering, None)?;
     let e =
-        p.mc.cheque(&p.market_url, &Cheque::signed(ck, &manual, 1)?)
+        p.mc.cheque(&p.market_url, &signed_cheque(ck, &manual, 1)?)
             .await
             .expect_err("manual");
     assert!(

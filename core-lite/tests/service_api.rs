@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use core_lite::api::{
+use core_lite::testkit::{vpn_offering_input, TestCore};
+use service_api::{
     AuthClientRequest, Client, ClientKey, ErrorCode, GetAccessRequest, Secret, ServiceStatus,
     SessionId, SetProductConfigRequest, StartSessionRequest, StopSessionRequest,
     UpdateSessionRequest,
 };
-use core_lite::testkit::{vpn_offering_input, TestCore};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -34,7 +34,7 @@ fn client(core: &TestCore, token: &Secret) -> Client {
     Client::new(&core.url, token.clone(), T).expect("client")
 }
 
-fn code(e: &core_lite::api::ApiError) -> Option<ErrorCode> {
+fn code(e: &service_api::ApiError) -> Option<ErrorCode> {
     e.code()
 }
 
@@ -86,7 +86,7 @@ async fn auth_client_accepts_the_password_and_refuses_others() -> anyhow::Result
         .await
         .expect_err("terminated");
     match e {
-        core_lite::api::ApiError::Api { code, status, .. } => {
+        service_api::ApiError::Api { code, status, .. } => {
             assert_eq!(code, ErrorCode::ChannelInactive);
             assert_eq!(status, Some(ServiceStatus::Terminated));
         }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use core_lite::api::ChannelInfo;
 use serde_json::Value;
+use service_api::ChannelInfo;
 
 use crate::corelite::CoreLite;
 use crate::env::{bin_path, TestEnv};

@@ -34,9 +34,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use core_lite::api::{ChannelInfo, ServiceStatus};
 use nix::sys::signal::Signal;
 use serde_json::Value;
+use service_api::{ChannelInfo, ServiceStatus};
 
 use crate::corelite::CoreLite;
 use crate::env::{bin_path, TestEnv};
@@ -63,7 +63,7 @@ pub const VPN_PORT: u16 = 1194;
 /// 0.001 PRIX per MB (`vpn_offering_input`) in base units.
 pub const UNIT_PRICE_BASE: u64 = 100_000;
 /// Bytes per unit (MB).
-pub const BYTES_PER_UNIT: u64 = core_lite::api::BYTES_PER_UNIT;
+pub const BYTES_PER_UNIT: u64 = service_api::BYTES_PER_UNIT;
 /// How long a SIGTERMed adapter or daemon gets to exit.
 const STOP_GRACE: Duration = Duration::from_secs(20);
 /// Chunk size of `pump`.

@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use core_lite::api::ServiceStatus;
 use e2e::adapters::{
     echo_exchange, link_exists, path_str, read_json, read_json_opt, AgentCore, Channel, ClientCore,
     DisconnectRecorder,
@@ -23,6 +22,7 @@ use e2e::adapters::{
 use e2e::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
+use service_api::ServiceStatus;
 
 /// Generous: two cores and other e2e tests may share the machine.
 const TIMEOUT: Duration = Duration::from_secs(30);

@@ -13,11 +13,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use core_lite::api::ServiceStatus;
 use e2e::adapters::{
     client_classes, echo_exchange, link_exists, tc, AgentCore, DisconnectRecorder,
 };
 use e2e::*;
+use service_api::ServiceStatus;
 
 /// Generous: two cores and other e2e tests may share the machine.
 const TIMEOUT: Duration = Duration::from_secs(30);

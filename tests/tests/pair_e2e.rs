@@ -10,8 +10,8 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use core_lite::api::ServiceStatus;
 use e2e::pair::*;
+use service_api::ServiceStatus;
 
 /// Traffic of the accounting tests, through a TCP echo (so the same amount goes each way).
 const PUMP_BYTES: u64 = 3_000_000;

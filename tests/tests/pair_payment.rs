@@ -6,9 +6,9 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use core_lite::api::ServiceStatus;
 use e2e::pair::*;
 use serde_json::{json, Value};
+use service_api::ServiceStatus;
 
 const ECHO_PORT: u16 = 7009;
 const INTERVAL: u64 = 4;

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use core_lite::api::{ChannelInfo, Client, ClientKey, Secret, SetProductConfigRequest};
 use core_lite::testkit::{vpn_offering_input, TestCore};
+use service_api::{ChannelInfo, Client, ClientKey, Secret, SetProductConfigRequest};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixListener;
@@ -90,7 +90,7 @@ impl Cores {
     /// for client-side channels ("no agent channel": the billing step only knows agent
     /// channels); until that is fixed, fall back to updating the client core's database
     /// with the sqlite3 CLI.
-    pub fn set_client_status(&self, status: core_lite::api::ServiceStatus) -> Result<()> {
+    pub fn set_client_status(&self, status: service_api::ServiceStatus) -> Result<()> {
         match self
             .client
             .set_channel_status(&self.client_key.0, status, "test: forced")

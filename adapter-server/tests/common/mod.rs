@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use core_lite::api::{ChannelInfo, ClientKey, Secret};
 use core_lite::testkit::{vpn_offering_input, TestCore};
+use service_api::{ChannelInfo, ClientKey, Secret};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::mpsc;

@@ -16,7 +16,7 @@ use bench::{
     Cred, OfferingSpec, Summary, Table,
 };
 use clap::Parser;
-use core_lite::api::{
+use service_api::{
     AuthClientRequest, Client, SessionId, StartSessionRequest, UpdateSessionRequest,
 };
 
@@ -79,7 +79,7 @@ async fn call(client: &Client, data: &Data, op: Op, i: usize) -> Result<()> {
     Ok(())
 }
 
-fn new_client(url: &str, token: &core_lite::api::Secret) -> Result<Client> {
+fn new_client(url: &str, token: &service_api::Secret) -> Result<Client> {
     Ok(Client::new(url, token.clone(), Duration::from_secs(10))?)
 }
 
@@ -93,7 +93,7 @@ struct LoopResult {
 /// `callers` tasks, each with its own connection, calling back to back for `secs`.
 async fn closed_loop(
     url: &str,
-    token: &core_lite::api::Secret,
+    token: &service_api::Secret,
     data: &Arc<Data>,
     op: Op,
     callers: usize,
@@ -160,7 +160,7 @@ struct OpenResult {
 #[allow(clippy::too_many_arguments)]
 async fn open_loop(
     url: &str,
-    token: &core_lite::api::Secret,
+    token: &service_api::Secret,
     data: &Arc<Data>,
     op: Op,
     rate: f64,
@@ -230,7 +230,7 @@ async fn open_loop(
 /// `secs`; returns (% of one core used by core-lite, CPU seconds, reports sent, errors).
 async fn report_every_second(
     url: &str,
-    token: &core_lite::api::Secret,
+    token: &service_api::Secret,
     data: &Arc<Data>,
     conns: usize,
     secs: u64,

@@ -1,0 +1,156 @@
+//! The typed HTTP client of the Service API.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::*;
+
+/// Typed client of the Service API.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: Secret,
+    http: reqwest::Client,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").field("base", &self.base).finish()
+    }
+}
+
+impl Client {
+    /// `base` like `http://127.0.0.1:7700`; `timeout` bounds each whole call.
+    pub fn new(base: &str, token: Secret, timeout: Duration) -> Result<Self, ApiError> {
+        let base = base.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ApiError::BadUrl {
+                url: base,
+                reason: "must start with http:// or https://".into(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            // Idle keep-alive connections kept for reuse: enough for steady traffic; a burst's
+            // extra connections are closed instead of holding buffers and descriptors.
+            .pool_max_idle_per_host(16)
+            .no_proxy()
+            .build()
+            .map_err(|e| ApiError::Transport {
+                url: base.clone(),
+                source: e,
+            })?;
+        Ok(Self { base, token, http })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn post<Req: Serialize, Resp: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+        req: &Req,
+    ) -> Result<Resp, ApiError> {
+        let url = format!("{}{}", self.base, path);
+        let resp = self
+            .http
+            .post(&url)
+            .bearer_auth(self.token.expose())
+            .json(req)
+            .send()
+            .await
+            .map_err(|e| ApiError::Transport {
+                url: url.clone(),
+                source: e,
+            })?;
+        Self::decode(url, resp).await
+    }
+
+    async fn decode<Resp: for<'de> Deserialize<'de>>(
+        url: String,
+        resp: reqwest::Response,
+    ) -> Result<Resp, ApiError> {
+        let http_status = resp.status().as_u16();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ApiError::Transport { url, source: e })?;
+        if (200..300).contains(&http_status) {
+            serde_json::from_slice(&bytes).map_err(|_| ApiError::BadResponse {
+                http_status,
+                body: String::from_utf8_lossy(&bytes).chars().take(512).collect(),
+            })
+        } else {
+            match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(b) => Err(ApiError::Api {
+                    http_status,
+                    code: b.error.code,
+                    message: b.error.message,
+                    status: b.error.status,
+                }),
+                Err(_) => Err(ApiError::BadResponse {
+                    http_status,
+                    body: String::from_utf8_lossy(&bytes).chars().take(512).collect(),
+                }),
+            }
+        }
+    }
+
+    pub async fn auth_client(
+        &self,
+        req: &AuthClientRequest,
+    ) -> Result<AuthClientResponse, ApiError> {
+        self.post(paths::AUTH_CLIENT, req).await
+    }
+    pub async fn set_product_config(
+        &self,
+        req: &SetProductConfigRequest,
+    ) -> Result<SetProductConfigResponse, ApiError> {
+        self.post(paths::SET_PRODUCT_CONFIG, req).await
+    }
+    pub async fn start_session(
+        &self,
+        req: &StartSessionRequest,
+    ) -> Result<StartSessionResponse, ApiError> {
+        self.post(paths::START_SESSION, req).await
+    }
+    pub async fn update_session(
+        &self,
+        req: &UpdateSessionRequest,
+    ) -> Result<UpdateSessionResponse, ApiError> {
+        self.post(paths::UPDATE_SESSION, req).await
+    }
+    pub async fn stop_session(
+        &self,
+        req: &StopSessionRequest,
+    ) -> Result<StopSessionResponse, ApiError> {
+        self.post(paths::STOP_SESSION, req).await
+    }
+    pub async fn get_access(&self, req: &GetAccessRequest) -> Result<AccessMessage, ApiError> {
+        self.post(paths::GET_ACCESS, req).await
+    }
+    /// Admin token only.
+    pub async fn channel_info(&self, id_or_client_key: &str) -> Result<ChannelInfo, ApiError> {
+        let url = format!(
+            "{}{}/{}",
+            self.base,
+            paths::ADMIN_CHANNELS,
+            id_or_client_key
+        );
+        let resp = self
+            .http
+            .get(&url)
+            .bearer_auth(self.token.expose())
+            .send()
+            .await
+            .map_err(|e| ApiError::Transport {
+                url: url.clone(),
+                source: e,
+            })?;
+        Self::decode(url, resp).await
+    }
+}

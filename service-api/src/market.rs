@@ -1,0 +1,87 @@
+//! Wire types of the market protocol between an agent's core and a client's core.
+//!
+//! Agent side (`core-lite serve --role agent --market-listen ADDR`):
+//! - `GET  /market/v1/offerings` → [`OfferingList`] (offerings with supply left)
+//! - `POST /market/v1/accept` [`AcceptRequest`] → [`SignedAccess`]
+//! - `POST /market/v1/cheque` [`Cheque`] → [`ChequeReceipt`]
+//! - `GET  /market/v1/channels/{channelId}` → [`ChannelStatus`]
+//!
+//! Every signed object is signed over the SHA-256 of the JCS form of the object *without*
+//! its `signature` field and *with* a `"type"` member naming what it is; the signing and the
+//! checks live in core-lite, which holds the keys.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{AccessMessage, ServiceStatus};
+
+/// Paths of the market API.
+pub mod paths {
+    pub const OFFERINGS: &str = "/market/v1/offerings";
+    pub const ACCEPT: &str = "/market/v1/accept";
+    pub const CHEQUE: &str = "/market/v1/cheque";
+    pub const CHANNELS: &str = "/market/v1/channels";
+}
+
+/// A signed offering: `{"offering":{…},"signature":"<base64 ed25519 of the hash bytes>"}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedOffering {
+    pub offering: Value,
+    pub signature: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OfferingList {
+    pub offerings: Vec<SignedOffering>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AcceptRequest {
+    pub offering_hash: String,
+    /// Base units (1 PRIX = 10^8).
+    pub deposit: u64,
+    /// The client's ed25519 public key (base64); it signs the cheques of this channel.
+    pub client_public_key: String,
+    /// uuid v4 chosen by the client: a retried accept returns the same channel.
+    pub nonce: String,
+    /// Client's signature (proof that it holds the key).
+    pub signature: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignedAccess {
+    pub channel_id: String,
+    pub access: AccessMessage,
+    /// Agent's signature (the offering's `agentPublicKey`).
+    pub signature: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Cheque {
+    pub channel_id: String,
+    /// Total paid on this channel so far (cumulative, base units).
+    pub amount: u64,
+    pub signature: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelStatus {
+    pub channel_id: String,
+    pub status: ServiceStatus,
+    pub bytes_total: u64,
+    pub units_used: u64,
+    pub deposit: u64,
+    /// Best cheque received.
+    pub amount_paid: u64,
+    /// What the agent's count of units costs (capped at the deposit).
+    pub amount_due: u64,
+}
+
+/// What the agent answers to a cheque.
+pub type ChequeReceipt = ChannelStatus;
