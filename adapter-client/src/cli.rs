@@ -9,12 +9,12 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use service_api::{AccessMessage, Client, ClientKey, Secret};
+use tc_shaper::Tools;
 use tokio_util::sync::CancellationToken;
 
 use crate::connect::{self, ConnectError, ConnectSettings};
 use crate::render::{self, RenderOptions};
 use crate::runtime;
-use crate::shaping::Tools;
 use crate::state;
 
 pub const DEFAULT_CORE_URL: &str = "http://127.0.0.1:7701";

@@ -31,10 +31,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use openvpn_mgmt::{
+    self as mgmt, classify_exit_reason, Command, ExitKind, Line as MgmtLine, OvpnState, ReadItem,
+    Signal, StateChange,
+};
 use service_api::{
     ApiError, Client, ClientKey, GetAccessRequest, Secret, ServiceStatus, SessionId,
     StartSessionRequest, StopSessionRequest, UpdateSessionRequest,
 };
+use tc_shaper::{self as shaping, ShapingPlan, Tools};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
@@ -43,11 +48,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::mgmt::{self, classify_exit_reason, ExitKind, MgmtLine, OvpnState, StateChange};
 use crate::openvpn::{OpenVpnCommand, OutputTail};
 use crate::render::{self, RenderError, RenderOptions, RenderedConfig};
 use crate::runtime::{RuntimeDir, RuntimeError, AUTH_NAME, CONFIG_NAME};
-use crate::shaping::{self, ShapingPlan, Tools};
 use crate::state::{self, human_bytes, now_unix, Phase, Status};
 
 /// Everything `connect` needs (resolved from flags, env and the config file).
@@ -596,13 +599,14 @@ impl Actor {
         self.set_phase(Phase::Reconnecting, Some(why.to_string()));
     }
 
-    async fn send(&mut self, cmd: &str) -> bool {
+    async fn send(&mut self, cmd: Command) -> bool {
         let Some(w) = self.writer.as_mut() else {
             return false;
         };
-        match tokio::time::timeout(Duration::from_secs(2), w.write_all(cmd.as_bytes())).await {
+        let line = cmd.line();
+        match tokio::time::timeout(Duration::from_secs(2), w.write_all(line.as_bytes())).await {
             Ok(Ok(())) => {
-                debug!("management <- {}", cmd.trim_end());
+                debug!("management <- {}", line.trim_end());
                 true
             }
             Ok(Err(e)) => {
@@ -651,7 +655,7 @@ impl Actor {
             return;
         }
         self.set_phase(Phase::Stopping, None);
-        if !self.send(mgmt::cmd::SIGNAL_TERM).await {
+        if !self.send(Command::Signal(Signal::Term)).await {
             self.signal_child(nix::sys::signal::Signal::SIGTERM);
         }
         self.stop_deadline = Some(Instant::now() + self.s.stop_timeout);
@@ -688,7 +692,7 @@ impl Actor {
         if self.release_at.is_some_and(|d| d <= now) {
             self.release_at = None;
             info!("reconnecting (attempt {})", self.attempt);
-            self.send(mgmt::cmd::HOLD_RELEASE).await;
+            self.send(Command::HoldRelease).await;
             self.set_phase(Phase::Connecting, None);
         }
         if self.restart_at.is_some_and(|d| d <= now) && !self.holding_off() {
@@ -712,12 +716,12 @@ impl Actor {
                 debug!("management interface connected");
                 self.writer = Some(writer);
                 if self.holding_off() {
-                    self.send(mgmt::cmd::SIGNAL_TERM).await;
+                    self.send(Command::Signal(Signal::Term)).await;
                     return;
                 }
-                self.send(mgmt::cmd::STATE_ON).await;
-                let bc = mgmt::cmd::bytecount(self.s.bytecount_interval);
-                self.send(&bc).await;
+                self.send(Command::StateOn).await;
+                self.send(Command::ByteCount(self.s.bytecount_interval))
+                    .await;
             }
             Event::MgmtConnectFailed { gen, error } if gen == self.gen => {
                 error!("could not connect to the openvpn management socket: {error}");
@@ -784,7 +788,7 @@ impl Actor {
                 }
                 if c.holds == 1 {
                     debug!("openvpn holds ({text}); releasing");
-                    self.send(mgmt::cmd::HOLD_RELEASE).await;
+                    self.send(Command::HoldRelease).await;
                 } else {
                     let d = backoff_delay(self.attempt, self.s.backoff_initial, self.s.backoff_max);
                     info!("reconnecting in {} ms", d.as_millis());
@@ -967,7 +971,7 @@ impl Actor {
         if self.child.is_none() {
             return;
         }
-        if !self.send(mgmt::cmd::SIGNAL_TERM).await {
+        if !self.send(Command::Signal(Signal::Term)).await {
             self.signal_child(nix::sys::signal::Signal::SIGTERM);
         }
         if self.stop_deadline.is_none() {
@@ -1459,15 +1463,14 @@ async fn mgmt_task(
     {
         return;
     }
-    let mut r = BufReader::new(r);
-    let mut buf = Vec::new();
+    let mut r = mgmt::LineReader::new(BufReader::new(r));
     loop {
-        let line = tokio::select! {
-            l = mgmt::read_bounded_line(&mut r, &mut buf) => l,
+        let item = tokio::select! {
+            l = r.next() => l,
             () = cancel.cancelled() => return,
         };
-        match line {
-            Ok(Some(l)) => match mgmt::parse_line(&l) {
+        match item {
+            Ok(Some(ReadItem::Line(l))) => match mgmt::parse_line(&l) {
                 Ok(line) => {
                     if tx.send(Event::Line { gen, line }).await.is_err() {
                         return;
@@ -1475,6 +1478,13 @@ async fn mgmt_task(
                 }
                 Err(e) => warn!("unreadable management line: {e}"),
             },
+            Ok(Some(ReadItem::TooLong { len })) => warn!(
+                "management line of {len} bytes dropped (longer than {} bytes)",
+                mgmt::MAX_LINE
+            ),
+            Ok(Some(ReadItem::Unterminated { len })) => {
+                warn!("unterminated last management line of {len} bytes dropped")
+            }
             Ok(None) | Err(_) => {
                 let _ = tx.send(Event::MgmtClosed { gen }).await;
                 return;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
+use openvpn_mgmt::ReadItem;
 use tokio::io::BufReader;
 use tokio::process::{Child, Command};
 
@@ -92,10 +93,18 @@ impl OutputTail {
     }
 }
 
-async fn forward<R: tokio::io::AsyncBufRead + Unpin>(mut r: R, tail: OutputTail) {
-    let mut buf = Vec::new();
-    while let Ok(Some(line)) = crate::mgmt::read_bounded_line(&mut r, &mut buf).await {
-        let line = line.trim_end().to_string();
+/// Forwards OpenVPN's output, line by line, with the management socket's bounded reader
+/// (a line over its limit, or an unfinished last line, is noted instead of kept).
+async fn forward<R: tokio::io::AsyncBufRead + Unpin>(r: R, tail: OutputTail) {
+    let mut r = openvpn_mgmt::LineReader::new(r);
+    while let Ok(Some(item)) = r.next().await {
+        let line = match item {
+            ReadItem::Line(l) => l.trim_end().to_string(),
+            ReadItem::TooLong { len } => format!("[an output line of {len} bytes was dropped]"),
+            ReadItem::Unterminated { len } => {
+                format!("[an unfinished last output line of {len} bytes was dropped]")
+            }
+        };
         tracing::debug!(target: "openvpn", "{line}");
         tail.push(line);
     }

@@ -4,9 +4,9 @@
 
 use std::process::Command;
 
-use adapter_client::shaping::{self, ShapingPlan, Tools};
 use anyhow::{bail, Context, Result};
 use service_api::SpeedLimits;
+use tc_shaper::{self as shaping, ShapingPlan, Tools};
 
 fn sh(program: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(program)

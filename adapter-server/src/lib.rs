@@ -5,17 +5,17 @@
 //! - [`monitor`]: the management-interface daemon (usage, kills, reconnects, shaping,
 //!   config re-push).
 //! - [`push_config`]: OpenVPN server config → product config (SetProductConfig).
-//! - [`shaping`]: `tc` command builders, the class-id allocator and the shaper.
-//! - [`mgmt`], [`script_env`]: pure parsers of management lines and script environments.
+//! - [`script_env`]: pure parser of script environments.
+//!
+//! The management-interface protocol is the `openvpn-mgmt` crate and the `tc` shaping the
+//! `tc-shaper` crate, both shared with adapter-client.
 
 pub mod cli;
 pub mod hook;
-pub mod mgmt;
 pub mod monitor;
 pub mod push_config;
 pub mod script_env;
 pub mod settings;
-pub mod shaping;
 
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ pub enum RunError {
     #[error("waiting for signals: {0}")]
     Signal(#[source] std::io::Error),
     #[error(transparent)]
-    Shaping(#[from] shaping::ShapingError),
+    Shaping(#[from] tc_shaper::ShapingError),
     #[error(transparent)]
     PushConfig(#[from] push_config::PushConfigError),
     #[error(transparent)]
@@ -231,27 +231,27 @@ pub fn monitor_config(
                 None => "tun0".into(),
             },
         };
-        shaping::check_dev(&tun)?;
+        tc_shaper::check_dev(&tun)?;
         let ifb = m
             .ifb
             .clone()
             .or_else(|| file.ifb.clone())
-            .unwrap_or_else(|| shaping::default_ifb(&tun));
-        shaping::check_dev(&ifb)?;
-        let link = shaping::parse_rate(
+            .unwrap_or_else(|| tc_shaper::default_ifb(&tun));
+        tc_shaper::check_dev(&ifb)?;
+        let link = tc_shaper::parse_rate(
             m.link_capacity
                 .as_deref()
                 .or(file.link_capacity.as_deref())
                 .unwrap_or("1gbit"),
         )?;
         let max_clients = m.max_clients.or(file.max_clients).unwrap_or(1024);
-        if max_clients == 0 || max_clients > shaping::MAX_SLOTS {
+        if max_clients == 0 || max_clients > tc_shaper::MAX_SLOTS {
             return Err(RunError::Option(format!(
                 "--max-clients must be 1..={}",
-                shaping::MAX_SLOTS
+                tc_shaper::MAX_SLOTS
             )));
         }
-        cfg.shaping = Some(shaping::ShapingConfig {
+        cfg.shaping = Some(tc_shaper::ShapingConfig {
             tun,
             ifb,
             link_bps: link,

@@ -22,20 +22,22 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use openvpn_mgmt::{
+    self as mgmt, ClientEventKind, Command, Event as MEvent, ReadItem, StatusClient,
+};
 use service_api::{
     ApiError, AuthClientRequest, AuthClientResponse, Client as CoreClient, ClientKey, ErrorCode,
     Secret, SessionId, SpeedLimits, StartSessionRequest, StartSessionResponse, StopSessionRequest,
     StopSessionResponse, UpdateSessionRequest, UpdateSessionResponse,
 };
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tc_shaper::{Shaper, ShapingConfig};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn, Instrument};
 
-use crate::mgmt::{self, ClientEventKind, Command, Event as MEvent, StatusClient};
 use crate::push_config;
 use crate::script_env::{self, ClientIdentity, RawEnv};
-use crate::shaping::{Shaper, ShapingConfig};
 
 /// Where the management interface listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -398,66 +400,29 @@ async fn connect(addr: &MgmtAddr) -> std::io::Result<(BoxRead, BoxWrite)> {
     }
 }
 
-/// Reads one line of at most [`mgmt::MAX_LINE`] bytes; longer lines are skipped to their
-/// end and returned as `None`. `Ok(None)` with `eof` = true at end of stream.
-async fn read_line_limited<R: AsyncBufReadExt + Unpin>(
-    r: &mut R,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<(bool, bool)> {
-    // returns (eof, too_long)
-    buf.clear();
-    let mut too_long = false;
-    loop {
-        let avail = r.fill_buf().await?;
-        if avail.is_empty() {
-            return Ok((buf.is_empty() && !too_long, too_long));
-        }
-        let (chunk, done) = match avail.iter().position(|b| *b == b'\n') {
-            Some(i) => (&avail[..i], Some(i + 1)),
-            None => (avail, None),
-        };
-        if !too_long {
-            if buf.len() + chunk.len() > mgmt::MAX_LINE {
-                too_long = true;
-                buf.clear();
-            } else {
-                buf.extend_from_slice(chunk);
-            }
-        }
-        let used = done.unwrap_or(avail.len());
-        r.consume(used);
-        if done.is_some() {
-            return Ok((false, too_long));
-        }
-    }
-}
-
 async fn reader_task(rd: BoxRead, gen: u64, tx: mpsc::Sender<Ev>, cancel: CancellationToken) {
-    let mut r = BufReader::new(rd);
+    let mut r = mgmt::LineReader::new(BufReader::new(rd));
     let mut asm = mgmt::Assembler::new();
-    let mut buf = Vec::new();
     let reason = loop {
         let res = tokio::select! {
             _ = cancel.cancelled() => return,
-            res = read_line_limited(&mut r, &mut buf) => res,
+            res = r.next() => res,
         };
-        match res {
+        let event = match res {
             Err(e) => break format!("read error: {e}"),
-            Ok((true, _)) => break "closed by OpenVPN".to_string(),
-            Ok((false, true)) => {
-                let ev = MEvent::Garbage(format!("line longer than {} bytes", mgmt::MAX_LINE));
-                if tx.send(Ev::Mgmt { gen, event: ev }).await.is_err() {
-                    return;
-                }
-            }
-            Ok((false, false)) => {
-                let line = String::from_utf8_lossy(&buf);
-                let line = line.strip_suffix('\r').unwrap_or(&line);
-                if let Some(event) = asm.feed(line) {
-                    if tx.send(Ev::Mgmt { gen, event }).await.is_err() {
-                        return;
-                    }
-                }
+            Ok(None) => break "closed by OpenVPN".to_string(),
+            Ok(Some(ReadItem::Line(line))) => asm.feed(&line),
+            Ok(Some(ReadItem::TooLong { len })) => Some(MEvent::Garbage(format!(
+                "line of {len} bytes dropped (longer than {} bytes)",
+                mgmt::MAX_LINE
+            ))),
+            Ok(Some(ReadItem::Unterminated { len })) => Some(MEvent::Garbage(format!(
+                "unterminated last line of {len} bytes dropped"
+            ))),
+        };
+        if let Some(event) = event {
+            if tx.send(Ev::Mgmt { gen, event }).await.is_err() {
+                return;
             }
         }
     };
@@ -1514,38 +1479,5 @@ mod tests {
             assert_eq!(s.parse::<MgmtAddr>().expect(s), want);
         }
         assert!("".parse::<MgmtAddr>().is_err());
-    }
-
-    #[tokio::test]
-    async fn line_reader_limits() {
-        let mut data = Vec::new();
-        data.extend_from_slice(b"short\r\n");
-        data.extend(std::iter::repeat_n(b'x', mgmt::MAX_LINE + 10));
-        data.extend_from_slice(b"\nnext\npartial");
-        let mut r = BufReader::with_capacity(64, &data[..]);
-        let mut buf = Vec::new();
-        assert_eq!(
-            read_line_limited(&mut r, &mut buf).await.expect("io"),
-            (false, false)
-        );
-        assert_eq!(buf, b"short\r");
-        assert_eq!(
-            read_line_limited(&mut r, &mut buf).await.expect("io"),
-            (false, true)
-        );
-        assert_eq!(
-            read_line_limited(&mut r, &mut buf).await.expect("io"),
-            (false, false)
-        );
-        assert_eq!(buf, b"next");
-        assert_eq!(
-            read_line_limited(&mut r, &mut buf).await.expect("io"),
-            (false, false)
-        );
-        assert_eq!(buf, b"partial");
-        assert_eq!(
-            read_line_limited(&mut r, &mut buf).await.expect("io"),
-            (true, false)
-        );
     }
 }

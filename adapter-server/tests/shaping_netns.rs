@@ -11,11 +11,11 @@ mod common;
 use std::time::Duration;
 
 use adapter_server::monitor::{self, MgmtAddr, MonitorConfig};
-use adapter_server::shaping::{Shaper, ShapingConfig};
 use anyhow::{bail, Context};
 use common::{client_block, fixture, wait_for, FakeMgmt};
 use service_api::Client;
 use service_api::SpeedLimits;
+use tc_shaper::{Shaper, ShapingConfig};
 use tokio_util::sync::CancellationToken;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
