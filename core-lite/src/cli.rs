@@ -11,7 +11,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use crate::service::{read_json_file, write_private_file, Core};
+use crate::admin::{read_json_file, write_private_file};
+use crate::service::Core;
 use service_api::ServiceStatus;
 
 /// core-lite — the light core of the VPN service module pair.
@@ -248,183 +249,189 @@ fn open(data_dir: &Path) -> anyhow::Result<Core> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(&cli.data_dir, args).await,
-        Command::Module(cmd) => {
-            let core = open(&cli.data_dir)?;
-            match cmd {
-                ModuleCmd::Register { dir } => {
-                    let r = core.register_module(&dir)?;
-                    eprintln!(
-                        "module {} {} {}",
-                        r.module,
-                        r.version,
-                        if r.newly_registered {
-                            "registered"
-                        } else {
-                            "already registered (unchanged)"
-                        }
-                    );
-                    print_json(&r)
+        Command::Module(cmd) => module(&open(&cli.data_dir)?, cmd),
+        Command::Product(cmd) => product(&open(&cli.data_dir)?, cmd),
+        Command::Offering(cmd) => offering(&open(&cli.data_dir)?, cmd).await,
+        Command::Channel(cmd) => channel(&open(&cli.data_dir)?, cmd),
+        Command::Access(cmd) => access(&open(&cli.data_dir)?, cmd),
+        Command::Token(TokenCmd::Create { role, out }) => token(&cli.data_dir, &role, out),
+    }
+}
+
+fn module(core: &Core, cmd: ModuleCmd) -> anyhow::Result<()> {
+    match cmd {
+        ModuleCmd::Register { dir } => {
+            let r = core.register_module(&dir)?;
+            eprintln!(
+                "module {} {} {}",
+                r.module,
+                r.version,
+                if r.newly_registered {
+                    "registered"
+                } else {
+                    "already registered (unchanged)"
                 }
-                ModuleCmd::List => print_json(&core.list_modules()?),
-            }
+            );
+            print_json(&r)
         }
-        Command::Product(cmd) => {
-            let core = open(&cli.data_dir)?;
-            match cmd {
-                ProductCmd::Create {
-                    name,
-                    module,
-                    endpoint,
-                    token_out,
-                } => {
-                    let (p, token) = core.create_product(&name, &module, endpoint.as_deref())?;
-                    if let Some(path) = token_out {
-                        write_private_file(&path, format!("{}\n", token.expose()).as_bytes())?;
-                        eprintln!("token written to {}", path.display());
-                    }
-                    eprintln!(
-                        "product {} created; keep its token: it is not shown again",
-                        p.product_id
-                    );
-                    print_json(&serde_json::json!({
-                        "productId": p.product_id,
-                        "token": token.expose(),
-                    }))
-                }
-                ProductCmd::List => print_json(&core.list_products()?),
-                ProductCmd::Show { id } => print_json(&core.show_product(&id)?),
-            }
-        }
-        Command::Offering(cmd) => {
-            let core = open(&cli.data_dir)?;
-            match cmd {
-                OfferingCmd::Publish {
-                    product,
-                    input,
-                    out,
-                } => {
-                    let input = read_json_file(&input)?;
-                    let (hash, signed) = core.publish_offering(&product, &input)?;
-                    if let Some(path) = out {
-                        std::fs::write(&path, serde_json::to_string_pretty(&signed)?)
-                            .with_context(|| format!("writing {}", path.display()))?;
-                        eprintln!("signed offering written to {}", path.display());
-                    }
-                    eprintln!("offering {hash} published");
-                    print_json(&serde_json::json!({ "offeringHash": hash }))
-                }
-                OfferingCmd::List => print_json(&core.list_offerings()?),
-                OfferingCmd::Show { hash } => print_json(&core.show_offering(&hash)?),
-                OfferingCmd::Fetch { url } => {
-                    let market = crate::market::MarketClient::new(Duration::from_secs(10))?;
-                    let report = crate::market::fetch_offerings(&core, &market, &url).await?;
-                    for o in &report.accepted {
-                        eprintln!(
-                            "{}  {}  {} base units/{}  setup {}  up to {} units  {}  down {} / up {} Mbit/s",
-                            o.offering_hash,
-                            o.country,
-                            o.unit_price,
-                            o.unit_name,
-                            o.setup_price,
-                            o.max_units,
-                            o.billing_type,
-                            o.max_download_mbps.as_deref().unwrap_or("-"),
-                            o.max_upload_mbps.as_deref().unwrap_or("-"),
-                        );
-                    }
-                    for (h, why) in &report.rejected {
-                        eprintln!("rejected {h}: {why}");
-                    }
-                    print_json(&report)
-                }
-                OfferingCmd::Fetched => print_json(&core.list_market_offerings()?),
-                OfferingCmd::Accept { hash, deposit } => {
-                    let market = crate::market::MarketClient::new(Duration::from_secs(10))?;
-                    let (id, key) =
-                        crate::market::accept_offering(&core, &market, &hash, deposit).await?;
-                    eprintln!("offering accepted: channel {id}, client key {key}");
-                    print_json(&serde_json::json!({ "channelId": id, "clientKey": key }))
-                }
-                OfferingCmd::Verify { file } => {
-                    let v = read_json_file(&file)?;
-                    let (hash, terms) = core.verify_offering(&v)?;
-                    eprintln!(
-                        "offering {hash} is valid: {} {} at {} base units/{}, up to {} units",
-                        terms.service_name,
-                        terms.country,
-                        terms.unit_price,
-                        terms.unit_name,
-                        terms.max_units
-                    );
-                    print_json(&serde_json::json!({ "offeringHash": hash, "valid": true }))
-                }
-            }
-        }
-        Command::Channel(cmd) => {
-            let core = open(&cli.data_dir)?;
-            match cmd {
-                ChannelCmd::Create { offering, deposit } => {
-                    let (id, key) = core.create_channel(&offering, deposit)?;
-                    eprintln!("channel {id} created for client key {key}");
-                    print_json(&serde_json::json!({ "channelId": id, "clientKey": key }))
-                }
-                ChannelCmd::List => print_json(&core.list_channels()?),
-                ChannelCmd::Show { id } => print_json(&core.channel_info(&id)?),
-                ChannelCmd::Payments { id, pause, resume } => {
-                    if pause == resume {
-                        bail!("give exactly one of --pause and --resume");
-                    }
-                    core.set_payments_paused(&id, pause)?;
-                    eprintln!(
-                        "payments {} for {id}",
-                        if pause { "paused" } else { "resumed" }
-                    );
-                    Ok(())
-                }
-                ChannelCmd::SetStatus { id, status, reason } => {
-                    print_json(&core.set_channel_status(&id, status, &reason)?)
-                }
-            }
-        }
-        Command::Access(cmd) => {
-            let core = open(&cli.data_dir)?;
-            match cmd {
-                AccessCmd::Export { channel, out } => {
-                    let msg = core.export_access(&channel)?;
-                    let text = serde_json::to_string_pretty(&msg)?;
-                    match out {
-                        Some(path) => {
-                            write_private_file(&path, text.as_bytes())?;
-                            eprintln!("access message written to {} (0600)", path.display());
-                            Ok(())
-                        }
-                        None => {
-                            println!("{text}");
-                            Ok(())
-                        }
-                    }
-                }
-                AccessCmd::Import { file } => {
-                    let v = read_json_file(&file)?;
-                    let key = core.import_access(&v)?;
-                    eprintln!("access message for client key {key} imported");
-                    print_json(&serde_json::json!({ "clientKey": key }))
-                }
-            }
-        }
-        Command::Token(TokenCmd::Create { role, out }) => {
-            if role != "client" {
-                bail!("--role: only `client` tokens are created here (product tokens come with `product create`)");
-            }
-            let core = open(&cli.data_dir)?;
-            let t = core.create_client_token()?;
-            if let Some(path) = out {
-                write_private_file(&path, format!("{}\n", t.expose()).as_bytes())?;
+        ModuleCmd::List => print_json(&core.list_modules()?),
+    }
+}
+
+fn product(core: &Core, cmd: ProductCmd) -> anyhow::Result<()> {
+    match cmd {
+        ProductCmd::Create {
+            name,
+            module,
+            endpoint,
+            token_out,
+        } => {
+            let (p, token) = core.create_product(&name, &module, endpoint.as_deref())?;
+            if let Some(path) = token_out {
+                write_private_file(&path, format!("{}\n", token.expose()).as_bytes())?;
                 eprintln!("token written to {}", path.display());
             }
-            print_json(&serde_json::json!({ "token": t.expose() }))
+            eprintln!(
+                "product {} created; keep its token: it is not shown again",
+                p.product_id
+            );
+            print_json(&serde_json::json!({
+                "productId": p.product_id,
+                "token": token.expose(),
+            }))
+        }
+        ProductCmd::List => print_json(&core.list_products()?),
+        ProductCmd::Show { id } => print_json(&core.show_product(&id)?),
+    }
+}
+
+async fn offering(core: &Core, cmd: OfferingCmd) -> anyhow::Result<()> {
+    match cmd {
+        OfferingCmd::Publish {
+            product,
+            input,
+            out,
+        } => {
+            let input = read_json_file(&input)?;
+            let (hash, signed) = core.publish_offering(&product, &input)?;
+            if let Some(path) = out {
+                std::fs::write(&path, serde_json::to_string_pretty(&signed)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("signed offering written to {}", path.display());
+            }
+            eprintln!("offering {hash} published");
+            print_json(&serde_json::json!({ "offeringHash": hash }))
+        }
+        OfferingCmd::List => print_json(&core.list_offerings()?),
+        OfferingCmd::Show { hash } => print_json(&core.show_offering(&hash)?),
+        OfferingCmd::Fetch { url } => {
+            let market = crate::market::MarketClient::new(Duration::from_secs(10))?;
+            let report = crate::market::fetch_offerings(core, &market, &url).await?;
+            for o in &report.accepted {
+                eprintln!(
+                    "{}  {}  {} base units/{}  setup {}  up to {} units  {}  down {} / up {} Mbit/s",
+                    o.offering_hash,
+                    o.country,
+                    o.unit_price,
+                    o.unit_name,
+                    o.setup_price,
+                    o.max_units,
+                    o.billing_type,
+                    o.max_download_mbps.as_deref().unwrap_or("-"),
+                    o.max_upload_mbps.as_deref().unwrap_or("-"),
+                );
+            }
+            for (h, why) in &report.rejected {
+                eprintln!("rejected {h}: {why}");
+            }
+            print_json(&report)
+        }
+        OfferingCmd::Fetched => print_json(&core.list_market_offerings()?),
+        OfferingCmd::Accept { hash, deposit } => {
+            let market = crate::market::MarketClient::new(Duration::from_secs(10))?;
+            let (id, key) = crate::market::accept_offering(core, &market, &hash, deposit).await?;
+            eprintln!("offering accepted: channel {id}, client key {key}");
+            print_json(&serde_json::json!({ "channelId": id, "clientKey": key }))
+        }
+        OfferingCmd::Verify { file } => {
+            let v = read_json_file(&file)?;
+            let (hash, terms) = core.verify_offering(&v)?;
+            eprintln!(
+                "offering {hash} is valid: {} {} at {} base units/{}, up to {} units",
+                terms.service_name,
+                terms.country,
+                terms.unit_price,
+                terms.unit_name,
+                terms.max_units
+            );
+            print_json(&serde_json::json!({ "offeringHash": hash, "valid": true }))
         }
     }
+}
+
+fn channel(core: &Core, cmd: ChannelCmd) -> anyhow::Result<()> {
+    match cmd {
+        ChannelCmd::Create { offering, deposit } => {
+            let (id, key) = core.create_channel(&offering, deposit)?;
+            eprintln!("channel {id} created for client key {key}");
+            print_json(&serde_json::json!({ "channelId": id, "clientKey": key }))
+        }
+        ChannelCmd::List => print_json(&core.list_channels()?),
+        ChannelCmd::Show { id } => print_json(&core.channel_info(&id)?),
+        ChannelCmd::Payments { id, pause, resume } => {
+            if pause == resume {
+                bail!("give exactly one of --pause and --resume");
+            }
+            core.set_payments_paused(&id, pause)?;
+            eprintln!(
+                "payments {} for {id}",
+                if pause { "paused" } else { "resumed" }
+            );
+            Ok(())
+        }
+        ChannelCmd::SetStatus { id, status, reason } => {
+            print_json(&core.set_channel_status(&id, status, &reason)?)
+        }
+    }
+}
+
+fn access(core: &Core, cmd: AccessCmd) -> anyhow::Result<()> {
+    match cmd {
+        AccessCmd::Export { channel, out } => {
+            let msg = core.export_access(&channel)?;
+            let text = serde_json::to_string_pretty(&msg)?;
+            match out {
+                Some(path) => {
+                    write_private_file(&path, text.as_bytes())?;
+                    eprintln!("access message written to {} (0600)", path.display());
+                    Ok(())
+                }
+                None => {
+                    println!("{text}");
+                    Ok(())
+                }
+            }
+        }
+        AccessCmd::Import { file } => {
+            let v = read_json_file(&file)?;
+            let key = core.import_access(&v)?;
+            eprintln!("access message for client key {key} imported");
+            print_json(&serde_json::json!({ "clientKey": key }))
+        }
+    }
+}
+
+fn token(data_dir: &Path, role: &str, out: Option<PathBuf>) -> anyhow::Result<()> {
+    if role != "client" {
+        bail!("--role: only `client` tokens are created here (product tokens come with `product create`)");
+    }
+    let core = open(data_dir)?;
+    let t = core.create_client_token()?;
+    if let Some(path) = out {
+        write_private_file(&path, format!("{}\n", t.expose()).as_bytes())?;
+        eprintln!("token written to {}", path.display());
+    }
+    print_json(&serde_json::json!({ "token": t.expose() }))
 }
 
 async fn serve(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {

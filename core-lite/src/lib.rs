@@ -1,20 +1,44 @@
-//! core-lite: the light core of the VPN service module pair.
+//! core-lite: the light core of the VPN service module pair. It keeps service modules
+//! (templates), products, signed offerings, channels, credentials, sessions and usage in
+//! SQLite, applies the billing rules, serves the Service API over HTTP/JSON to the two
+//! adapters and, between an agent's core and a client's, the market protocol. The wire
+//! contract is the `service-api` crate.
 //!
-//! Templates and offerings ([`template`], [`offering`]), keys and secrets ([`keys`]), SQLite
-//! storage ([`db`]), the HTTP server ([`server`]), the command line ([`cli`]) and an
-//! in-process [`testkit`]. The wire contract is the `service-api` crate.
+//! Layers, each using only those below it:
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`cli`] | the `core-lite` command line |
+//! | [`server`] | HTTP: the Service API router, the market router, extractors, errors |
+//! | [`market`] | the market: agent side, client side (fetch, accept, payer), its HTTP client, signing |
+//! | [`admin`] | admin commands (modules, products, offerings, channels, access, tokens), file helpers |
+//! | [`service`] | the Service API operations on a [`Core`](service::Core) |
+//! | [`error`] | [`CoreError`](error::CoreError) and its wire codes |
+//! | [`store`] | all SQL: the SQLite pool, migrations, one module per table |
+//! | [`offering`], [`template`] | offerings (terms, rules, signing) and module templates |
+//! | [`billing`] | the status rules, a pure function of a channel's state |
+//! | [`keys`], [`jcs`], [`validation`] | keys and secrets, canonical JSON and hashes, field errors |
+//! | [`openapi`] | the OpenAPI document served at `/openapi.json` |
+//!
+//! With the cargo feature `testkit`, `testkit` runs an in-process core for tests (a real
+//! server on loopback over a temporary data dir); production builds do not contain it.
 
 // The OpenAPI document is one large json! literal.
 #![recursion_limit = "512"]
 
+pub mod admin;
 pub mod billing;
 pub mod cli;
-pub mod db;
+pub mod error;
+pub mod jcs;
 pub mod keys;
 pub mod market;
 pub mod offering;
 pub mod openapi;
 pub mod server;
 pub mod service;
+pub mod store;
 pub mod template;
+#[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod validation;

@@ -1,8 +1,8 @@
-//! Service module templates: canonical JSON (RFC 8785), template hashes, loading a module
-//! directory (`module.toml`, `offering.json`, `access.json`) and validating access messages.
+//! Service module templates: loading a module directory (`module.toml`, `offering.json`,
+//! `access.json`), compiling their JSON Schemas and validating access messages.
 //!
-//! A template's hash is the lowercase hex SHA-256 of its JCS form, so whitespace and key
-//! order never change it while any semantic change does (DESIGN §2).
+//! A template's hash is [`jcs::hash_hex`] of the template: the lowercase hex SHA-256 of its
+//! JCS form (DESIGN §2).
 
 use std::fs::File;
 use std::io::Read;
@@ -10,9 +10,9 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use crate::offering::{FieldError, Invalid};
+use crate::jcs::{self, JcsError};
+use crate::validation::{schema_errors, truncate, FieldError, Invalid};
 
 /// Largest template file (`offering.json`, `access.json`) accepted.
 pub const MAX_TEMPLATE_BYTES: u64 = 1024 * 1024;
@@ -58,32 +58,8 @@ pub enum TemplateError {
     NotOfferingTemplate { path: PathBuf, reason: String },
     #[error("{what}: the JSON Schema does not compile: {message}")]
     SchemaCompile { what: String, message: String },
-    #[error("canonicalizing JSON (RFC 8785): {source}")]
-    Canonicalize {
-        #[source]
-        source: serde_json::Error,
-    },
-}
-
-/// RFC 8785 (JCS) canonical form of a JSON value.
-pub fn canonical_json(v: &Value) -> Result<String, TemplateError> {
-    serde_json_canonicalizer::to_string(v).map_err(|source| TemplateError::Canonicalize { source })
-}
-
-/// Lowercase hex SHA-256 of the JCS form of `v` (template hashes and offering hashes).
-pub fn template_hash(v: &Value) -> Result<String, TemplateError> {
-    Ok(hex::encode(sha256_jcs(v)?))
-}
-
-/// SHA-256 of the JCS form of `v`, as raw bytes (what an offering signature covers).
-pub fn sha256_jcs(v: &Value) -> Result<[u8; 32], TemplateError> {
-    let canonical = canonical_json(v)?;
-    Ok(Sha256::digest(canonical.as_bytes()).into())
-}
-
-/// True when `s` looks like a hash produced by [`template_hash`]: 64 lowercase hex digits.
-pub fn is_hash_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    #[error(transparent)]
+    Canonicalize(#[from] JcsError),
 }
 
 /// `module.toml` of a service module.
@@ -214,8 +190,8 @@ pub fn load_module(dir: &Path) -> Result<Module, TemplateError> {
     compile_schema(&access_template, &access_path.display().to_string())?;
 
     Ok(Module {
-        offering_hash: template_hash(&offering_template)?,
-        access_hash: template_hash(&access_template)?,
+        offering_hash: jcs::hash_hex(&offering_template)?,
+        access_hash: jcs::hash_hex(&access_template)?,
         name: manifest.name,
         version: manifest.version,
         offering_template,
@@ -328,217 +304,10 @@ pub fn validate_access_message(access_template: &Value, msg: &Value) -> Result<(
     }
 }
 
-/// Every schema error of `instance`, one [`FieldError`] per bad field, with the pointer of the
-/// field itself (for a missing required property or an unexpected one: the pointer of that
-/// property). Messages describe the rule, not the value.
-pub(crate) fn schema_errors(
-    validator: &jsonschema::Validator,
-    instance: &Value,
-) -> Vec<FieldError> {
-    use jsonschema::error::ValidationErrorKind as K;
-    let mut out = Vec::new();
-    for e in validator.iter_errors(instance) {
-        let at = e.instance_path.as_str().to_string();
-        match &e.kind {
-            K::Required { property } => {
-                let name = property
-                    .as_str()
-                    .map_or_else(|| property.to_string(), str::to_string);
-                out.push(FieldError::new(
-                    &child_pointer(&at, &name),
-                    "required field is missing".to_string(),
-                ));
-            }
-            K::AdditionalProperties { unexpected } | K::UnevaluatedProperties { unexpected } => {
-                for name in unexpected {
-                    out.push(FieldError::new(
-                        &child_pointer(&at, name),
-                        "unexpected field (not allowed here)".to_string(),
-                    ));
-                }
-            }
-            kind => out.push(FieldError::new(&at, describe_kind(kind))),
-        }
-    }
-    out
-}
-
-/// Appends one reference token to a JSON pointer (RFC 6901 escaping).
-pub fn child_pointer(parent: &str, name: &str) -> String {
-    format!("{parent}/{}", name.replace('~', "~0").replace('/', "~1"))
-}
-
-fn describe_kind(kind: &jsonschema::error::ValidationErrorKind) -> String {
-    use jsonschema::error::{TypeKind, ValidationErrorKind as K};
-    let short = |v: &Value| truncate(&v.to_string(), 128);
-    match kind {
-        K::Type { kind } => match kind {
-            TypeKind::Single(t) => format!("must be of type {t}"),
-            TypeKind::Multiple(ts) => {
-                let names: Vec<String> = (*ts).into_iter().map(|t| t.to_string()).collect();
-                format!("must be of type {}", names.join(" or "))
-            }
-        },
-        K::Constant { expected_value } => format!("must be {}", short(expected_value)),
-        K::Enum { options } => format!("must be one of {}", short(options)),
-        K::MaxLength { limit } => format!("longer than {limit} characters"),
-        K::MinLength { limit } => format!("shorter than {limit} characters"),
-        K::Pattern { pattern } => format!("does not match the pattern {}", truncate(pattern, 128)),
-        K::Maximum { limit } => format!("must be at most {limit}"),
-        K::Minimum { limit } => format!("must be at least {limit}"),
-        K::ExclusiveMaximum { limit } => format!("must be less than {limit}"),
-        K::ExclusiveMinimum { limit } => format!("must be greater than {limit}"),
-        K::MaxProperties { limit } => format!("more than {limit} fields"),
-        K::MinProperties { limit } => format!("fewer than {limit} fields"),
-        K::MaxItems { limit } => format!("more than {limit} items"),
-        K::MinItems { limit } => format!("fewer than {limit} items"),
-        K::MultipleOf { multiple_of } => format!("must be a multiple of {multiple_of}"),
-        K::Format { format } => format!("is not a valid {format}"),
-        K::PropertyNames { error } => format!("field name {}", describe_kind(&error.kind)),
-        K::FalseSchema => "not allowed here".into(),
-        K::UniqueItems => "items must be unique".into(),
-        K::AnyOf => "does not match any allowed form (anyOf)".into(),
-        K::OneOfNotValid => "does not match any allowed form (oneOf)".into(),
-        K::OneOfMultipleValid => "matches more than one form (oneOf)".into(),
-        K::Not { .. } => "matches a forbidden form (not)".into(),
-        K::Contains => "no item matches the required form (contains)".into(),
-        K::AdditionalItems { limit } => format!("more than {limit} items"),
-        K::UnevaluatedItems { .. } => "unexpected items".into(),
-        K::ContentEncoding { content_encoding } => format!("is not valid {content_encoding}"),
-        K::ContentMediaType { content_media_type } => format!("is not valid {content_media_type}"),
-        K::FromUtf8 { .. } => "decoded content is not UTF-8".into(),
-        K::Custom { message } => truncate(message, 256),
-        K::BacktrackLimitExceeded { .. } => "pattern check gave up (backtrack limit)".into(),
-        K::Referencing(e) => truncate(&format!("schema reference error: {e}"), 256),
-        K::Required { property } => format!("required field {} is missing", short(property)),
-        K::AdditionalProperties { unexpected } | K::UnevaluatedProperties { unexpected } => {
-            format!(
-                "unexpected fields {}",
-                truncate(&unexpected.join(", "), 256)
-            )
-        }
-    }
-}
-
-pub(crate) fn truncate(s: &str, max_chars: usize) -> String {
-    if s.chars().count() <= max_chars {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(max_chars).collect();
-        t.push('…');
-        t
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    fn jcs_of_text(text: &str) -> String {
-        let v: Value = serde_json::from_str(text).expect("test JSON parses");
-        canonical_json(&v).expect("canonicalizes")
-    }
-
-    #[test]
-    fn rfc8785_example_object() {
-        // RFC 8785 §3.2.2 input and §3.2.3 output.
-        let input = r#"{
-            "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
-            "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
-            "literals": [null, true, false]
-        }"#;
-        assert_eq!(
-            jcs_of_text(input),
-            r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#
-        );
-    }
-
-    #[test]
-    fn rfc8785_number_vectors() {
-        // RFC 8785 Appendix B (IEEE 754 bit pattern -> JCS text).
-        let table: &[(u64, &str)] = &[
-            (0x0000000000000000, "0"),
-            (0x8000000000000000, "0"),
-            (0x0000000000000001, "5e-324"),
-            (0x8000000000000001, "-5e-324"),
-            (0x7fefffffffffffff, "1.7976931348623157e+308"),
-            (0xffefffffffffffff, "-1.7976931348623157e+308"),
-            (0x4340000000000000, "9007199254740992"),
-            (0xc340000000000000, "-9007199254740992"),
-            (0x4430000000000000, "295147905179352830000"),
-            (0x44b52d02c7e14af5, "9.999999999999997e+22"),
-            (0x44b52d02c7e14af6, "1e+23"),
-            (0x44b52d02c7e14af7, "1.0000000000000001e+23"),
-            (0x444b1ae4d6e2ef4e, "999999999999999700000"),
-            (0x444b1ae4d6e2ef4f, "999999999999999900000"),
-            (0x444b1ae4d6e2ef50, "1e+21"),
-            (0x3eb0c6f7a0b5ed8c, "9.999999999999997e-7"),
-            (0x3eb0c6f7a0b5ed8d, "0.000001"),
-            (0x41b3de4355555553, "333333333.3333332"),
-            (0x41b3de4355555554, "333333333.33333325"),
-            (0x41b3de4355555555, "333333333.3333333"),
-            (0x41b3de4355555556, "333333333.3333334"),
-            (0x41b3de4355555557, "333333333.33333343"),
-            (0xbecbf647612f3696, "-0.0000033333333333333333"),
-            (0x43143ff3c1cb0959, "1424953923781206.2"),
-        ];
-        for (bits, want) in table {
-            let n = serde_json::Number::from_f64(f64::from_bits(*bits)).expect("finite");
-            assert_eq!(
-                canonical_json(&Value::Number(n)).expect("jcs"),
-                *want,
-                "bits {bits:#018x}"
-            );
-        }
-        // The same through JSON text, including "-0", "1e21" and "0.1".
-        assert_eq!(jcs_of_text("1e21"), "1e+21");
-        assert_eq!(jcs_of_text("0.1"), "0.1");
-        assert_eq!(jcs_of_text("-0"), "0");
-        assert_eq!(jcs_of_text("-0.0"), "0");
-        assert_eq!(jcs_of_text("1.0"), "1");
-        assert_eq!(jcs_of_text("100"), "100");
-    }
-
-    #[test]
-    fn rfc8785_key_sorting_by_utf16() {
-        // RFC 8785 §3.2.3 sorting example.
-        let input = r#"{
-            "\u20ac": "Euro Sign",
-            "\r": "Carriage Return",
-            "\ufb33": "Hebrew Letter Dalet With Dagesh",
-            "1": "One",
-            "\ud83d\ude00": "Emoji: Grinning Face",
-            "\u0080": "Control",
-            "\u00f6": "Latin Small Letter O With Diaeresis"
-        }"#;
-        let out = jcs_of_text(input);
-        let want = "{\"\\r\":\"Carriage Return\",\"1\":\"One\",\"\u{80}\":\"Control\",\
-                    \"\u{f6}\":\"Latin Small Letter O With Diaeresis\",\"\u{20ac}\":\"Euro Sign\",\
-                    \"\u{1f600}\":\"Emoji: Grinning Face\",\"\u{fb33}\":\"Hebrew Letter Dalet With Dagesh\"}";
-        assert_eq!(out, want);
-    }
-
-    #[test]
-    fn hash_ignores_whitespace_and_key_order_but_not_semantics() {
-        let a = r#"{"b": [1, 2, {"y": "z", "x": 1.50}], "a": "é"}"#;
-        let b = "{\n  \"a\" : \"\\u00e9\",\n  \"b\":[1,2,{\"x\":1.5,\"y\":\"z\"}]\n}";
-        let ha = template_hash(&serde_json::from_str(a).expect("a")).expect("hash a");
-        let hb = template_hash(&serde_json::from_str(b).expect("b")).expect("hash b");
-        assert_eq!(ha, hb);
-        assert!(is_hash_hex(&ha), "{ha}");
-        let c = r#"{"b": [1, 2, {"y": "z", "x": 1.51}], "a": "é"}"#;
-        let hc = template_hash(&serde_json::from_str(c).expect("c")).expect("hash c");
-        assert_ne!(ha, hc);
-        let d = r#"{"b": [2, 1, {"y": "z", "x": 1.50}], "a": "é"}"#;
-        let hd = template_hash(&serde_json::from_str(d).expect("d")).expect("hash d");
-        assert_ne!(ha, hd, "array order is semantic");
-        // Known value: SHA-256 of the JCS text "{}".
-        assert_eq!(
-            template_hash(&json!({})).expect("hash"),
-            "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
-        );
-    }
 
     fn vpn_dir() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../templates/vpn")
@@ -549,12 +318,12 @@ mod tests {
         let m = load_module(&vpn_dir()).expect("templates/vpn loads");
         assert_eq!(m.name, "vpn");
         assert_eq!(m.version, "0.1.0");
-        assert!(is_hash_hex(&m.offering_hash));
-        assert!(is_hash_hex(&m.access_hash));
+        assert!(jcs::is_hash_hex(&m.offering_hash));
+        assert!(jcs::is_hash_hex(&m.access_hash));
         assert_ne!(m.offering_hash, m.access_hash);
         assert_eq!(
             m.offering_hash,
-            template_hash(&m.offering_template).expect("hash")
+            jcs::hash_hex(&m.offering_template).expect("hash")
         );
         assert_eq!(
             m.offering_template["schema"]["title"],
@@ -564,7 +333,7 @@ mod tests {
         // formatting, so re-serializing it gives the same hash.
         let text = serde_json::to_string(&m.offering_template).expect("ser");
         let again: Value = serde_json::from_str(&text).expect("parse");
-        assert_eq!(template_hash(&again).expect("hash"), m.offering_hash);
+        assert_eq!(jcs::hash_hex(&again).expect("hash"), m.offering_hash);
     }
 
     fn write_module(dir: &Path, manifest: &str, offering: &str, access: &str) {

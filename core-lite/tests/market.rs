@@ -108,11 +108,12 @@ async fn tampered_offering_and_unknown_template_are_rejected() -> anyhow::Result
     let p = pair(|_| {}).await?;
     // The agent's stored offering is altered after signing (unitPrice lowered).
     p.agent.core().db.write(|tx| {
+        let tx = tx.raw();
         let signed: String = tx.query_row("SELECT signed FROM offerings", [], |r| r.get(0))?;
         let mut v: serde_json::Value = serde_json::from_str(&signed).expect("json");
         v["offering"]["unitPrice"] = serde_json::json!(0.00001);
         tx.execute("UPDATE offerings SET signed = ?1", [v.to_string()])?;
-        Ok::<_, core_lite::db::DbError>(())
+        Ok::<_, core_lite::store::StoreError>(())
     })?;
     let report = market::fetch_offerings(p.client.core(), &p.mc, &p.market_url).await?;
     assert!(report.accepted.is_empty());

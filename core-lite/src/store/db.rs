@@ -1,6 +1,8 @@
-//! SQLite storage: WAL, foreign keys on, migrations keyed by version, one writer connection
-//! and a few readers. Every write is a transaction committed with `synchronous=FULL`, so what
-//! a caller was told is durable.
+//! The SQLite pool: WAL, foreign keys on, one writer connection and a few readers. Every
+//! write is a transaction committed with `synchronous=FULL`, so what a caller was told is
+//! durable; writers arriving together share one commit (group commit).
+//!
+//! Store functions run on a [`Tx`], the only piece of SQLite the layers above see.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -8,169 +10,65 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Params, Row};
 
-/// Errors of the storage layer.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("opening database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
-    #[error("migrating database to version {version}: {source}")]
-    Migrate {
-        version: i64,
-        #[source]
-        source: rusqlite::Error,
-    },
-    #[error(
-        "database {path} has schema version {found}, newer than this core-lite knows ({known})"
-    )]
-    TooNew {
-        path: PathBuf,
-        found: i64,
-        known: i64,
-    },
-    #[error("database commit failed (changes rolled back)")]
-    CommitFailed,
-    #[error("database query failed: {0}")]
-    Sql(#[from] rusqlite::Error),
-    #[error("stored JSON in {what} is unreadable: {source}")]
-    Json {
-        what: &'static str,
-        #[source]
-        source: serde_json::Error,
-    },
+use super::error::StoreError;
+use super::migrations::migrate;
+
+/// What the store functions run on: the open transaction of [`Db::write`] or a reader
+/// connection of [`Db::read`]. Outside the store it is an opaque handle to pass on.
+pub struct Tx<'c> {
+    conn: &'c Connection,
 }
 
-/// The migrations, in order; index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[
-    // 1: the whole schema of issue 2; payments (issue 6) get their own table later.
-    r#"
-    CREATE TABLE modules (
-        name               TEXT PRIMARY KEY,
-        version            TEXT NOT NULL,
-        offering_template  TEXT NOT NULL,
-        offering_hash      TEXT NOT NULL UNIQUE,
-        access_template    TEXT NOT NULL,
-        access_hash        TEXT NOT NULL UNIQUE,
-        registered_at_ms   INTEGER NOT NULL
-    );
-    CREATE TABLE products (
-        id             TEXT PRIMARY KEY,
-        name           TEXT NOT NULL UNIQUE,
-        module         TEXT NOT NULL REFERENCES modules(name),
-        endpoint       TEXT,
-        config         TEXT NOT NULL DEFAULT '{}',
-        config_at_ms   INTEGER,
-        created_at_ms  INTEGER NOT NULL
-    );
-    CREATE TABLE tokens (
-        hash           TEXT PRIMARY KEY,
-        role           TEXT NOT NULL CHECK (role IN ('admin', 'product', 'client')),
-        product_id     TEXT REFERENCES products(id),
-        created_at_ms  INTEGER NOT NULL,
-        CHECK ((role = 'product') = (product_id IS NOT NULL))
-    );
-    CREATE TABLE offerings (
-        hash                  TEXT PRIMARY KEY,
-        product_id            TEXT NOT NULL REFERENCES products(id),
-        template_hash         TEXT NOT NULL,
-        signed                TEXT NOT NULL,
-        supply                INTEGER NOT NULL,
-        unit_price            INTEGER NOT NULL,
-        setup_price           INTEGER NOT NULL,
-        min_units             INTEGER NOT NULL,
-        max_units             INTEGER NOT NULL,
-        free_units            INTEGER NOT NULL,
-        billing_type          TEXT NOT NULL,
-        billing_interval      INTEGER NOT NULL,
-        max_billing_unit_lag  INTEGER NOT NULL,
-        max_suspend_time_s    INTEGER NOT NULL,
-        max_inactive_time_s   INTEGER NOT NULL,
-        additional_params     TEXT NOT NULL,
-        created_at_ms         INTEGER NOT NULL
-    );
-    -- side 'agent': a sale (offering, password hash); side 'client': an imported access message.
-    CREATE TABLE channels (
-        id                TEXT PRIMARY KEY,
-        side              TEXT NOT NULL CHECK (side IN ('agent', 'client')),
-        offering_hash     TEXT REFERENCES offerings(hash),
-        client_key        TEXT NOT NULL,
-        password_hash     TEXT,
-        access_message    TEXT,
-        deposit           INTEGER NOT NULL DEFAULT 0,
-        amount_paid       INTEGER NOT NULL DEFAULT 0,
-        status            TEXT NOT NULL,
-        status_since_ms   INTEGER NOT NULL,
-        bytes_total       INTEGER NOT NULL DEFAULT 0,
-        created_at_ms     INTEGER NOT NULL,
-        UNIQUE (side, client_key),
-        CHECK ((side = 'agent') = (offering_hash IS NOT NULL AND password_hash IS NOT NULL)),
-        CHECK ((side = 'client') = (access_message IS NOT NULL))
-    );
-    CREATE INDEX channels_offering ON channels(offering_hash, status);
-    CREATE TABLE status_history (
-        id          INTEGER PRIMARY KEY,
-        channel_id  TEXT NOT NULL REFERENCES channels(id),
-        status      TEXT NOT NULL,
-        at_ms       INTEGER NOT NULL,
-        reason      TEXT NOT NULL
-    );
-    CREATE INDEX status_history_channel ON status_history(channel_id, id);
-    CREATE TABLE sessions (
-        id              TEXT PRIMARY KEY,
-        channel_id      TEXT NOT NULL REFERENCES channels(id),
-        connection_id   TEXT,
-        client_addr     TEXT,
-        vpn_addr        TEXT,
-        started_at_ms   INTEGER NOT NULL,
-        stopped_at_ms   INTEGER,
-        updated_at_ms   INTEGER NOT NULL,
-        bytes_in        INTEGER NOT NULL DEFAULT 0,
-        bytes_out       INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE UNIQUE INDEX sessions_one_open ON sessions(channel_id) WHERE stopped_at_ms IS NULL;
-    CREATE INDEX sessions_channel ON sessions(channel_id, started_at_ms);
-    "#,
-    // 2: the market (issue 6): accepted offerings, client keys, cheques.
-    r#"
-    CREATE TABLE market_offerings (
-        hash            TEXT PRIMARY KEY,
-        market_url      TEXT NOT NULL,
-        signed          TEXT NOT NULL,
-        terms           TEXT NOT NULL,
-        fetched_at_ms   INTEGER NOT NULL
-    );
-    -- agent: the client's key (cheques) and the accept nonce (idempotent accept);
-    -- client: where the agent's market is, the agent's channel id, the offering.
-    ALTER TABLE channels ADD COLUMN client_public_key TEXT;
-    ALTER TABLE channels ADD COLUMN accept_nonce TEXT;
-    ALTER TABLE channels ADD COLUMN cheque TEXT;
-    ALTER TABLE channels ADD COLUMN market_url TEXT;
-    ALTER TABLE channels ADD COLUMN remote_channel_id TEXT;
-    ALTER TABLE channels ADD COLUMN market_offering TEXT REFERENCES market_offerings(hash);
-    ALTER TABLE channels ADD COLUMN payments_paused INTEGER NOT NULL DEFAULT 0;
-    CREATE UNIQUE INDEX channels_accept_nonce ON channels(accept_nonce) WHERE accept_nonce IS NOT NULL;
-    CREATE TABLE cheques (
-        id          INTEGER PRIMARY KEY,
-        channel_id  TEXT NOT NULL REFERENCES channels(id),
-        amount      INTEGER NOT NULL,
-        signature   TEXT NOT NULL,
-        at_ms       INTEGER NOT NULL
-    );
-    CREATE INDEX cheques_channel ON cheques(channel_id, id);
-    "#,
-];
+impl Tx<'_> {
+    /// One row (an error when there is none), through the prepared-statement cache: the hot
+    /// paths (AuthClient, UpdateSession) run the same few statements thousands of times.
+    pub(super) fn row<T, P: Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        Ok(self.conn.prepare_cached(sql)?.query_row(params, f)?)
+    }
 
-/// SQLite stores signed 64-bit integers; counters and money are u64 in Rust.
-pub fn to_sql_u64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-pub fn from_sql_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
+    /// At most one row (`SELECT ... LIMIT 1`), through the statement cache.
+    pub(super) fn opt_row<T, P: Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(sql)?
+            .query_row(params, f)
+            .optional()?)
+    }
+
+    /// Every row (listings: prepared without the cache).
+    pub(super) fn rows<T, P: Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut st = self.conn.prepare(sql)?;
+        let rows = st.query_map(params, f)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<T>>>()?)
+    }
+
+    /// Runs one statement through the statement cache; returns the rows changed.
+    pub(super) fn exec<P: Params>(&self, sql: &str, params: P) -> Result<usize, StoreError> {
+        Ok(self.conn.prepare_cached(sql)?.execute(params)?)
+    }
+
+    /// The SQLite connection itself, for tests that tamper with stored data.
+    #[cfg(feature = "testkit")]
+    pub fn raw(&self) -> &Connection {
+        self.conn
+    }
 }
 
 const READERS: usize = 4;
@@ -219,8 +117,8 @@ fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, DbError> {
-    let open_err = |source| DbError::Open {
+fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
         path: path.to_path_buf(),
         source,
     };
@@ -243,7 +141,7 @@ fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, DbError> {
 
 impl Db {
     /// Opens (creating, mode 0600) the database and migrates it to the newest version.
-    pub fn open(path: &Path) -> Result<Db, DbError> {
+    pub fn open(path: &Path) -> Result<Db, StoreError> {
         if !path.exists() {
             // Create the file 0600 before SQLite does (it would use the umask).
             use std::os::unix::fs::OpenOptionsExt;
@@ -252,7 +150,7 @@ impl Db {
                 .create_new(true)
                 .mode(0o600)
                 .open(path)
-                .map_err(|e| DbError::Open {
+                .map_err(|e| StoreError::Open {
                     path: path.to_path_buf(),
                     source: rusqlite::Error::InvalidPath(PathBuf::from(format!(
                         "{}: {e}",
@@ -298,11 +196,11 @@ impl Db {
     /// same open transaction, each in its own savepoint (a failing `f` undoes only its own
     /// changes). The last writer of a burst commits for all of them, and every writer gets
     /// its answer only after that commit: one fsync serves many UpdateSessions.
-    pub fn write<T, E: From<DbError>>(
+    pub fn write<T, E: From<StoreError>>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, E>,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let sql = |e| E::from(DbError::Sql(e));
+        let sql = |e| E::from(StoreError::Sql(e));
         self.writers_waiting.fetch_add(1, Ordering::SeqCst);
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         self.writers_waiting.fetch_sub(1, Ordering::SeqCst);
@@ -315,7 +213,7 @@ impl Db {
         if let Err(e) = w.conn.execute_batch("SAVEPOINT w") {
             return Err(sql(e));
         }
-        let out = f(&w.conn);
+        let out = f(&Tx { conn: &w.conn });
         let undo = if out.is_ok() {
             "RELEASE w"
         } else {
@@ -347,7 +245,7 @@ impl Db {
             return if ok {
                 out
             } else {
-                out.and(Err(E::from(DbError::CommitFailed)))
+                out.and(Err(E::from(StoreError::CommitFailed)))
             };
         }
         // Someone is waiting for the connection: they (or the last of them) commit for us.
@@ -358,81 +256,26 @@ impl Db {
                 return if ok {
                     out
                 } else {
-                    out.and(Err(E::from(DbError::CommitFailed)))
+                    out.and(Err(E::from(StoreError::CommitFailed)))
                 };
             }
         }
     }
 
     /// Runs `f` on one of the reader connections (a consistent snapshot per statement).
-    pub fn read<T, E: From<DbError>>(
+    pub fn read<T, E: From<StoreError>>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, E>,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
         let conn = lock(&self.readers[i]);
-        f(&conn)
+        f(&Tx { conn: &conn })
     }
-}
-
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
-    let current: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|source| DbError::Migrate { version: 0, source })?;
-    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
-    if current > known {
-        return Err(DbError::TooNew {
-            path: path.to_path_buf(),
-            found: current,
-            known,
-        });
-    }
-    for (i, sql) in MIGRATIONS.iter().enumerate() {
-        let version = i64::try_from(i).unwrap_or(i64::MAX) + 1;
-        if version <= current {
-            continue;
-        }
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Exclusive)
-            .map_err(|source| DbError::Migrate { version, source })?;
-        tx.execute_batch(sql)
-            .and_then(|()| tx.pragma_update(None, "user_version", version))
-            .and_then(|()| tx.commit())
-            .map_err(|source| DbError::Migrate { version, source })?;
-    }
-    Ok(())
-}
-
-/// `query_row` / `execute` through the connection's prepared-statement cache: the hot
-/// paths (AuthClient, UpdateSession) run the same few statements thousands of times.
-pub trait Cached {
-    fn q_row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
-    where
-        P: rusqlite::Params,
-        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
-    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
-}
-
-impl Cached for Connection {
-    fn q_row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
-    where
-        P: rusqlite::Params,
-        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-    {
-        self.prepare_cached(sql)?.query_row(params, f)
-    }
-    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
-        self.prepare_cached(sql)?.execute(params)
-    }
-}
-
-/// `SELECT ... LIMIT 1` returning an optional row.
-pub fn opt<T>(r: rusqlite::Result<T>) -> Result<Option<T>, DbError> {
-    r.optional().map_err(DbError::Sql)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::migrations::MIGRATIONS;
     use super::*;
 
     #[test]
@@ -442,23 +285,28 @@ mod tests {
         {
             let db = Db::open(&p).expect("open");
             db.write(|tx| {
-                tx.execute(
+                tx.conn.execute(
                     "INSERT INTO modules VALUES ('m','1','{}','h1','{}','h2',0)",
                     [],
                 )?;
-                Ok::<_, DbError>(())
+                Ok::<_, StoreError>(())
             })
             .expect("insert");
         }
         let db = Db::open(&p).expect("reopen");
         let n: i64 = db
             .read(|c| {
-                Ok::<_, DbError>(c.query_row("SELECT count(*) FROM modules", [], |r| r.get(0))?)
+                Ok::<_, StoreError>(
+                    c.conn
+                        .query_row("SELECT count(*) FROM modules", [], |r| r.get(0))?,
+                )
             })
             .expect("count");
         assert_eq!(n, 1);
         let v: i64 = db
-            .read(|c| Ok::<_, DbError>(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
+            .read(|c| {
+                Ok::<_, StoreError>(c.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+            })
             .expect("version");
         assert_eq!(v, i64::try_from(MIGRATIONS.len()).expect("fits"));
         use std::os::unix::fs::PermissionsExt;
@@ -482,12 +330,12 @@ mod tests {
     fn failed_write_rolls_back() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Db::open(&dir.path().join("core.db")).expect("open");
-        let r: Result<(), DbError> = db.write(|tx| {
-            tx.execute(
+        let r: Result<(), StoreError> = db.write(|tx| {
+            tx.conn.execute(
                 "INSERT INTO modules VALUES ('m','1','{}','h1','{}','h2',0)",
                 [],
             )?;
-            tx.execute(
+            tx.conn.execute(
                 "INSERT INTO modules VALUES ('m','1','{}','h1','{}','h2',0)",
                 [],
             )?;
@@ -496,7 +344,10 @@ mod tests {
         assert!(r.is_err());
         let n: i64 = db
             .read(|c| {
-                Ok::<_, DbError>(c.query_row("SELECT count(*) FROM modules", [], |r| r.get(0))?)
+                Ok::<_, StoreError>(
+                    c.conn
+                        .query_row("SELECT count(*) FROM modules", [], |r| r.get(0))?,
+                )
             })
             .expect("count");
         assert_eq!(n, 0);
@@ -516,14 +367,14 @@ mod tests {
                         let name = format!("m{t}-{i}");
                         // Every 5th writer fails after writing: only its row must vanish.
                         let fail = i % 5 == 0;
-                        let r: Result<(), DbError> = db.write(|c| {
-                            c.execute(
+                        let r: Result<(), StoreError> = db.write(|c| {
+                            c.conn.execute(
                                 "INSERT INTO modules VALUES (?1,'1','{}',?1,'{}',?1 || 'a',0)",
                                 [&name],
                             )?;
                             if fail {
                                 // A constraint error: the duplicate insert fails.
-                                c.execute(
+                                c.conn.execute(
                                     "INSERT INTO modules VALUES (?1,'1','{}',?1,'{}',?1 || 'a',0)",
                                     [&name],
                                 )?;
@@ -544,13 +395,16 @@ mod tests {
         let db = Db::open(&path).expect("reopen");
         let n: i64 = db
             .read(|c| {
-                Ok::<_, DbError>(c.query_row("SELECT count(*) FROM modules", [], |r| r.get(0))?)
+                Ok::<_, StoreError>(
+                    c.conn
+                        .query_row("SELECT count(*) FROM modules", [], |r| r.get(0))?,
+                )
             })
             .expect("count");
         assert_eq!(n, 16 * 40);
         let failed: i64 = db
             .read(|c| {
-                Ok::<_, DbError>(c.query_row(
+                Ok::<_, StoreError>(c.conn.query_row(
                     "SELECT count(*) FROM modules WHERE name LIKE '%-0' OR name LIKE '%-5' OR name LIKE '%-10'",
                     [],
                     |r| r.get(0),

@@ -1,0 +1,31 @@
+//! Opening a data dir: created 0700 when missing, with `agent.key`, `core.db` and
+//! `admin.token`.
+
+use std::path::Path;
+
+use crate::error::{CoreError, Result};
+use crate::keys::AgentKeys;
+use crate::service::Core;
+use crate::store::Db;
+
+impl Core {
+    /// Opens (creating when needed) a data dir: `core.db`, `agent.key`, `admin.token`.
+    pub fn open(data_dir: &Path) -> Result<Core> {
+        use std::os::unix::fs::DirBuilderExt;
+        if !data_dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(data_dir)
+                .map_err(|source| CoreError::Io {
+                    path: data_dir.to_path_buf(),
+                    source,
+                })?;
+        }
+        let keys = AgentKeys::load_or_create(&data_dir.join("agent.key"))?;
+        let db = Db::open(&data_dir.join("core.db"))?;
+        let core = Core::new(db, keys, data_dir);
+        core.ensure_admin_token()?;
+        Ok(core)
+    }
+}

@@ -1,0 +1,131 @@
+//! [`CoreError`]: the error of every core operation, each case mapped to one stable wire
+//! [`ErrorCode`].
+
+use std::path::PathBuf;
+
+use service_api::{self as api, ErrorCode, ServiceStatus};
+
+use crate::jcs::JcsError;
+use crate::keys::KeyError;
+use crate::store::StoreError;
+
+/// Errors of core operations; each maps to one stable wire [`ErrorCode`] ([`CoreError::code`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("request body larger than {} bytes", api::MAX_BODY_BYTES)]
+    PayloadTooLarge,
+    #[error("missing or unknown bearer token")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("unknown client key or wrong password")]
+    AuthFailed,
+    #[error("channel {channel} is {status}: service not available")]
+    ChannelInactive {
+        channel: String,
+        status: ServiceStatus,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("too many failed attempts for {0}; retry in a minute")]
+    RateLimited(String),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("keys: {0}")]
+    Keys(#[from] KeyError),
+    #[error("encoding {what} as JSON: {source}")]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Canonicalize(#[from] JcsError),
+    /// A row that another one refers to is not there (the database is inconsistent).
+    #[error("{what} {key} missing")]
+    Missing { what: &'static str, key: String },
+    #[error("{what} task failed: {source}")]
+    Task {
+        what: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    #[error("handler panicked")]
+    Panicked,
+    #[error("http client: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    /// Another core's market could not be reached or understood.
+    #[error("market at {url}: {source}")]
+    MarketUnreachable {
+        url: String,
+        #[source]
+        source: MarketCallError,
+    },
+    /// An error answered by another core (market protocol).
+    #[error("the agent answered {code:?}: {message}")]
+    Remote { code: ErrorCode, message: String },
+}
+
+/// What went wrong on the way to another core's market and back.
+#[derive(Debug, thiserror::Error)]
+pub enum MarketCallError {
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    #[error("answer larger than 4 MiB")]
+    TooLarge,
+    #[error("unreadable answer: {0}")]
+    Unreadable(#[source] serde_json::Error),
+    #[error("HTTP {0}")]
+    Status(u16),
+}
+
+impl CoreError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CoreError::BadRequest(_) => ErrorCode::BadRequest,
+            CoreError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            CoreError::Unauthorized => ErrorCode::Unauthorized,
+            CoreError::Forbidden(_) => ErrorCode::Forbidden,
+            CoreError::AuthFailed => ErrorCode::AuthFailed,
+            CoreError::ChannelInactive { .. } => ErrorCode::ChannelInactive,
+            CoreError::NotFound(_) => ErrorCode::NotFound,
+            CoreError::Conflict(_) => ErrorCode::Conflict,
+            CoreError::Invalid(_) => ErrorCode::Invalid,
+            CoreError::RateLimited(_) => ErrorCode::RateLimited,
+            CoreError::MarketUnreachable { .. } => ErrorCode::Unavailable,
+            CoreError::Remote { code, .. } => *code,
+            CoreError::Store(e) if e.is_busy() => ErrorCode::Unavailable,
+            CoreError::Store(_)
+            | CoreError::Io { .. }
+            | CoreError::Keys(_)
+            | CoreError::Json { .. }
+            | CoreError::Canonicalize(_)
+            | CoreError::Missing { .. }
+            | CoreError::Task { .. }
+            | CoreError::Panicked
+            | CoreError::HttpClient(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The channel's status, for [`CoreError::ChannelInactive`].
+    pub fn status(&self) -> Option<ServiceStatus> {
+        match self {
+            CoreError::ChannelInactive { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;

@@ -1,0 +1,22 @@
+//! The HTTP/JSON server: the Service API of DESIGN §3 ([`router`]), the agent's market API
+//! ([`market_router`]) and a server with its billing timers ([`start`]). Every error is
+//! `{ "error": { "code", "message" } }` with the code's HTTP status.
+//!
+//! | module | holds |
+//! |---|---|
+//! | `router` | the Service API's handlers and router |
+//! | `market` | the market API's handlers, router and listener |
+//! | `extract` | [`ApiJson`] (bounded JSON body), [`Authed`] (the bearer token's caller) |
+//! | `error` | [`CoreError`](crate::error::CoreError) as an HTTP answer |
+//! | `run` | [`start`], [`RunningServer`] |
+
+mod error;
+mod extract;
+mod market;
+mod router;
+mod run;
+
+pub use extract::{ApiJson, Authed};
+pub use market::{market_router, start_market};
+pub use router::router;
+pub use run::{start, RunningServer};

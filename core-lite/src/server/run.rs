@@ -1,0 +1,92 @@
+//! Running the API: bind, serve until asked to stop, and run the billing timers beside it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::router::router;
+use crate::service::{now_ms, Core};
+
+/// A server running in the background (used by `serve` and by the testkit).
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    ticker: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Graceful stop: no new connections, running requests finish.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.stop.send(true);
+        self.ticker.abort();
+        let _ = self.ticker.await;
+        match self.server.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+
+    /// Waits until the server ends (it ends only on error or after [`stop`](Self::stop)).
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        match (&mut self.server).await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+
+    /// Turns true when the server is asked to stop (for companion tasks).
+    pub fn stopped(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+}
+
+/// Binds `listen` and serves the API; the billing timers run every `tick`.
+pub async fn start(
+    core: Arc<Core>,
+    listen: SocketAddr,
+    tick: Duration,
+) -> std::io::Result<RunningServer> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop, mut stopped) = watch::channel(false);
+    let app = router(core.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let ticker = tokio::spawn(async move {
+        let mut iv = tokio::time::interval(tick);
+        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            iv.tick().await;
+            let c = core.clone();
+            match tokio::task::spawn_blocking(move || c.tick(now_ms())).await {
+                Ok(Ok(changed)) => {
+                    for (ch, st) in changed {
+                        tracing::info!(channel = %ch, status = %st, "timer changed channel status");
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "billing timer failed"),
+                Err(e) => tracing::warn!(error = %e, "billing timer task failed"),
+            }
+        }
+    });
+    Ok(RunningServer {
+        addr,
+        stop,
+        server,
+        ticker,
+    })
+}

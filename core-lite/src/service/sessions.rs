@@ -1,0 +1,253 @@
+//! Sessions and usage: StartSession, UpdateSession and StopSession on either side (agent:
+//! a product's server adapter; client: the client adapter), and the client's GetAccess.
+
+use service_api::{
+    AccessMessage, GetAccessRequest, ServiceStatus, SessionId, StartSessionRequest,
+    StartSessionResponse, StopSessionRequest, StopSessionResponse, UpdateSessionRequest,
+    UpdateSessionResponse,
+};
+
+use super::checks::{check_client_key, check_field, speed_of};
+use super::state::{new_id, now_ms, Caller, Core};
+use super::status::{apply_billing, set_status};
+use crate::billing;
+use crate::error::{CoreError, Result};
+use crate::store::channels::{self, AgentKey, Side};
+use crate::store::sessions::{self, NewSession};
+
+/// What a usage report changed.
+struct Usage {
+    status: ServiceStatus,
+    bytes_in: u64,
+    bytes_out: u64,
+    channel_bytes: u64,
+    stopped_now: bool,
+}
+
+fn side_of(caller: &Caller) -> Side {
+    match caller {
+        Caller::Client => Side::Client,
+        Caller::Admin | Caller::Product(_) => Side::Agent,
+    }
+}
+
+impl Core {
+    pub fn start_session(
+        &self,
+        caller: &Caller,
+        req: &StartSessionRequest,
+    ) -> Result<StartSessionResponse> {
+        check_client_key(&req.client_key)?;
+        for (n, v) in [
+            ("connectionId", &req.connection_id),
+            ("clientAddr", &req.client_addr),
+            ("vpnAddr", &req.vpn_addr),
+        ] {
+            if let Some(v) = v {
+                check_field(n, v)?;
+            }
+        }
+        let product = match caller {
+            Caller::Product(p) => Some(p.as_str()),
+            _ => None,
+        };
+        self.db.write(|tx| {
+            let now = now_ms();
+            let (channel_id, status, params) = match side_of(caller) {
+                Side::Agent => {
+                    let ch = channels::agent(tx, AgentKey::ClientKey(&req.client_key.0), product)?
+                        .ok_or_else(|| {
+                            CoreError::NotFound(format!("unknown client key {}", req.client_key))
+                        })?;
+                    (ch.id, ch.status, ch.additional_params)
+                }
+                Side::Client => {
+                    let ch = channels::client_by_key(tx, &req.client_key.0)?.ok_or_else(|| {
+                        CoreError::NotFound(format!(
+                            "no access message for client key {}",
+                            req.client_key
+                        ))
+                    })?;
+                    (
+                        ch.id,
+                        ch.status,
+                        ch.access_message.map(|m| m.additional_params),
+                    )
+                }
+            };
+            // A connection id names one connection: StartSession for it again (an adapter that
+            // restarted, or the client-disconnect hook looking for the session the monitor
+            // opened) returns that session, open or already stopped, whatever the status.
+            if let Some(conn) = &req.connection_id {
+                if let Some(known) = sessions::by_connection(tx, &channel_id, conn)? {
+                    return Ok(StartSessionResponse {
+                        session_id: SessionId(known.id),
+                        channel_id,
+                        status,
+                        speed: speed_of(params.as_ref()),
+                        bytes_in: known.bytes_in,
+                        bytes_out: known.bytes_out,
+                    });
+                }
+            }
+            if !status.admits_login() {
+                return Err(CoreError::ChannelInactive {
+                    channel: channel_id,
+                    status,
+                });
+            }
+            if let Some(stale) = sessions::open_id(tx, &channel_id)? {
+                // A stale session (another connection): close it with its last known counts.
+                sessions::close(tx, &stale, now)?;
+            }
+            let sid = new_id("s-");
+            sessions::insert(
+                tx,
+                &NewSession {
+                    id: &sid,
+                    channel_id: &channel_id,
+                    connection_id: req.connection_id.as_deref(),
+                    client_addr: req.client_addr.as_deref(),
+                    vpn_addr: req.vpn_addr.as_deref(),
+                    started_at_ms: now,
+                },
+            )?;
+            let mut status = status;
+            if status == ServiceStatus::Activating {
+                set_status(
+                    tx,
+                    &channel_id,
+                    ServiceStatus::Active,
+                    now,
+                    "first session started",
+                )?;
+                status = ServiceStatus::Active;
+            }
+            Ok(StartSessionResponse {
+                session_id: SessionId(sid),
+                channel_id,
+                status,
+                speed: speed_of(params.as_ref()),
+                bytes_in: 0,
+                bytes_out: 0,
+            })
+        })
+    }
+
+    pub fn update_session(
+        &self,
+        caller: &Caller,
+        req: &UpdateSessionRequest,
+    ) -> Result<UpdateSessionResponse> {
+        let r = self.record_usage(caller, &req.session_id, req.bytes_in, req.bytes_out, false)?;
+        Ok(UpdateSessionResponse {
+            session_id: req.session_id.clone(),
+            status: r.status,
+            bytes_in: r.bytes_in,
+            bytes_out: r.bytes_out,
+            channel_bytes: r.channel_bytes,
+            units_used: billing::units_used(r.channel_bytes),
+        })
+    }
+
+    pub fn stop_session(
+        &self,
+        caller: &Caller,
+        req: &StopSessionRequest,
+    ) -> Result<StopSessionResponse> {
+        let r = self.record_usage(caller, &req.session_id, req.bytes_in, req.bytes_out, true)?;
+        Ok(StopSessionResponse {
+            session_id: req.session_id.clone(),
+            status: r.status,
+            bytes_in: r.bytes_in,
+            bytes_out: r.bytes_out,
+            channel_bytes: r.channel_bytes,
+            units_used: billing::units_used(r.channel_bytes),
+            stopped: r.stopped_now,
+        })
+    }
+
+    /// Records cumulative counters (per-field maximum, so replays and reordering change
+    /// nothing), optionally closes the session, then applies the billing rules.
+    fn record_usage(
+        &self,
+        caller: &Caller,
+        session_id: &SessionId,
+        bytes_in: u64,
+        bytes_out: u64,
+        stop: bool,
+    ) -> Result<Usage> {
+        check_field("sessionId", &session_id.0)?;
+        // SQLite integers are signed: bound what a caller can make us add.
+        let limit = u64::try_from(i64::MAX / 4).unwrap_or(u64::MAX);
+        if bytes_in > limit || bytes_out > limit {
+            return Err(CoreError::Invalid(format!(
+                "bytesIn/bytesOut: at most {limit}"
+            )));
+        }
+        self.db.write(|tx| {
+            let now = now_ms();
+            let not_found = || CoreError::NotFound(format!("unknown session {session_id}"));
+            let s = sessions::usage(tx, &session_id.0)?.ok_or_else(not_found)?;
+            let allowed = match caller {
+                Caller::Admin => true,
+                Caller::Product(p) => {
+                    s.side == Side::Agent && s.product_id.as_deref() == Some(p.as_str())
+                }
+                Caller::Client => s.side == Side::Client,
+            };
+            if !allowed {
+                return Err(not_found());
+            }
+            let (old_in, old_out) = (s.bytes_in, s.bytes_out);
+            // Per-field maximum. After the stop, a usage report changes nothing; a later
+            // StopSession with higher final counts still wins (the monitor may stop a session
+            // with its last bytecount before the client-disconnect hook brings OpenVPN's exact
+            // final counters).
+            let (new_in, new_out) = if s.stopped && !stop {
+                (old_in, old_out)
+            } else {
+                (old_in.max(bytes_in), old_out.max(bytes_out))
+            };
+            let delta = (new_in - old_in) + (new_out - old_out);
+            let stopped_now = stop && !s.stopped;
+            if delta > 0 || stopped_now {
+                sessions::set_counts(tx, &session_id.0, new_in, new_out, now, stopped_now)?;
+            }
+            if delta > 0 {
+                channels::add_bytes(tx, &s.channel_id, delta)?;
+            }
+            // Billing looks again only when usage or the session changed (timers and cheques
+            // apply it themselves).
+            let status = if s.side == Side::Agent && (delta > 0 || stopped_now) {
+                apply_billing(tx, &s.channel_id, now)?
+            } else {
+                s.channel_status
+            };
+            Ok(Usage {
+                status,
+                bytes_in: new_in,
+                bytes_out: new_out,
+                channel_bytes: s.channel_bytes.saturating_add(delta),
+                stopped_now,
+            })
+        })
+    }
+
+    pub fn get_access(&self, caller: &Caller, req: &GetAccessRequest) -> Result<AccessMessage> {
+        if matches!(caller, Caller::Product(_)) {
+            return Err(CoreError::Forbidden(
+                "GetAccess is a client operation: use a client token".into(),
+            ));
+        }
+        check_client_key(&req.client_key)?;
+        self.db
+            .read(|tx| channels::client_access_message(tx, &req.client_key.0))?
+            .ok_or_else(|| {
+                CoreError::NotFound(format!(
+                    "no access message for client key {} (core-lite access import FILE)",
+                    req.client_key
+                ))
+            })
+    }
+}

@@ -1,0 +1,64 @@
+//! [`Core`]: one data dir's database and keys, with the Service API's in-memory state (the
+//! failed-login limiter and the cache of known tokens).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::limiter::FailureLimiter;
+use crate::keys::AgentKeys;
+use crate::store::Db;
+
+/// Who is calling, from the bearer token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    Admin,
+    /// The server adapter of one product (agent side).
+    Product(String),
+    /// The client adapter (client side).
+    Client,
+}
+
+/// One core: a data dir with its database and keys. [`Core::open`] opens one; the Service
+/// API ([`crate::service`]), the admin commands ([`crate::admin`]) and the market
+/// ([`crate::market`]) are its operations.
+pub struct Core {
+    pub db: Db,
+    pub keys: AgentKeys,
+    data_dir: PathBuf,
+    pub(crate) failures: FailureLimiter,
+    /// Token hash → caller, for tokens already seen (tokens are never revoked by this core,
+    /// so the cache cannot go stale). Bounded.
+    pub(crate) callers: RwLock<HashMap<String, Caller>>,
+}
+
+impl Core {
+    /// A core over an open database and loaded keys (see [`Core::open`]).
+    pub(crate) fn new(db: Db, keys: AgentKeys, data_dir: &Path) -> Core {
+        Core {
+            db,
+            keys,
+            data_dir: data_dir.to_path_buf(),
+            failures: FailureLimiter::default(),
+            callers: Default::default(),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+/// Now, in unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A new random id with a prefix naming its kind (`p-`, `ch-`, `cc-`, `s-`).
+pub(crate) fn new_id(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}

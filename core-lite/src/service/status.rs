@@ -1,0 +1,64 @@
+//! Channel statuses on the agent side: [`set_status`] records every change, [`apply_billing`]
+//! applies the rules of [`crate::billing`] after anything that matters, and [`Core::tick`]
+//! runs the timer rules.
+
+use service_api::ServiceStatus;
+
+use super::state::Core;
+use crate::billing::{self, ChannelState};
+use crate::error::{CoreError, Result};
+use crate::store::channels::{self, AgentKey};
+use crate::store::{status_history, Tx};
+
+/// Sets a channel's status and records it with its reason.
+pub(crate) fn set_status(
+    tx: &Tx<'_>,
+    channel_id: &str,
+    status: ServiceStatus,
+    now: i64,
+    reason: &str,
+) -> Result<()> {
+    channels::set_status(tx, channel_id, status, now)?;
+    status_history::insert(tx, channel_id, status, now, reason)?;
+    tracing::info!(channel = channel_id, status = %status, reason, "channel status changed");
+    Ok(())
+}
+
+/// Applies [`billing::next_status`] until it settles; returns the final status.
+pub(crate) fn apply_billing(tx: &Tx<'_>, channel_id: &str, now: i64) -> Result<ServiceStatus> {
+    let ch = channels::agent(tx, AgentKey::Id(channel_id), None)?
+        .ok_or_else(|| CoreError::NotFound(format!("no agent channel {channel_id}")))?;
+    let mut st = ChannelState {
+        amount_paid: ch.amount_paid,
+        status: ch.status,
+        status_since_ms: ch.status_since_ms,
+        bytes_total: ch.bytes_total,
+        deposit: ch.deposit,
+        has_open_session: ch.has_open_session,
+    };
+    for _ in 0..8 {
+        let Some((next, reason)) = billing::next_status(&ch.terms, &st, now) else {
+            break;
+        };
+        set_status(tx, channel_id, next, now, &reason)?;
+        st.status = next;
+        st.status_since_ms = now;
+    }
+    Ok(st.status)
+}
+
+impl Core {
+    /// Applies the timer rules (maxInactiveTime, maxSuspendTime, finishing suspending /
+    /// terminating channels without a session). Returns the channels whose status changed.
+    pub fn tick(&self, now: i64) -> Result<Vec<(String, ServiceStatus)>> {
+        let timed = self.db.read(channels::agent_with_timers)?;
+        let mut changed = Vec::new();
+        for ch in timed {
+            let after = self.db.write(|tx| apply_billing(tx, &ch.id, now))?;
+            if after != ch.status {
+                changed.push((ch.id, after));
+            }
+        }
+        Ok(changed)
+    }
+}

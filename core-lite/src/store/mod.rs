@@ -1,0 +1,35 @@
+//! Storage: all SQL of the core lives here and only here.
+//!
+//! [`Db`] is the SQLite pool (one writer with group commit, a few readers) and the schema's
+//! migrations keyed by `user_version`. Each table, or group of tables, has a module of
+//! functions that take the opaque [`Tx`] handle of [`Db::write`] or [`Db::read`] and give
+//! rows back as named structs. The layers above see no SQL and no SQLite type but [`Tx`]:
+//! this is the seam where a second backend can go behind a trait.
+//!
+//! | module | tables |
+//! |---|---|
+//! | [`modules`] | `modules` |
+//! | [`products`] | `products` |
+//! | [`tokens`] | `tokens` |
+//! | [`offerings`] | `offerings` |
+//! | [`channels`] | `channels` |
+//! | [`sessions`] | `sessions` |
+//! | [`status_history`] | `status_history` |
+//! | [`market`] | `market_offerings`, `cheques` and the market columns of `channels` |
+
+mod codec;
+mod db;
+mod error;
+mod migrations;
+
+pub mod channels;
+pub mod market;
+pub mod modules;
+pub mod offerings;
+pub mod products;
+pub mod sessions;
+pub mod status_history;
+pub mod tokens;
+
+pub use db::{Db, Tx};
+pub use error::StoreError;
