@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -19,7 +20,22 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::service::{now_ms, Caller, Core, CoreError};
-use service_api::{self as api, paths, ErrorBody, ErrorCode, ErrorDetail};
+use service_api::{self as api, paths, ErrorBody, ErrorCode, ErrorDetail, Validate};
+
+/// An error answer: `{"error":{"code","message"[,"status"]}}` with the code's HTTP status.
+fn error_response(detail: ErrorDetail) -> Response {
+    let code = detail.code;
+    let status =
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, Json(ErrorBody { error: detail })).into_response();
+    if code == ErrorCode::Unauthorized {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    resp
+}
 
 impl IntoResponse for CoreError {
     fn into_response(self) -> Response {
@@ -27,46 +43,93 @@ impl IntoResponse for CoreError {
         if matches!(code, ErrorCode::Internal | ErrorCode::Unavailable) {
             tracing::error!(error = %format!("{self:#}"), "request failed");
         }
-        let status =
-            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let message = match code {
             // Do not leak storage details to callers.
             ErrorCode::Internal => "internal error (see the core's log)".to_string(),
             _ => self.to_string(),
         };
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code,
-                message,
-                status: self.status(),
-            },
-        };
-        let mut resp = (status, Json(body)).into_response();
-        if code == ErrorCode::Unauthorized {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-        }
-        resp
+        error_response(ErrorDetail {
+            code,
+            message,
+            status: self.status(),
+        })
     }
 }
 
-/// A JSON body of at most [`api::MAX_BODY_BYTES`], with errors in the API's format.
+/// Why a request body was refused before it reached the core.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyRejection {
+    /// 415 `unsupported_media_type`: the body is not declared as JSON.
+    #[error("{0}")]
+    NotJson(String),
+    #[error(transparent)]
+    Core(#[from] CoreError),
+}
+
+impl IntoResponse for BodyRejection {
+    fn into_response(self) -> Response {
+        match self {
+            BodyRejection::NotJson(message) => error_response(ErrorDetail {
+                code: ErrorCode::UnsupportedMediaType,
+                message,
+                status: None,
+            }),
+            BodyRejection::Core(e) => e.into_response(),
+        }
+    }
+}
+
+/// True when a `Content-Type` value names JSON: `application/json` or
+/// `application/<anything>+json`, with optional parameters; a `charset`, when given, must be
+/// UTF-8 (RFC 8259).
+pub fn is_json_media_type(value: &str) -> bool {
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let json = match essence.split_once('/') {
+        Some(("application", sub)) => {
+            sub == "json" || (sub.len() > 5 && sub.ends_with("+json") && !sub.contains('/'))
+        }
+        _ => false,
+    };
+    json && parts.all(|p| match p.split_once('=') {
+        Some((name, v)) if name.trim().eq_ignore_ascii_case("charset") => {
+            let v = v.trim().trim_matches('"');
+            v.eq_ignore_ascii_case("utf-8") || v.eq_ignore_ascii_case("utf8")
+        }
+        Some(_) => true,
+        None => p.trim().is_empty(),
+    })
+}
+
+/// A JSON body (declared as JSON, else 415) of at most [`api::MAX_BODY_BYTES`], with errors
+/// in the API's format.
 pub struct ApiJson<T>(pub T);
 
 #[axum::async_trait]
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = CoreError;
+    type Rejection = BodyRejection;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or(""));
+        if !content_type.is_some_and(is_json_media_type) {
+            return Err(BodyRejection::NotJson(match content_type {
+                None => "no Content-Type: send the body as application/json".into(),
+                Some(t) => format!(
+                    "Content-Type {:?} is not JSON: send application/json",
+                    t.chars().take(64).collect::<String>()
+                ),
+            }));
+        }
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > api::MAX_BODY_BYTES as u64) {
-            return Err(CoreError::PayloadTooLarge);
+            return Err(CoreError::PayloadTooLarge.into());
         }
         let bytes = axum::body::to_bytes(req.into_body(), api::MAX_BODY_BYTES)
             .await
@@ -81,6 +144,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .map_err(|e| CoreError::BadRequest(format!("invalid request body: {e}")))?;
         Ok(ApiJson(v))
     }
+}
+
+/// A Service API request: an [`ApiJson`] body that also keeps the rules of its type
+/// ([`Validate`]; 422 `invalid` naming the field otherwise).
+pub struct Valid<T>(pub T);
+
+#[axum::async_trait]
+impl<S: Send + Sync, T: DeserializeOwned + Validate> FromRequest<S> for Valid<T> {
+    type Rejection = BodyRejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let ApiJson(v) = ApiJson::<T>::from_request(req, state).await?;
+        v.validate()
+            .map_err(|e| CoreError::Invalid(e.to_string()))?;
+        Ok(Valid(v))
+    }
+}
+
+/// A path parameter; a value that is not valid percent-encoded UTF-8 is a 400 in the API's
+/// format.
+fn path_param(p: Result<Path<String>, PathRejection>) -> Result<String, CoreError> {
+    p.map(|Path(v)| v)
+        .map_err(|e| CoreError::BadRequest(format!("invalid path parameter: {e}")))
 }
 
 fn bearer(headers: &HeaderMap) -> Result<String, CoreError> {
@@ -135,7 +221,7 @@ type St = State<Arc<Core>>;
 async fn auth_client(
     State(core): St,
     Authed(who): Authed,
-    ApiJson(req): ApiJson<api::AuthClientRequest>,
+    Valid(req): Valid<api::AuthClientRequest>,
 ) -> Result<Json<api::AuthClientResponse>, CoreError> {
     let key = req.client_key.clone();
     let r = call(core, who, move |c, who| c.auth_client(who, &req)).await;
@@ -149,7 +235,7 @@ async fn auth_client(
 async fn set_product_config(
     State(core): St,
     Authed(who): Authed,
-    ApiJson(req): ApiJson<api::SetProductConfigRequest>,
+    Valid(req): Valid<api::SetProductConfigRequest>,
 ) -> Result<Json<api::SetProductConfigResponse>, CoreError> {
     call(core, who, move |c, who| c.set_product_config(who, &req)).await
 }
@@ -157,7 +243,7 @@ async fn set_product_config(
 async fn start_session(
     State(core): St,
     Authed(who): Authed,
-    ApiJson(req): ApiJson<api::StartSessionRequest>,
+    Valid(req): Valid<api::StartSessionRequest>,
 ) -> Result<Json<api::StartSessionResponse>, CoreError> {
     call(core, who, move |c, who| c.start_session(who, &req)).await
 }
@@ -165,7 +251,7 @@ async fn start_session(
 async fn update_session(
     State(core): St,
     Authed(who): Authed,
-    ApiJson(req): ApiJson<api::UpdateSessionRequest>,
+    Valid(req): Valid<api::UpdateSessionRequest>,
 ) -> Result<Json<api::UpdateSessionResponse>, CoreError> {
     call(core, who, move |c, who| c.update_session(who, &req)).await
 }
@@ -173,7 +259,7 @@ async fn update_session(
 async fn stop_session(
     State(core): St,
     Authed(who): Authed,
-    ApiJson(req): ApiJson<api::StopSessionRequest>,
+    Valid(req): Valid<api::StopSessionRequest>,
 ) -> Result<Json<api::StopSessionResponse>, CoreError> {
     call(core, who, move |c, who| c.stop_session(who, &req)).await
 }
@@ -181,7 +267,7 @@ async fn stop_session(
 async fn get_access(
     State(core): St,
     Authed(who): Authed,
-    ApiJson(req): ApiJson<api::GetAccessRequest>,
+    Valid(req): Valid<api::GetAccessRequest>,
 ) -> Result<Json<api::AccessMessage>, CoreError> {
     call(core, who, move |c, who| c.get_access(who, &req)).await
 }
@@ -189,8 +275,9 @@ async fn get_access(
 async fn admin_channel(
     State(core): St,
     Authed(who): Authed,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<api::ChannelInfo>, CoreError> {
+    let id = path_param(id)?;
     call(core, who, move |c, who| {
         if *who != Caller::Admin {
             return Err(CoreError::Forbidden("admin token required".into()));
@@ -200,7 +287,7 @@ async fn admin_channel(
     .await
 }
 
-async fn openapi() -> Json<serde_json::Value> {
+async fn openapi() -> Json<&'static serde_json::Value> {
     Json(crate::openapi::document())
 }
 
@@ -236,8 +323,9 @@ async fn market_cheque(
 
 async fn market_channel(
     State(core): St,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<crate::market::ChannelStatus>, CoreError> {
+    let id = path_param(id)?;
     call(core, Caller::Admin, move |c, _| {
         c.market_channel_status(&id)
     })
@@ -291,24 +379,46 @@ pub async fn start_market(
     Ok((addr, task))
 }
 
+/// Every route of the Service API: (method, path in axum's syntax, handler). [`router`] is
+/// built from this list, and a test checks it against the OpenAPI document both ways.
+pub fn api_routes() -> Vec<(Method, String, MethodRouter<Arc<Core>>)> {
+    vec![
+        (Method::POST, paths::AUTH_CLIENT.into(), post(auth_client)),
+        (
+            Method::POST,
+            paths::SET_PRODUCT_CONFIG.into(),
+            post(set_product_config),
+        ),
+        (
+            Method::POST,
+            paths::START_SESSION.into(),
+            post(start_session),
+        ),
+        (
+            Method::POST,
+            paths::UPDATE_SESSION.into(),
+            post(update_session),
+        ),
+        (Method::POST, paths::STOP_SESSION.into(), post(stop_session)),
+        (Method::POST, paths::GET_ACCESS.into(), post(get_access)),
+        (
+            Method::GET,
+            format!("{}/:id", paths::ADMIN_CHANNELS),
+            get(admin_channel),
+        ),
+        (Method::GET, paths::OPENAPI.into(), get(openapi)),
+        (Method::GET, paths::HEALTH.into(), get(health)),
+    ]
+}
+
 /// The router of the whole API.
 pub fn router(core: Arc<Core>) -> Router {
-    harden(
-        Router::new()
-            .route(paths::AUTH_CLIENT, post(auth_client))
-            .route(paths::SET_PRODUCT_CONFIG, post(set_product_config))
-            .route(paths::START_SESSION, post(start_session))
-            .route(paths::UPDATE_SESSION, post(update_session))
-            .route(paths::STOP_SESSION, post(stop_session))
-            .route(paths::GET_ACCESS, post(get_access))
-            .route(
-                &format!("{}/:id", paths::ADMIN_CHANNELS),
-                get(admin_channel),
-            )
-            .route(paths::OPENAPI, get(openapi))
-            .route(paths::HEALTH, get(health)),
-        core,
-    )
+    let r = api_routes()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, handler)| {
+            r.route(&path, handler)
+        });
+    harden(r, core)
 }
 
 /// A server running in the background (used by `serve` and by the testkit).
