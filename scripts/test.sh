@@ -21,9 +21,14 @@ fi
 
 # Tools the end-to-end tests run; installed only when a command is missing.
 missing=()
-for pair in openvpn:openvpn iperf3:iperf3 ip:iproute2 tc:iproute2 openssl:openssl jq:jq curl:curl; do
+for pair in openvpn:openvpn iperf3:iperf3 ip:iproute2 tc:iproute2 openssl:openssl jq:jq curl:curl \
+  python3:python3; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
+# scripts/api-fuzz.sh installs schemathesis into a venv: python3 needs venv and ensurepip.
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
   echo "==> installing $pkgs"
@@ -56,6 +61,10 @@ export E2E_REQUIRED=1
 
 step cargo test --workspace --locked --exclude e2e
 cargo test --workspace --locked --exclude e2e
+
+# The OpenAPI document against a running core: schemathesis, every check, 0 failures.
+step scripts/api-fuzz.sh
+scripts/api-fuzz.sh
 
 # Namespace tests are heavy (OpenVPN processes, TLS handshakes): limit parallelism.
 step cargo test -p e2e --locked -- --test-threads="${E2E_TEST_THREADS:-2}"

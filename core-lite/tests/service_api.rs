@@ -659,7 +659,10 @@ async fn bad_requests_get_clear_4xx() -> anyhow::Result<()> {
         ("/v1/Nope", Some(&tok), b"{}".to_vec(), 404, "not_found"),
     ];
     for (path, token, body, want_status, want_code) in cases {
-        let mut rq = http.post(url(path)).body(body.clone());
+        let mut rq = http
+            .post(url(path))
+            .header("content-type", "application/json")
+            .body(body.clone());
         if let Some(t) = token {
             rq = rq.bearer_auth(t);
         }

@@ -7,12 +7,16 @@ use crate::ServiceStatus;
 
 /// Stable error codes of the wire format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// 400: body is not JSON or does not match the request type.
+    /// 400: body is not JSON or does not match the request type (a field breaks its rule,
+    /// [`crate::rules`]).
     BadRequest,
     /// 413: body larger than [`MAX_BODY_BYTES`](crate::MAX_BODY_BYTES).
     PayloadTooLarge,
+    /// 415: the body is not declared as JSON (`Content-Type: application/json`).
+    UnsupportedMediaType,
     /// 401: missing or unknown bearer token.
     Unauthorized,
     /// 403: the token may not call this operation (e.g. product token on GetAccess).
@@ -25,7 +29,8 @@ pub enum ErrorCode {
     NotFound,
     /// 409: conflicting state (e.g. session already stopped with other counts).
     Conflict,
-    /// 422: semantically invalid input (validation errors name JSON pointers).
+    /// 422: semantically invalid input (validation errors name JSON pointers;
+    /// [`Validate`](crate::rules::Validate)).
     Invalid,
     /// 429: too many failed attempts; retry later.
     RateLimited,
@@ -40,6 +45,7 @@ impl ErrorCode {
         match self {
             Self::BadRequest => 400,
             Self::PayloadTooLarge => 413,
+            Self::UnsupportedMediaType => 415,
             Self::Unauthorized => 401,
             Self::Forbidden | Self::AuthFailed | Self::ChannelInactive => 403,
             Self::NotFound => 404,
@@ -52,12 +58,16 @@ impl ErrorCode {
     }
 }
 
+/// The body of every error answer: `{"error":{"code":…,"message":…}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Error))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,

@@ -4,7 +4,9 @@
 //! - the Service API (DESIGN §3): request and response types ([`messages`]), identifiers
 //!   and secrets ([`ids`]), the service status ([`status`]), speed limits ([`speed`]),
 //!   stable error codes ([`error`]) and a typed HTTP client ([`Client`]);
-//! - the market protocol between an agent's and a client's core ([`market`]).
+//! - the market protocol between an agent's and a client's core ([`market`]);
+//! - the rules of the request fields ([`rules`]) and, with the feature `openapi`, the
+//!   OpenAPI 3.1 document generated from these types (`openapi::document`).
 //!
 //! Both adapters and core-lite depend on this crate; the adapters never depend on core-lite.
 //!
@@ -18,6 +20,9 @@ pub mod error;
 pub mod ids;
 pub mod market;
 pub mod messages;
+#[cfg(feature = "openapi")]
+pub mod openapi;
+pub mod rules;
 pub mod speed;
 pub mod status;
 
@@ -25,6 +30,7 @@ pub use client::Client;
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
 pub use ids::{ClientKey, Secret, SessionId};
 pub use messages::*;
+pub use rules::{Invalid, Validate, MAX_BYTE_COUNT, MAX_FIELD_LEN};
 pub use speed::{parse_mbps, speed_keys, SpeedError, SpeedLimits};
 pub use status::ServiceStatus;
 
@@ -44,7 +50,5 @@ pub mod paths {
 
 /// Largest request body the server accepts (bytes).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Longest client key / password / free-text field accepted on the wire (bytes).
-pub const MAX_FIELD_LEN: usize = 256;
 /// One unit of the VPN module (`MB`) in bytes.
 pub const BYTES_PER_UNIT: u64 = 1_000_000;

@@ -1,23 +1,34 @@
 //! Requests and responses of the Service API operations. JSON field names are camelCase;
-//! requests refuse unknown fields.
+//! requests refuse unknown fields, check their fields' rules while they are read and
+//! implement [`Validate`] for the rest ([`crate::rules`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::rules::{self, field, Invalid, Validate};
 use crate::{ClientKey, Secret, ServiceStatus, SessionId, SpeedLimits};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthClientRequest {
+    #[serde(deserialize_with = "field::client_key")]
     pub client_key: ClientKey,
+    #[serde(deserialize_with = "field::password")]
     pub password: Secret,
     /// The connecting peer's address (`ip` or `ip:port`), for rate limiting and logs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "field::client_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::opt_text))]
     pub client_addr: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AuthClientResponse {
     pub client_key: ClientKey,
@@ -28,13 +39,16 @@ pub struct AuthClientResponse {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetProductConfigRequest {
-    /// The product is the one the bearer token belongs to.
+    /// The product is the one the bearer token belongs to. Rules: [`rules::check_config`].
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::config))]
     pub config: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SetProductConfigResponse {
     pub product_id: String,
@@ -43,8 +57,10 @@ pub struct SetProductConfigResponse {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartSessionRequest {
+    #[serde(deserialize_with = "field::client_key")]
     pub client_key: ClientKey,
     /// Idempotency key of this connection (e.g. `"<user>|<ip>:<port>|<connect-time>"`).
     /// A StartSession whose `connectionId` equals that of a session of the channel (open or
@@ -52,13 +68,28 @@ pub struct StartSessionRequest {
     /// adapter that restarts does not double count, and a client-disconnect hook finds the
     /// session the monitor opened); any other StartSession needs a status that admits login
     /// and closes the channel's open session (with its last counts) first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "field::connection_id",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::opt_text))]
     pub connection_id: Option<String>,
     /// The client's real address `ip:port`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "field::client_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::opt_text))]
     pub client_addr: Option<String>,
     /// The client's address inside the VPN.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "field::vpn_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::opt_text))]
     pub vpn_addr: Option<String>,
 }
 
@@ -75,6 +106,7 @@ impl StartSessionRequest {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StartSessionResponse {
     pub session_id: SessionId,
@@ -89,14 +121,21 @@ pub struct StartSessionResponse {
 /// Cumulative counters of one session, as the reporting side's OpenVPN counts them:
 /// `bytesIn` = its `bytes_received`, `bytesOut` = its `bytes_sent`. Billing uses the sum.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateSessionRequest {
+    #[serde(deserialize_with = "field::session_id")]
     pub session_id: SessionId,
+    #[serde(deserialize_with = "field::counter")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::counter))]
     pub bytes_in: u64,
+    #[serde(deserialize_with = "field::counter")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::counter))]
     pub bytes_out: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateSessionResponse {
     pub session_id: SessionId,
@@ -113,14 +152,21 @@ pub struct UpdateSessionResponse {
 /// maximum: the monitor may stop with its last bytecount before the client-disconnect hook
 /// brings OpenVPN's exact final counters); lower or equal counts change nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StopSessionRequest {
+    #[serde(deserialize_with = "field::session_id")]
     pub session_id: SessionId,
+    #[serde(deserialize_with = "field::counter")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::counter))]
     pub bytes_in: u64,
+    #[serde(deserialize_with = "field::counter")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::counter))]
     pub bytes_out: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StopSessionResponse {
     pub session_id: SessionId,
@@ -134,17 +180,21 @@ pub struct StopSessionResponse {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GetAccessRequest {
+    #[serde(deserialize_with = "field::client_key")]
     pub client_key: ClientKey,
 }
 
 /// The access message (validated against `templates/vpn/access.json`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AccessMessage {
     /// Hash of the access template.
     pub template_hash: String,
+    #[serde(deserialize_with = "field::client_key")]
     pub username: ClientKey,
     pub password: Secret,
     /// `host` or `host:port` of the VPN server.
@@ -155,6 +205,7 @@ pub struct AccessMessage {
 
 /// What `GET /v1/admin/channels/{id}` answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ChannelInfo {
     pub channel_id: String,
@@ -170,9 +221,48 @@ pub struct ChannelInfo {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StatusChange {
     pub status: ServiceStatus,
     pub at_ms: i64,
     pub reason: String,
+}
+
+impl Validate for AuthClientRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
+impl Validate for SetProductConfigRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        rules::check_config(&self.config)
+    }
+}
+
+impl Validate for StartSessionRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
+impl Validate for UpdateSessionRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        rules::check_counter("/bytesIn", self.bytes_in)?;
+        rules::check_counter("/bytesOut", self.bytes_out)
+    }
+}
+
+impl Validate for StopSessionRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        rules::check_counter("/bytesIn", self.bytes_in)?;
+        rules::check_counter("/bytesOut", self.bytes_out)
+    }
+}
+
+impl Validate for GetAccessRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        Ok(())
+    }
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// Per-client speed limits in bits per second, from the offering's `additionalParams`.
 /// Download = agent → client, upload = client → agent. `None` = no limit given.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SpeedLimits {
     #[serde(default, skip_serializing_if = "Option::is_none")]

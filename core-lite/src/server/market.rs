@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -44,8 +45,9 @@ async fn market_cheque(
 
 async fn market_channel(
     State(core): St,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ChannelStatus>, CoreError> {
+    let id = super::extract::path_param(id)?;
     call(core, Caller::Admin, move |c, _| {
         c.market_channel_status(&id)
     })

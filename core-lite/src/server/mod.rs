@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `router` | the Service API's handlers and router |
 //! | `market` | the market API's handlers, router and listener |
-//! | `extract` | [`ApiJson`] (bounded JSON body), [`Authed`] (the bearer token's caller) |
+//! | `extract` | [`ApiJson`] (bounded JSON body, 415 unless declared JSON), [`Valid`] (the body plus its type's rules), [`Authed`] (the bearer token's caller) |
 //! | `error` | [`CoreError`](crate::error::CoreError) as an HTTP answer |
 //! | `run` | [`start`], [`RunningServer`] |
 
@@ -16,7 +16,7 @@ mod market;
 mod router;
 mod run;
 
-pub use extract::{ApiJson, Authed};
+pub use extract::{is_json_media_type, ApiJson, Authed, BodyRejection, Valid};
 pub use market::{market_router, start_market};
-pub use router::router;
+pub use router::{api_routes, router};
 pub use run::{start, RunningServer};

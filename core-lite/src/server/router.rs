@@ -4,14 +4,16 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
+use axum::http::Method;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use serde::Serialize;
 use service_api::{self as api, paths};
 
-use super::extract::{ApiJson, Authed};
+use super::extract::{path_param, Authed, Valid};
 use crate::error::CoreError;
 use crate::service::{Caller, Core};
 
@@ -35,7 +37,7 @@ pub(super) type St = State<Arc<Core>>;
 async fn auth_client(
     State(core): St,
     Authed(who): Authed,
-    ApiJson(req): ApiJson<api::AuthClientRequest>,
+    Valid(req): Valid<api::AuthClientRequest>,
 ) -> Result<Json<api::AuthClientResponse>, CoreError> {
     let key = req.client_key.clone();
     let r = call(core, who, move |c, who| c.auth_client(who, &req)).await;
@@ -49,7 +51,7 @@ async fn auth_client(
 async fn set_product_config(
     State(core): St,
     Authed(who): Authed,
-    ApiJson(req): ApiJson<api::SetProductConfigRequest>,
+    Valid(req): Valid<api::SetProductConfigRequest>,
 ) -> Result<Json<api::SetProductConfigResponse>, CoreError> {
     call(core, who, move |c, who| c.set_product_config(who, &req)).await
 }
@@ -57,7 +59,7 @@ async fn set_product_config(
 async fn start_session(
     State(core): St,
     Authed(who): Authed,
-    ApiJson(req): ApiJson<api::StartSessionRequest>,
+    Valid(req): Valid<api::StartSessionRequest>,
 ) -> Result<Json<api::StartSessionResponse>, CoreError> {
     call(core, who, move |c, who| c.start_session(who, &req)).await
 }
@@ -65,7 +67,7 @@ async fn start_session(
 async fn update_session(
     State(core): St,
     Authed(who): Authed,
-    ApiJson(req): ApiJson<api::UpdateSessionRequest>,
+    Valid(req): Valid<api::UpdateSessionRequest>,
 ) -> Result<Json<api::UpdateSessionResponse>, CoreError> {
     call(core, who, move |c, who| c.update_session(who, &req)).await
 }
@@ -73,7 +75,7 @@ async fn update_session(
 async fn stop_session(
     State(core): St,
     Authed(who): Authed,
-    ApiJson(req): ApiJson<api::StopSessionRequest>,
+    Valid(req): Valid<api::StopSessionRequest>,
 ) -> Result<Json<api::StopSessionResponse>, CoreError> {
     call(core, who, move |c, who| c.stop_session(who, &req)).await
 }
@@ -81,7 +83,7 @@ async fn stop_session(
 async fn get_access(
     State(core): St,
     Authed(who): Authed,
-    ApiJson(req): ApiJson<api::GetAccessRequest>,
+    Valid(req): Valid<api::GetAccessRequest>,
 ) -> Result<Json<api::AccessMessage>, CoreError> {
     call(core, who, move |c, who| c.get_access(who, &req)).await
 }
@@ -89,8 +91,9 @@ async fn get_access(
 async fn admin_channel(
     State(core): St,
     Authed(who): Authed,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<api::ChannelInfo>, CoreError> {
+    let id = path_param(id)?;
     call(core, who, move |c, who| {
         if *who != Caller::Admin {
             return Err(CoreError::Forbidden("admin token required".into()));
@@ -100,7 +103,7 @@ async fn admin_channel(
     .await
 }
 
-async fn openapi() -> Json<serde_json::Value> {
+async fn openapi() -> Json<&'static serde_json::Value> {
     Json(crate::openapi::document())
 }
 
@@ -123,22 +126,44 @@ pub(super) fn harden(r: Router<Arc<Core>>, core: Arc<Core>) -> Router {
         .with_state(core)
 }
 
+/// Every route of the Service API: (method, path in axum's syntax, handler). [`router`] is
+/// built from this list, and a test checks it against the OpenAPI document both ways.
+pub fn api_routes() -> Vec<(Method, String, MethodRouter<Arc<Core>>)> {
+    vec![
+        (Method::POST, paths::AUTH_CLIENT.into(), post(auth_client)),
+        (
+            Method::POST,
+            paths::SET_PRODUCT_CONFIG.into(),
+            post(set_product_config),
+        ),
+        (
+            Method::POST,
+            paths::START_SESSION.into(),
+            post(start_session),
+        ),
+        (
+            Method::POST,
+            paths::UPDATE_SESSION.into(),
+            post(update_session),
+        ),
+        (Method::POST, paths::STOP_SESSION.into(), post(stop_session)),
+        (Method::POST, paths::GET_ACCESS.into(), post(get_access)),
+        (
+            Method::GET,
+            format!("{}/:id", paths::ADMIN_CHANNELS),
+            get(admin_channel),
+        ),
+        (Method::GET, paths::OPENAPI.into(), get(openapi)),
+        (Method::GET, paths::HEALTH.into(), get(health)),
+    ]
+}
+
 /// The router of the whole API.
 pub fn router(core: Arc<Core>) -> Router {
-    harden(
-        Router::new()
-            .route(paths::AUTH_CLIENT, post(auth_client))
-            .route(paths::SET_PRODUCT_CONFIG, post(set_product_config))
-            .route(paths::START_SESSION, post(start_session))
-            .route(paths::UPDATE_SESSION, post(update_session))
-            .route(paths::STOP_SESSION, post(stop_session))
-            .route(paths::GET_ACCESS, post(get_access))
-            .route(
-                &format!("{}/:id", paths::ADMIN_CHANNELS),
-                get(admin_channel),
-            )
-            .route(paths::OPENAPI, get(openapi))
-            .route(paths::HEALTH, get(health)),
-        core,
-    )
+    let r = api_routes()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, handler)| {
+            r.route(&path, handler)
+        });
+    harden(r, core)
 }
