@@ -1,7 +1,41 @@
-//! The service-status rules of DESIGN §2 as a pure function of a channel's state.
+//! The billing rules of DESIGN §2 as pure functions of a channel's state: money, units and
+//! the service status.
 //!
 //! The agent core calls [`next_status`] after every change that matters (a usage report, a
 //! session start or stop, a payment, the clock) and applies the answer until it is `None`.
+//!
+//! # Money
+//!
+//! Money is integer base units (1 PRIX = 10^8). The first `freeUnits` units are free, so
+//! using `n` units costs [`cost`] = `setupPrice + max(n − freeUnits, 0) · unitPrice`. From that
+//! one function:
+//! - the **full deposit** ([`full_deposit`]) is the cost of `maxUnits` units: it buys every
+//!   unit the offering sells, and is the default deposit of a new channel. An offering whose
+//!   full deposit does not fit 64 bits is refused at publish;
+//! - the **minimum deposit** ([`min_deposit`]) is the cost of `max(minUnits, 1)` units: it
+//!   buys `minUnits` (the specification: "deposit must suffice to buy this amount") and never
+//!   less than the first unit, so that a channel is never created that the money rule below
+//!   would end at once. A trial (`freeUnits` ≥ `minUnits`, `freeUnits` ≥ 1) needs only the
+//!   setup price, a free offering (`unitPrice` 0) only the setup price;
+//! - a channel ends for lack of money only when the **next** unit cannot be paid:
+//!   `cost(unitsUsed + 1) > deposit`. Free units and free offerings are usable up to
+//!   `maxUnits`; a deposit buys exactly the units it covers.
+//!
+//! # Timers
+//!
+//! Limits are seconds; deadlines are compared in milliseconds. A timer's deadline is
+//! `start + limit · 1000` ms and it fires at the first evaluation with `now ≥ deadline`: the
+//! limit is the *maximum* time the agent waits ("Maximum time Agent will wait …"), so once it
+//! has passed in full the wait is over. (DESIGN's "longer than" read at millisecond
+//! resolution: a channel still waiting at the deadline has waited the whole limit.)
+//! - `maxInactiveTime` counts from the channel's **creation** and applies only until its
+//!   first session (the specification: "wait for Client to start using the service for the
+//!   first time"). A channel that was used and is `activating` again after a payment has no
+//!   inactivity timer, like an `active` channel without a session.
+//! - `maxSuspendTime` counts from the start of the **suspension** (entering `suspending`, or
+//!   `suspended` when set directly) and bounds `suspending` and `suspended` together: a
+//!   channel whose session is never stopped (no adapter, or one that never reacts) is
+//!   terminated at that deadline too. A payment that ends the suspension ends the wait.
 
 use service_api::{ServiceStatus, BYTES_PER_UNIT};
 
@@ -25,6 +59,14 @@ pub struct ChannelState {
     pub status: ServiceStatus,
     /// When `status` was entered (unix ms).
     pub status_since_ms: i64,
+    /// When the channel was created (unix ms): `maxInactiveTime` counts from here.
+    pub created_at_ms: i64,
+    /// Whether a session was ever started: the first one ends the `maxInactiveTime` wait.
+    pub had_session: bool,
+    /// When the current suspension began (entering `suspending`, or `suspended` directly);
+    /// `None` when the channel is not suspending or suspended. `maxSuspendTime` counts from
+    /// here.
+    pub suspended_since_ms: Option<i64>,
     /// All bytes (in + out) of every session of the channel.
     pub bytes_total: u64,
     pub deposit: u64,
@@ -35,25 +77,47 @@ pub struct ChannelState {
     pub amount_paid: Option<u64>,
 }
 
+impl ChannelState {
+    /// The state after entering `status` at `now_ms` (as [`next_status`] asked).
+    pub fn enter(&mut self, status: ServiceStatus, now_ms: i64) {
+        let suspension = |s| matches!(s, ServiceStatus::Suspending | ServiceStatus::Suspended);
+        self.suspended_since_ms = match (suspension(status), self.suspended_since_ms) {
+            (false, _) => None,
+            (true, Some(since)) if suspension(self.status) => Some(since),
+            (true, _) => Some(now_ms),
+        };
+        self.status = status;
+        self.status_since_ms = now_ms;
+    }
+}
+
 /// Units used: whole MB consumed (floor), so a unit counts once it is fully used.
 pub fn units_used(bytes_total: u64) -> u64 {
     bytes_total / BYTES_PER_UNIT
 }
 
-/// Cost so far in base units: setup price + every used unit beyond `freeUnits`.
+/// Cost of using `units` units, in base units: setupPrice + every unit beyond `freeUnits`.
+/// The one price function; every deposit and amount below is derived from it.
 pub fn cost(terms: &BillingTerms, units: u64) -> u128 {
     u128::from(terms.setup_price)
         + u128::from(units.saturating_sub(terms.free_units)) * u128::from(terms.unit_price)
 }
 
-/// Smallest deposit a channel needs: setupPrice + minUnits·unitPrice.
-pub fn min_deposit(terms: &BillingTerms) -> u128 {
-    u128::from(terms.setup_price) + u128::from(terms.min_units) * u128::from(terms.unit_price)
+/// Smallest deposit a channel needs: the cost of `max(minUnits, 1)` units (see the module
+/// docs). `None` when it does not fit 64 bits.
+pub fn min_deposit(terms: &BillingTerms) -> Option<u64> {
+    u64::try_from(cost(terms, terms.min_units.max(1))).ok()
 }
 
-/// Deposit that buys `maxUnits` (after the free ones): the default deposit of a new channel.
-pub fn full_deposit(terms: &BillingTerms) -> u128 {
-    cost(terms, terms.max_units)
+/// Deposit that buys every unit of the offering: the cost of `maxUnits` units, the default
+/// deposit of a new channel. `None` when it does not fit 64 bits (refused at publish).
+pub fn full_deposit(terms: &BillingTerms) -> Option<u64> {
+    u64::try_from(cost(terms, terms.max_units)).ok()
+}
+
+/// Whether `deposit` pays for one more unit after `units` used ones.
+pub fn next_unit_affordable(terms: &BillingTerms, units: u64, deposit: u64) -> bool {
+    cost(terms, units.saturating_add(1)) <= u128::from(deposit)
 }
 
 /// Units covered by `amount_paid`: what is left after the setup price, in whole units.
@@ -93,6 +157,15 @@ pub fn amount_for_units(terms: &BillingTerms, units: u64, deposit: u64) -> u64 {
     u64::try_from(c.min(u128::from(deposit))).unwrap_or(deposit)
 }
 
+/// The instant (unix ms) a timer of `limit_s` seconds started at `start_ms` fires.
+pub fn deadline_ms(start_ms: i64, limit_s: u64) -> i64 {
+    let limit_ms = i64::try_from(limit_s)
+        .ok()
+        .and_then(|s| s.checked_mul(1000))
+        .unwrap_or(i64::MAX);
+    start_ms.saturating_add(limit_ms)
+}
+
 /// The next status transition, if any, with a human-readable reason.
 pub fn next_status(
     terms: &BillingTerms,
@@ -100,7 +173,6 @@ pub fn next_status(
     now_ms: i64,
 ) -> Option<(ServiceStatus, String)> {
     use ServiceStatus::*;
-    let in_status_s = now_ms.saturating_sub(st.status_since_ms).max(0) / 1000;
     match st.status {
         Pending | Terminated => return None,
         Terminating => {
@@ -116,11 +188,15 @@ pub fn next_status(
             format!("maxUnits used: {units} of {} units", terms.max_units),
         ));
     }
-    let c = cost(terms, units);
-    if c >= u128::from(st.deposit) {
+    if !next_unit_affordable(terms, units, st.deposit) {
         return Some((
             Terminating,
-            format!("deposit used up: cost {c} >= deposit {}", st.deposit),
+            format!(
+                "deposit used up: {units} units used, unit {} would bring the cost to {} > deposit {}",
+                units.saturating_add(1),
+                cost(terms, units.saturating_add(1)),
+                st.deposit
+            ),
         ));
     }
     let lag = unpaid_units(terms, st.bytes_total, st.amount_paid);
@@ -150,28 +226,35 @@ pub fn next_status(
         _ => {}
     }
     match st.status {
+        Suspending if !st.has_open_session => {
+            Some((Suspended, "service stopped after suspension".to_string()))
+        }
         Activating
-            if in_status_s > i64::try_from(terms.max_inactive_time_s).unwrap_or(i64::MAX) =>
+            if !st.had_session
+                && now_ms >= deadline_ms(st.created_at_ms, terms.max_inactive_time_s) =>
         {
             Some((
                 Terminating,
                 format!(
-                    "not used within maxInactiveTime ({} s)",
+                    "not used within maxInactiveTime ({} s) of the channel's creation",
                     terms.max_inactive_time_s
                 ),
             ))
         }
-        Suspended if in_status_s > i64::try_from(terms.max_suspend_time_s).unwrap_or(i64::MAX) => {
+        Suspending | Suspended
+            if now_ms
+                >= deadline_ms(
+                    st.suspended_since_ms.unwrap_or(st.status_since_ms),
+                    terms.max_suspend_time_s,
+                ) =>
+        {
             Some((
                 Terminating,
                 format!(
-                    "suspended longer than maxSuspendTime ({} s)",
+                    "suspended for maxSuspendTime ({} s)",
                     terms.max_suspend_time_s
                 ),
             ))
-        }
-        Suspending if !st.has_open_session => {
-            Some((Suspended, "service stopped after suspension".to_string()))
         }
         _ => None,
     }
@@ -200,6 +283,9 @@ mod tests {
         ChannelState {
             status,
             status_since_ms: 1_000_000,
+            created_at_ms: 1_000_000,
+            had_session: open,
+            suspended_since_ms: matches!(status, Suspending | Suspended).then_some(1_000_000),
             bytes_total: bytes,
             deposit,
             has_open_session: open,
@@ -221,14 +307,15 @@ mod tests {
         assert_eq!(cost(&t, 0), 1_000_000);
         assert_eq!(cost(&t, 5), 1_000_000);
         assert_eq!(cost(&t, 6), 1_100_000);
-        assert_eq!(min_deposit(&t), 2_000_000);
-        assert_eq!(full_deposit(&t), 1_000_000 + 95 * 100_000);
+        // minUnits 10, 5 of them free: setup + 5 paid units (free units are free here too).
+        assert_eq!(min_deposit(&t), Some(1_500_000));
+        assert_eq!(full_deposit(&t), Some(1_000_000 + 95 * 100_000));
     }
 
     #[test]
     fn max_units_terminates() {
         let t = terms();
-        let full = u64::try_from(full_deposit(&t)).expect("fits") + 1;
+        let full = full_deposit(&t).expect("fits") + 1;
         assert_eq!(
             next_status(&t, &st(Active, 99_999_999, full, true), 1_000_000),
             None
@@ -344,13 +431,22 @@ mod tests {
     fn timers() {
         let t = terms();
         let a = st(Activating, 0, 10_000_000, false);
-        assert_eq!(next_status(&t, &a, 1_000_000 + 120_000), None);
+        // The deadline is exact, in milliseconds: 120 s after creation, not a second later.
+        assert_eq!(next_status(&t, &a, 1_000_000 + 119_999), None);
+        assert_eq!(
+            next_status(&t, &a, 1_000_000 + 120_000).map(|x| x.0),
+            Some(Terminating)
+        );
         assert_eq!(
             next_status(&t, &a, 1_000_000 + 121_000).map(|x| x.0),
             Some(Terminating)
         );
         let s = st(Suspended, 0, 10_000_000, false);
-        assert_eq!(next_status(&t, &s, 1_000_000 + 60_000), None);
+        assert_eq!(next_status(&t, &s, 1_000_000 + 59_999), None);
+        assert_eq!(
+            next_status(&t, &s, 1_000_000 + 60_000).map(|x| x.0),
+            Some(Terminating)
+        );
         assert_eq!(
             next_status(&t, &s, 1_000_000 + 61_000).map(|x| x.0),
             Some(Terminating)
@@ -358,6 +454,158 @@ mod tests {
         // active channels have no timer
         assert_eq!(
             next_status(&t, &st(Active, 0, 10_000_000, false), i64::MAX),
+            None
+        );
+    }
+
+    fn free(unit_price: u64, setup_price: u64, free_units: u64) -> BillingTerms {
+        BillingTerms {
+            unit_price,
+            setup_price,
+            min_units: 0,
+            max_units: 10,
+            free_units,
+            ..terms()
+        }
+    }
+
+    #[test]
+    fn a_free_offering_ends_at_max_units_not_for_money() {
+        let t = free(0, 0, 0);
+        assert_eq!(full_deposit(&t), Some(0));
+        assert_eq!(min_deposit(&t), Some(0));
+        // deposit 0: admitted, usable up to maxUnits
+        assert_eq!(
+            next_status(&t, &st(Activating, 0, 0, false), 1_000_000),
+            None
+        );
+        assert_eq!(next_status(&t, &st(Active, 9_999_999, 0, true), 0), None);
+        let (s, why) = next_status(&t, &st(Active, 10_000_000, 0, true), 0).expect("maxUnits");
+        assert_eq!(s, Terminating);
+        assert!(why.contains("maxUnits"), "{why}");
+        // A setup price alone: the deposit that covers it buys every unit.
+        let t = free(0, 700, 0);
+        assert_eq!((min_deposit(&t), full_deposit(&t)), (Some(700), Some(700)));
+        assert_eq!(next_status(&t, &st(Active, 9_999_999, 700, true), 0), None);
+    }
+
+    #[test]
+    fn a_trial_uses_its_free_units_then_needs_money() {
+        // 5 free units, then 100 per unit; deposit 0, or exactly the setup price.
+        for (setup, deposit) in [(0, 0), (1_000, 1_000)] {
+            let t = free(100, setup, 5);
+            assert_eq!(
+                min_deposit(&t),
+                Some(setup),
+                "a trial needs the setup price only"
+            );
+            assert_eq!(
+                next_status(&t, &st(Activating, 0, deposit, false), 1_000_000),
+                None
+            );
+            assert_eq!(
+                next_status(&t, &st(Active, 4_999_999, deposit, true), 0),
+                None
+            );
+            // 5 units used: the 6th would have to be paid.
+            let (s, why) =
+                next_status(&t, &st(Active, 5_000_000, deposit, true), 0).expect("6th unit");
+            assert_eq!(s, Terminating);
+            assert!(why.contains("deposit used up"), "{why}");
+            // One paid unit more in the deposit: one unit more of service.
+            assert_eq!(
+                next_status(&t, &st(Active, 5_999_999, deposit + 100, true), 0),
+                None
+            );
+            assert_eq!(
+                next_status(&t, &st(Active, 6_000_000, deposit + 100, true), 0).map(|x| x.0),
+                Some(Terminating)
+            );
+        }
+    }
+
+    #[test]
+    fn the_minimum_deposit_buys_min_units_and_at_least_the_first_unit() {
+        // minUnits 0, nothing free: a deposit of the setup price alone would buy nothing.
+        let t = free(100, 1_000, 0);
+        assert_eq!(min_deposit(&t), Some(1_100));
+        assert!(next_unit_affordable(&t, 0, 1_100));
+        assert!(!next_unit_affordable(&t, 0, 1_099));
+        // minUnits 8, 5 free: setup + 3 paid units.
+        let t = BillingTerms {
+            min_units: 8,
+            ..free(100, 1_000, 5)
+        };
+        assert_eq!(min_deposit(&t), Some(1_300));
+        // Beyond 64 bits: none.
+        let t = BillingTerms {
+            max_units: u64::MAX,
+            ..free(u64::MAX, 0, 0)
+        };
+        assert_eq!(full_deposit(&t), None);
+    }
+
+    #[test]
+    fn inactivity_counts_from_creation_until_the_first_session() {
+        let t = terms(); // maxInactiveTime 120 s
+                         // Activating again later (an admin or a payment): still counted from creation.
+        let late = ChannelState {
+            status_since_ms: 1_000_000 + 100_000,
+            ..st(Activating, 0, 10_000_000, false)
+        };
+        assert_eq!(next_status(&t, &late, 1_000_000 + 119_999), None);
+        assert_eq!(
+            next_status(&t, &late, 1_000_000 + 120_000).map(|x| x.0),
+            Some(Terminating)
+        );
+        // A channel that had a session: no inactivity timer, however long it waits.
+        let used = ChannelState {
+            had_session: true,
+            ..late
+        };
+        assert_eq!(next_status(&t, &used, i64::MAX), None);
+    }
+
+    #[test]
+    fn a_suspension_times_out_from_its_start_even_with_the_session_open() {
+        let t = terms(); // maxSuspendTime 60 s
+                         // Suspending, and the adapter never stops the session.
+        let stuck = st(Suspending, 0, 10_000_000, true);
+        assert_eq!(next_status(&t, &stuck, 1_000_000 + 59_999), None);
+        let (s, why) = next_status(&t, &stuck, 1_000_000 + 60_000).expect("timed out");
+        assert_eq!(s, Terminating);
+        assert!(why.contains("maxSuspendTime"), "{why}");
+        // Suspending → suspended keeps the start of the suspension.
+        let mut c = st(Suspending, 0, 10_000_000, false);
+        assert_eq!(
+            next_status(&t, &c, 1_000_000 + 30_000).map(|x| x.0),
+            Some(Suspended)
+        );
+        c.enter(Suspended, 1_000_000 + 30_000);
+        assert_eq!(c.suspended_since_ms, Some(1_000_000));
+        assert_eq!(next_status(&t, &c, 1_000_000 + 59_999), None);
+        assert_eq!(
+            next_status(&t, &c, 1_000_000 + 60_000).map(|x| x.0),
+            Some(Terminating)
+        );
+        // Leaving the suspension ends the wait; a new one starts afresh.
+        c.enter(Activating, 2_000_000);
+        assert_eq!(c.suspended_since_ms, None);
+        c.enter(Suspending, 3_000_000);
+        assert_eq!(c.suspended_since_ms, Some(3_000_000));
+    }
+
+    #[test]
+    fn deadlines_saturate() {
+        assert_eq!(deadline_ms(5, 2), 2_005);
+        assert_eq!(deadline_ms(5, u64::MAX), i64::MAX);
+        assert_eq!(deadline_ms(i64::MAX - 1, 1), i64::MAX);
+        let t = BillingTerms {
+            max_inactive_time_s: u64::MAX,
+            ..terms()
+        };
+        assert_eq!(
+            next_status(&t, &st(Activating, 0, 10_000_000, false), i64::MAX - 1),
             None
         );
     }

@@ -16,7 +16,7 @@
 //! | [`error`] | [`CoreError`](error::CoreError) and its wire codes |
 //! | [`store`] | all SQL: the SQLite pool, migrations, one module per table |
 //! | [`offering`], [`template`] | offerings (terms, rules, signing) and module templates |
-//! | [`billing`] | the status rules, a pure function of a channel's state |
+//! | [`billing`] | money (cost, deposits), the status rules and timers: pure functions of a channel's state |
 //! | [`keys`], [`jcs`], [`validation`] | keys and secrets, canonical JSON and hashes, field errors |
 //! | [`openapi`] | the OpenAPI document served at `/openapi.json` |
 //!

@@ -42,9 +42,10 @@ async fn pair(edit: impl FnOnce(&mut serde_json::Value)) -> anyhow::Result<Pair>
 }
 
 fn lag_terms(v: &mut serde_json::Value) {
-    // 0.001 PRIX/MB, pay every 10 MB, suspend beyond 5 unpaid MB, postpaid.
+    // 0.001 PRIX/MB, pay every 5 MB, suspend beyond 5 unpaid MB, postpaid (a postpaid lag
+    // bound is at least one billing interval).
     v["billingType"] = "postpaid".into();
-    v["billingInterval"] = 10.into();
+    v["billingInterval"] = 5.into();
     v["maxBillingUnitLag"] = 5.into();
     v["freeUnits"] = 0.into();
 }

@@ -145,9 +145,33 @@ impl OfferingSpec {
         v
     }
 
-    /// The deposit that pays for all `max_units` (base units).
+    /// The deposit that pays for all `max_units` (base units): core-lite's one full deposit
+    /// ([`core_lite::billing::full_deposit`]) of these terms, free units and setup price
+    /// included.
     pub fn full_deposit(&self) -> u64 {
-        self.max_units.saturating_mul(UNIT_PRICE_BASE)
+        use core_lite::offering::{prix_to_base_units, whole_number};
+        let v = self.input();
+        let at = |k: &str| (format!("/{k}"), v.get(k).cloned().unwrap_or(Value::Null));
+        let whole = |k: &str| {
+            let (p, n) = at(k);
+            whole_number(&p, &n).unwrap_or_else(|e| panic!("offering spec: {e}"))
+        };
+        let prix = |k: &str| {
+            let (p, n) = at(k);
+            prix_to_base_units(&p, &n).unwrap_or_else(|e| panic!("offering spec: {e}"))
+        };
+        let terms = core_lite::billing::BillingTerms {
+            unit_price: prix("unitPrice"),
+            setup_price: prix("setupPrice"),
+            min_units: whole("minUnits"),
+            max_units: whole("maxUnits"),
+            free_units: whole("freeUnits"),
+            max_billing_unit_lag: whole("maxBillingUnitLag"),
+            billing_interval: whole("billingInterval"),
+            max_suspend_time_s: whole("maxSuspendTime"),
+            max_inactive_time_s: whole("maxInactiveTime"),
+        };
+        core_lite::billing::full_deposit(&terms).expect("offering spec: full deposit fits u64")
     }
 }
 

@@ -53,16 +53,17 @@ impl Core {
                     "offering {offering_hash} is sold out: supply {supply}, {open} channels not terminated"
                 )));
             }
-            let min = billing::min_deposit(&terms);
-            let deposit = match deposit {
-                Some(d) => d,
-                None => u64::try_from(billing::full_deposit(&terms).max(min)).map_err(|_| {
-                    CoreError::Invalid("the offering's full deposit does not fit 64 bits".into())
-                })?,
+            let (Some(min), Some(full)) =
+                (billing::min_deposit(&terms), billing::full_deposit(&terms))
+            else {
+                return Err(CoreError::Invalid(
+                    "the offering's full deposit does not fit 64 bits".into(),
+                ));
             };
-            if u128::from(deposit) < min {
+            let deposit = deposit.unwrap_or(full);
+            if deposit < min {
                 return Err(CoreError::Invalid(format!(
-                    "deposit {deposit} is below the minimum {min} (setupPrice + minUnits·unitPrice, base units)"
+                    "deposit {deposit} is below the minimum {min} (the cost of max(minUnits, 1) units: setupPrice + the units beyond freeUnits · unitPrice, base units)"
                 )));
             }
             let now = now_ms();
@@ -83,7 +84,7 @@ impl Core {
                 &id,
                 ServiceStatus::Activating,
                 now,
-                "deposit covers setupPrice + minUnits·unitPrice",
+                "deposit covers the minimum deposit",
             )?;
             Ok(())
         })?;

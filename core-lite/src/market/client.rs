@@ -58,7 +58,7 @@ impl FetchedOffering {
             max_units: t.max_units,
             billing_type: t.billing_type.as_str().into(),
             billing_interval: t.billing_interval,
-            min_deposit: t.min_deposit().unwrap_or(u64::MAX),
+            min_deposit: billing::min_deposit(&t.billing_terms()).unwrap_or(u64::MAX),
             max_download_mbps: t.additional_params.get("maxDownloadSpeed").cloned(),
             max_upload_mbps: t.additional_params.get("maxUploadSpeed").cloned(),
         }
@@ -79,6 +79,9 @@ pub enum PayDecision {
 
 /// The client's rule: how much to have paid in total, given its own measured bytes, the
 /// agent's view (`agent_due` when the agent reports a lag), and what is paid already.
+/// Prepaid: the setup price and one interval of billable units ahead; postpaid: the setup
+/// price at once, then whole intervals of billable units used. Free units are never paid,
+/// and nothing above the deposit ([`billing::amount_for_units`]).
 pub fn client_payment(
     terms: &OfferingTerms,
     deposit: u64,
@@ -100,11 +103,10 @@ pub fn client_payment(
     let target_units = target_billable
         .saturating_add(terms.free_units)
         .min(terms.max_units);
-    let mut target = if target_billable == 0 && terms.billing_type == BillingType::Postpaid {
-        0
-    } else {
-        billing::amount_for_units(&b, target_units, deposit)
-    };
+    // The setup price is paid up front in both billing types ("must be paid before starting
+    // using a service"): the agent counts an unpaid setup price as lag once a unit is
+    // billable, so a postpaid client that waited for its first interval would be suspended.
+    let mut target = billing::amount_for_units(&b, target_units, deposit);
     let mut refused = None;
     if let Some(due) = agent_due {
         // The agent counts tunnel overhead the client does not see: honour its count up to
@@ -289,8 +291,7 @@ pub async fn accept_offering(
     let (url, terms) = (fetched.market_url, fetched.terms);
     let deposit = match deposit {
         Some(d) => d,
-        None => terms
-            .min_deposit()
+        None => billing::min_deposit(&terms.billing_terms())
             .ok_or_else(|| CoreError::Invalid("minimum deposit overflows".into()))?,
     };
     let nonce = uuid::Uuid::new_v4().to_string();
@@ -463,17 +464,56 @@ mod tests {
     #[test]
     fn postpaid_pays_whole_intervals_used() {
         let t = terms(BillingType::Postpaid);
+        // The setup price (500) up front, before any unit is billable.
         assert_eq!(
             client_payment(&t, 1_000_000, 0, 0, None, 10),
-            PayDecision::Nothing
+            PayDecision::Pay(500)
         );
         assert_eq!(
-            client_payment(&t, 1_000_000, 11 * MB, 0, None, 10),
+            client_payment(&t, 1_000_000, 11 * MB, 500, None, 10),
             PayDecision::Nothing
         );
         assert_eq!(
             client_payment(&t, 1_000_000, 12 * MB, 0, None, 10),
             PayDecision::Pay(10_500)
+        );
+    }
+
+    #[test]
+    fn a_postpaid_client_is_never_behind_the_agent_for_the_setup_price() {
+        // The agent suspends once a unit is billable and the setup price is unpaid; the
+        // client pays it before that, whatever the billing type.
+        for bt in [BillingType::Prepaid, BillingType::Postpaid] {
+            let t = terms(bt);
+            let PayDecision::Pay(amount) = client_payment(&t, 1_000_000, 0, 0, None, 10) else {
+                panic!("{bt:?}: nothing paid up front");
+            };
+            let b = t.billing_terms();
+            let lag = billing::unpaid_units(&b, 3 * MB, Some(amount)).expect("by cheque");
+            assert!(lag <= t.max_billing_unit_lag, "{bt:?}: lag {lag}");
+        }
+    }
+
+    #[test]
+    fn free_and_trial_channels_pay_nothing_they_cannot() {
+        // A free offering: nothing to pay, ever.
+        let t = OfferingTerms {
+            unit_price: 0,
+            setup_price: 0,
+            ..terms(BillingType::Prepaid)
+        };
+        assert_eq!(
+            client_payment(&t, 0, 50 * MB, 0, None, 10),
+            PayDecision::Nothing
+        );
+        // A trial with a deposit of 0: nothing above the deposit.
+        let t = OfferingTerms {
+            setup_price: 0,
+            ..terms(BillingType::Postpaid)
+        };
+        assert_eq!(
+            client_payment(&t, 0, 2 * MB, 0, None, 10),
+            PayDecision::Nothing
         );
     }
 

@@ -5,6 +5,26 @@
 //! Every validation error is a [`FieldError`](crate::validation::FieldError) naming the JSON
 //! pointer of the bad field, and validation reports all of them at once.
 //!
+//! The semantic rules (after the schema), each refused at the JSON pointer shown:
+//!
+//! | rule | pointer | why |
+//! |---|---|---|
+//! | prices: PRIX with at most 8 decimals, ≥ 0 | `/unitPrice`, `/setupPrice` | money is integer base units |
+//! | counts and times: whole numbers ≥ 0 | the field | |
+//! | `supply` ≥ 1 | `/supply` | an offering nobody can buy |
+//! | `maxUnits` ≥ 1 | `/maxUnits` | an offering that sells nothing |
+//! | `billingInterval` ≥ 1 | `/billingInterval` | a cheque every 0 units |
+//! | `minUnits` ≤ `maxUnits` | `/minUnits` | the agent cannot expect to sell more than it sells |
+//! | `freeUnits` ≤ `maxUnits` | `/freeUnits` | free units beyond what is sold (`freeUnits` = `maxUnits` is a free offering) |
+//! | `billingInterval` ≤ `maxUnits` | `/billingInterval` | a payment due after more units than are sold |
+//! | postpaid: `maxBillingUnitLag` ≥ `billingInterval` | `/maxBillingUnitLag` | the client pays after each interval used; a smaller lag suspends it before it is due to pay (prepaid pays ahead: any lag) |
+//! | full deposit `setupPrice + (maxUnits − freeUnits)·unitPrice` fits 64 bits | `/unitPrice` | every deposit and cheque is a u64 of base units |
+//! | `billingFrequency`, when given, = `billingInterval` | `/billingFrequency` | one interval |
+//!
+//! A free offering (`unitPrice` 0), a trial (`freeUnits` > 0) and a `setupPrice` with any
+//! `unitPrice` are all valid; how deposits and payments follow from the prices is in
+//! [`crate::billing`].
+//!
 //! Quirks of the specification's template and how they are handled here:
 //! - `required` names `billingInterval` and `product` without defining them in `properties`;
 //!   the schema therefore only demands their presence, and this module checks their type

@@ -12,6 +12,7 @@ use super::terms::{
     BillingType, OfferingTerms, DEFAULT_MAX_INACTIVE_TIME_S, MAX_ADDITIONAL_PARAMS, MAX_DEPTH,
     MAX_OFFERING_BYTES, MAX_PRODUCT_CHARS, MAX_STRING_BYTES, VPN_SERVICE_NAME, VPN_UNIT_NAME,
 };
+use crate::billing::{self, BillingTerms};
 use crate::validation::{child_pointer, schema_errors, FieldError, Invalid};
 use crate::{jcs, keys, template};
 
@@ -107,6 +108,18 @@ fn check_bounds(v: &Value, pointer: &str, depth: usize, errors: &mut Vec<FieldEr
         }
         _ => {}
     }
+}
+
+/// The numbers of an offering that the rules between numbers need (`None`: invalid alone).
+struct Numbers {
+    unit_price: Option<u64>,
+    setup_price: Option<u64>,
+    min_units: Option<u64>,
+    max_units: Option<u64>,
+    free_units: Option<u64>,
+    billing_type: Option<BillingType>,
+    billing_interval: Option<u64>,
+    max_billing_unit_lag: Option<u64>,
 }
 
 /// The semantic checks; collects errors and yields the terms when every field was usable.
@@ -247,11 +260,6 @@ impl<'a> Semantic<'a> {
             }
             m >= 1
         });
-        if let (Some(lo), Some(hi)) = (min_units, max_units) {
-            if lo > hi {
-                self.err("/minUnits", format!("must not exceed maxUnits ({hi})"));
-            }
-        }
         let billing_type = match self.get("billingType", true) {
             Some(Value::String(s)) if s == "prepaid" => Some(BillingType::Prepaid),
             Some(Value::String(s)) if s == "postpaid" => Some(BillingType::Postpaid),
@@ -296,6 +304,16 @@ impl<'a> Semantic<'a> {
                 false
             }
         });
+        self.combinations(&Numbers {
+            unit_price,
+            setup_price,
+            min_units,
+            max_units,
+            free_units,
+            billing_type,
+            billing_interval,
+            max_billing_unit_lag,
+        });
         let (additional_params, speed) = match self.additional_params() {
             Some((p, s)) => (Some(p), Some(s)),
             None => (None, None),
@@ -323,6 +341,73 @@ impl<'a> Semantic<'a> {
             additional_params: additional_params?,
             speed: speed?,
         })
+    }
+
+    /// The rules between the numbers (each number alone is already checked); a rule is
+    /// checked when the fields it needs are valid. See the module docs of
+    /// [`crate::offering`] for the list and why.
+    fn combinations(&mut self, n: &Numbers) {
+        if let (Some(lo), Some(hi)) = (n.min_units, n.max_units) {
+            if lo > hi {
+                self.err("/minUnits", format!("must not exceed maxUnits ({hi})"));
+            }
+        }
+        if let (Some(free), Some(max)) = (n.free_units, n.max_units) {
+            if free > max {
+                self.err("/freeUnits", format!("must not exceed maxUnits ({max})"));
+            }
+        }
+        if let (Some(interval), Some(max)) = (n.billing_interval, n.max_units) {
+            if interval > max {
+                self.err(
+                    "/billingInterval",
+                    format!(
+                        "must not exceed maxUnits ({max}): a payment is due every billingInterval units"
+                    ),
+                );
+            }
+        }
+        if let (Some(BillingType::Postpaid), Some(interval), Some(lag)) =
+            (n.billing_type, n.billing_interval, n.max_billing_unit_lag)
+        {
+            if lag < interval {
+                self.err(
+                    "/maxBillingUnitLag",
+                    format!(
+                        "must be at least billingInterval ({interval}) when billing is postpaid: \
+                         the client pays after each billingInterval units used, so a smaller lag \
+                         suspends the channel before the client is due to pay"
+                    ),
+                );
+            }
+        }
+        if let (Some(unit_price), Some(setup_price), Some(max_units), Some(free_units)) =
+            (n.unit_price, n.setup_price, n.max_units, n.free_units)
+        {
+            // Only the prices, maxUnits and freeUnits make the full deposit.
+            let money = BillingTerms {
+                unit_price,
+                setup_price,
+                min_units: 0,
+                max_units,
+                free_units,
+                max_billing_unit_lag: 0,
+                billing_interval: 1,
+                max_suspend_time_s: 0,
+                max_inactive_time_s: 0,
+            };
+            if billing::full_deposit(&money).is_none() {
+                self.err(
+                    "/unitPrice",
+                    format!(
+                        "too large for maxUnits: the full deposit, setupPrice + (maxUnits − \
+                         freeUnits)·unitPrice = {} base units, must fit 64 bits (at most {})",
+                        billing::cost(&money, max_units),
+                        u64::MAX
+                    ),
+                );
+            }
+        }
     }
 
     fn additional_params(&mut self) -> Option<(BTreeMap<String, String>, SpeedLimits)> {

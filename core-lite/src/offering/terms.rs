@@ -77,24 +77,10 @@ pub struct OfferingTerms {
 }
 
 impl OfferingTerms {
-    /// Smallest deposit that activates a channel: setupPrice + minUnits · unitPrice
-    /// (base units; `None` on overflow).
-    pub fn min_deposit(&self) -> Option<u64> {
-        self.min_units
-            .checked_mul(self.unit_price)?
-            .checked_add(self.setup_price)
-    }
-
-    /// Deposit that buys every unit: setupPrice + maxUnits · unitPrice (`None` on overflow).
-    pub fn full_deposit(&self) -> Option<u64> {
-        self.max_units
-            .checked_mul(self.unit_price)?
-            .checked_add(self.setup_price)
-    }
-}
-
-impl OfferingTerms {
-    /// The terms billing needs (money in base units, times in seconds).
+    /// The terms billing needs (money in base units, times in seconds). Deposits and amounts
+    /// are computed from these by [`crate::billing`] only
+    /// ([`min_deposit`](crate::billing::min_deposit),
+    /// [`full_deposit`](crate::billing::full_deposit), [`cost`](crate::billing::cost)).
     pub fn billing_terms(&self) -> BillingTerms {
         BillingTerms {
             unit_price: self.unit_price,

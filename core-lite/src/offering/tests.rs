@@ -1,5 +1,6 @@
 use super::decimal::{decimal_text_to_scaled, DecimalError};
 use super::*;
+use crate::billing;
 use crate::keys::AgentKeys;
 use crate::template::{load_module, Module};
 use serde_json::{json, Value};
@@ -63,8 +64,9 @@ fn spec_example_filled_in_is_valid() {
     assert_eq!(t.speed.max_download_bps, Some(8_500_000));
     assert_eq!(t.speed.max_upload_bps, Some(4_000_000));
     assert_eq!(t.additional_params.len(), 4);
-    assert_eq!(t.min_deposit(), Some(1_000_000));
-    assert_eq!(t.full_deposit(), Some(100_000_000));
+    let b = t.billing_terms();
+    assert_eq!(billing::min_deposit(&b), Some(1_000_000));
+    assert_eq!(billing::full_deposit(&b), Some(100_000_000));
 
     // Optional fields absent: default maxInactiveTime, no billingFrequency, no speeds.
     let mut v = full(&m, &k);
@@ -238,6 +240,45 @@ fn each_bad_field_is_named_by_its_pointer() {
             "long product",
             "/product",
             set("product", json!("p".repeat(129))),
+        ),
+        (
+            "freeUnits > maxUnits",
+            "/freeUnits",
+            set("freeUnits", json!(1001)),
+        ),
+        (
+            "billingInterval > maxUnits",
+            "/billingInterval",
+            Box::new(|v: &mut Value| {
+                v["billingInterval"] = json!(1001);
+                v["billingFrequency"] = json!(1001);
+            }),
+        ),
+        (
+            "postpaid lag below one interval",
+            "/maxBillingUnitLag",
+            Box::new(|v: &mut Value| {
+                v["billingType"] = json!("postpaid");
+                v["maxBillingUnitLag"] = json!(9);
+            }),
+        ),
+        (
+            "full deposit beyond u64",
+            "/unitPrice",
+            Box::new(|v: &mut Value| {
+                v["maxUnits"] = json!(10_000_000_000u64);
+                v["unitPrice"] = json!(10_000);
+            }),
+        ),
+        (
+            "full deposit beyond u64 by the setup price",
+            "/unitPrice",
+            Box::new(|v: &mut Value| {
+                // u64::MAX units at 1 base unit each, plus a setup price of 1 base unit.
+                v["maxUnits"] = json!(u64::MAX);
+                v["unitPrice"] = json!(0.00000001);
+                v["setupPrice"] = json!(0.00000001);
+            }),
         ),
         (
             "wrong unit for VPN",
@@ -562,4 +603,68 @@ fn build_rejects_core_fields_and_invalid_input() {
         Err(OfferingError::Invalid(inv)) => assert!(inv.has_pointer(""), "{inv}"),
         other => panic!("expected Invalid, got {other:?}"),
     }
+}
+
+#[test]
+fn consistent_edge_terms_are_valid() {
+    let m = vpn();
+    let k = AgentKeys::generate();
+    type Edit = fn(&mut Value);
+    let cases: [(&str, Edit); 7] = [
+        ("free offering", |v| {
+            v["unitPrice"] = json!(0);
+            v["setupPrice"] = json!(0);
+        }),
+        ("setup price only", |v| {
+            v["unitPrice"] = json!(0);
+            v["setupPrice"] = json!(1);
+        }),
+        ("all units free", |v| v["freeUnits"] = json!(1000)),
+        ("one interval of all units", |v| {
+            v["billingInterval"] = json!(1000);
+            v["billingFrequency"] = json!(1000);
+        }),
+        ("postpaid, lag of one interval", |v| {
+            v["billingType"] = json!("postpaid");
+            v["maxBillingUnitLag"] = json!(10);
+        }),
+        ("prepaid, no lag tolerated", |v| {
+            v["maxBillingUnitLag"] = json!(0)
+        }),
+        (
+            "maxUnits·unitPrice beyond u64, but not after the free units",
+            |v| {
+                // 2·10^12 units at 0.1 PRIX = 2·10^19 base units; 10^12 of them free: 10^19.
+                v["maxUnits"] = json!(2_000_000_000_000u64);
+                v["freeUnits"] = json!(1_000_000_000_000u64);
+                v["minUnits"] = json!(0);
+                v["unitPrice"] = json!(0.1);
+            },
+        ),
+    ];
+    for (what, edit) in cases {
+        let mut v = full(&m, &k);
+        edit(&mut v);
+        if let Err(e) = validate_offering(&m.offering_template, &v) {
+            panic!("{what}: refused: {e}");
+        }
+    }
+}
+
+#[test]
+fn one_full_deposit_counts_free_units_as_free() {
+    let m = vpn();
+    let k = AgentKeys::generate();
+    let mut v = full(&m, &k);
+    v["freeUnits"] = json!(100);
+    v["setupPrice"] = json!(0.5);
+    let t = validate_offering(&m.offering_template, &v).expect("valid");
+    let b = t.billing_terms();
+    // setup + (1000 − 100) paid units; min: setup + max(10 − 100, 0) paid units.
+    assert_eq!(billing::full_deposit(&b), Some(50_000_000 + 900 * 100_000));
+    assert_eq!(billing::min_deposit(&b), Some(50_000_000));
+    assert_eq!(
+        billing::full_deposit(&b).map(u128::from),
+        Some(billing::cost(&b, t.max_units))
+    );
 }

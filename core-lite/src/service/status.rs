@@ -32,6 +32,9 @@ pub(crate) fn apply_billing(tx: &Tx<'_>, channel_id: &str, now: i64) -> Result<S
         amount_paid: ch.amount_paid,
         status: ch.status,
         status_since_ms: ch.status_since_ms,
+        created_at_ms: ch.created_at_ms,
+        had_session: ch.had_session,
+        suspended_since_ms: ch.suspended_since_ms,
         bytes_total: ch.bytes_total,
         deposit: ch.deposit,
         has_open_session: ch.has_open_session,
@@ -41,15 +44,15 @@ pub(crate) fn apply_billing(tx: &Tx<'_>, channel_id: &str, now: i64) -> Result<S
             break;
         };
         set_status(tx, channel_id, next, now, &reason)?;
-        st.status = next;
-        st.status_since_ms = now;
+        st.enter(next, now);
     }
     Ok(st.status)
 }
 
 impl Core {
-    /// Applies the timer rules (maxInactiveTime, maxSuspendTime, finishing suspending /
-    /// terminating channels without a session). Returns the channels whose status changed.
+    /// Applies the timer rules at `now` (unix ms): maxInactiveTime, maxSuspendTime (see
+    /// [`billing`] for when each counts and fires), and finishing suspending / terminating
+    /// channels without a session. Returns the channels whose status changed.
     pub fn tick(&self, now: i64) -> Result<Vec<(String, ServiceStatus)>> {
         let timed = self.db.read(channels::agent_with_timers)?;
         let mut changed = Vec::new();

@@ -48,6 +48,10 @@ pub struct AgentChannel {
     pub product_id: String,
     pub status: ServiceStatus,
     pub status_since_ms: i64,
+    pub created_at_ms: i64,
+    /// When the current run of `suspending`/`suspended` began (from the status history);
+    /// `None` when the channel is in neither.
+    pub suspended_since_ms: Option<i64>,
     pub bytes_total: u64,
     pub deposit: u64,
     pub password_hash: String,
@@ -57,6 +61,8 @@ pub struct AgentChannel {
     /// Best cheque, for channels paid by cheques (accepted over the market).
     pub amount_paid: Option<u64>,
     pub has_open_session: bool,
+    /// Whether any session was ever started on the channel.
+    pub had_session: bool,
 }
 
 /// The agent channel, when it exists and (with `product`) belongs to that product.
@@ -70,7 +76,14 @@ pub fn agent(
                 o.unit_price, o.setup_price, o.min_units, o.max_units, o.free_units,
                 o.max_billing_unit_lag, o.billing_interval, o.max_suspend_time_s,
                 o.max_inactive_time_s, ch.client_public_key IS NOT NULL, ch.amount_paid,
-                EXISTS (SELECT 1 FROM sessions s WHERE s.channel_id = ch.id AND s.stopped_at_ms IS NULL)
+                EXISTS (SELECT 1 FROM sessions s WHERE s.channel_id = ch.id AND s.stopped_at_ms IS NULL),
+                EXISTS (SELECT 1 FROM sessions s WHERE s.channel_id = ch.id),
+                ch.created_at_ms,
+                (SELECT min(h.at_ms) FROM status_history h
+                 WHERE h.channel_id = ch.id AND h.status IN ('suspending', 'suspended')
+                   AND h.id > (SELECT coalesce(max(h2.id), 0) FROM status_history h2
+                               WHERE h2.channel_id = ch.id
+                                 AND h2.status NOT IN ('suspending', 'suspended')))
          FROM channels ch JOIN offerings o ON o.hash = ch.offering_hash
          WHERE ch.side = 'agent' AND ";
     let (cond, arg) = match key {
@@ -88,6 +101,8 @@ pub fn agent(
                 // Parsed below, after the product check.
                 status: ServiceStatus::Pending,
                 status_since_ms: r.get(3)?,
+                created_at_ms: r.get(21)?,
+                suspended_since_ms: r.get(22)?,
                 bytes_total: u(4)?,
                 deposit: u(5)?,
                 password_hash: r.get(6)?,
@@ -106,6 +121,7 @@ pub fn agent(
                 // Channels accepted over the market are paid by cheques: the lag rule applies.
                 amount_paid: by_cheque.then_some(paid),
                 has_open_session: r.get(19)?,
+                had_session: r.get(20)?,
             },
             r.get::<_, String>(2)?,
         ))
