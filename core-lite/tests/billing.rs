@@ -311,7 +311,13 @@ async fn contradictory_terms_are_refused_at_publish() -> anyhow::Result<()> {
     type Edit = fn(&mut Value);
     let cases: [(&str, Edit); 4] = [
         ("/freeUnits", |v| v["freeUnits"] = json!(11)),
-        ("/billingInterval", |v| v["billingInterval"] = json!(11)),
+        ("/billingInterval", |v| {
+            // Postpaid: a payment after every 9 billable units, but only 8 are sold.
+            v["billingType"] = json!("postpaid");
+            v["freeUnits"] = json!(2);
+            v["billingInterval"] = json!(9);
+            v["maxBillingUnitLag"] = json!(9);
+        }),
         ("/maxBillingUnitLag", |v| {
             v["billingType"] = json!("postpaid");
             v["billingInterval"] = json!(10);

@@ -16,7 +16,7 @@
 //! | `billingInterval` ≥ 1 | `/billingInterval` | a cheque every 0 units |
 //! | `minUnits` ≤ `maxUnits` | `/minUnits` | the agent cannot expect to sell more than it sells |
 //! | `freeUnits` ≤ `maxUnits` | `/freeUnits` | free units beyond what is sold (`freeUnits` = `maxUnits` is a free offering) |
-//! | `billingInterval` ≤ `maxUnits` | `/billingInterval` | a payment due after more units than are sold |
+//! | postpaid, with billable units (`maxUnits` > `freeUnits`): `billingInterval` ≤ `maxUnits − freeUnits` | `/billingInterval` | the client pays after each interval of billable units: no payment would ever be due (prepaid pays ahead, capped at `maxUnits`: any interval) |
 //! | postpaid: `maxBillingUnitLag` ≥ `billingInterval` | `/maxBillingUnitLag` | the client pays after each interval used; a smaller lag suspends it before it is due to pay (prepaid pays ahead: any lag) |
 //! | full deposit `setupPrice + (maxUnits − freeUnits)·unitPrice` fits 64 bits | `/unitPrice` | every deposit and cheque is a u64 of base units |
 //! | `billingFrequency`, when given, = `billingInterval` | `/billingFrequency` | one interval |

@@ -357,12 +357,22 @@ impl<'a> Semantic<'a> {
                 self.err("/freeUnits", format!("must not exceed maxUnits ({max})"));
             }
         }
-        if let (Some(interval), Some(max)) = (n.billing_interval, n.max_units) {
-            if interval > max {
+        if let (Some(BillingType::Postpaid), Some(interval), Some(max), Some(free)) = (
+            n.billing_type,
+            n.billing_interval,
+            n.max_units,
+            n.free_units,
+        ) {
+            // Prepaid pays ahead (capped at maxUnits): any interval works. Postpaid pays after
+            // each interval of billable units: one must fit in what is sold.
+            let billable = max.saturating_sub(free);
+            if billable > 0 && interval > billable {
                 self.err(
                     "/billingInterval",
                     format!(
-                        "must not exceed maxUnits ({max}): a payment is due every billingInterval units"
+                        "must not exceed maxUnits − freeUnits ({billable}) when billing is \
+                         postpaid: the client pays after each billingInterval billable units, so \
+                         no payment would ever be due"
                     ),
                 );
             }

@@ -247,11 +247,14 @@ fn each_bad_field_is_named_by_its_pointer() {
             set("freeUnits", json!(1001)),
         ),
         (
-            "billingInterval > maxUnits",
+            "postpaid, billingInterval > maxUnits − freeUnits",
             "/billingInterval",
             Box::new(|v: &mut Value| {
-                v["billingInterval"] = json!(1001);
-                v["billingFrequency"] = json!(1001);
+                v["billingType"] = json!("postpaid");
+                v["freeUnits"] = json!(100);
+                v["billingInterval"] = json!(901);
+                v["billingFrequency"] = json!(901);
+                v["maxBillingUnitLag"] = json!(901);
             }),
         ),
         (
@@ -610,7 +613,7 @@ fn consistent_edge_terms_are_valid() {
     let m = vpn();
     let k = AgentKeys::generate();
     type Edit = fn(&mut Value);
-    let cases: [(&str, Edit); 7] = [
+    let cases: [(&str, Edit); 9] = [
         ("free offering", |v| {
             v["unitPrice"] = json!(0);
             v["setupPrice"] = json!(0);
@@ -623,6 +626,17 @@ fn consistent_edge_terms_are_valid() {
         ("one interval of all units", |v| {
             v["billingInterval"] = json!(1000);
             v["billingFrequency"] = json!(1000);
+        }),
+        ("prepaid, all units in one payment ahead", |v| {
+            v["billingInterval"] = json!(5000);
+            v["billingFrequency"] = json!(5000);
+        }),
+        ("postpaid, every unit free", |v| {
+            v["billingType"] = json!("postpaid");
+            v["freeUnits"] = json!(1000);
+            v["billingInterval"] = json!(5000);
+            v["billingFrequency"] = json!(5000);
+            v["maxBillingUnitLag"] = json!(5000);
         }),
         ("postpaid, lag of one interval", |v| {
             v["billingType"] = json!("postpaid");
