@@ -1,0 +1,552 @@
+//! The state machine of one client connection, without any I/O.
+//!
+//! A [`Client`] is in one [`Phase`]; every event of the connection (a core answer, a byte
+//! count, the disconnect, a housekeeping tick) is a method that moves it to the next phase
+//! and returns the [`Action`]s the actor must carry out (core calls, `client-kill`, shaping).
+//! Variants carry their own data, so a stopped session with a report in flight, or a kill of
+//! a client that is already gone, cannot be represented.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use service_api::{
+    ApiError, ErrorCode, SessionId, SpeedLimits, StartSessionResponse, StopSessionResponse,
+    UpdateSessionResponse,
+};
+use tracing::{debug, error, info, warn};
+
+use crate::script_env::ClientIdentity;
+
+/// Cumulative `(bytes_in, bytes_out)` of a connection, as OpenVPN counts them.
+pub type Counts = (u64, u64);
+
+/// The larger of each counter.
+pub fn max2(a: Counts, b: Counts) -> Counts {
+    (a.0.max(b.0), a.1.max(b.1))
+}
+
+/// What the actor must do for a client after a transition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// StartSession for this connection (spawned; answered by [`Client::on_started`]).
+    Start,
+    /// UpdateSession with these cumulative counts (answered by [`Client::on_updated`]).
+    Update { session: SessionId, counts: Counts },
+    /// StopSession with the final counts (answered by [`Client::on_stopped`]).
+    Stop { session: SessionId, fin: Counts },
+    /// `client-kill CID HALT`.
+    Kill { cid: u64, why: &'static str },
+    /// Install the client's speed limits.
+    Shape {
+        key: u64,
+        addr: Ipv4Addr,
+        speed: SpeedLimits,
+    },
+    /// Remove the client's speed limits.
+    Unshape { key: u64 },
+    /// The connection is accounted for: drop it.
+    Forget,
+}
+
+/// What the actor knows of the world when it asks for a transition.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    pub now: Instant,
+    /// Generation of the management connection (a kill is sent once per connection).
+    pub gen: u64,
+    /// A management connection is up (commands can be sent).
+    pub mgmt_up: bool,
+    /// Core calls may be made now (false while a down core's backoff runs).
+    pub core_callable: bool,
+    /// Cut a client after this long without a successful report.
+    pub grace: Duration,
+    /// Speed limits are applied (`tc`).
+    pub shaping: bool,
+}
+
+/// Whether a client is to be cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kill {
+    /// No.
+    No,
+    /// Yes; `client-kill` was sent on management connection `sent_gen` (None: not yet).
+    Wanted { sent_gen: Option<u64> },
+}
+
+/// The session of a connected client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Session {
+    /// No session yet: a StartSession is in flight, or is retried at the next tick.
+    Starting { in_flight: bool },
+    /// Open. `reported` is the highest count the core accepted, `sending` the count of the
+    /// UpdateSession in flight (at most one per client).
+    Open {
+        id: SessionId,
+        reported: Counts,
+        sending: Option<Counts>,
+        speed: SpeedLimits,
+    },
+}
+
+/// How a departed client's session is closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Closing {
+    /// The session is not known yet: a StartSession (with the connection id, which finds
+    /// the session the core already has) is in flight or to be made.
+    Finding { in_flight: bool },
+    /// An UpdateSession sent before the disconnect is still in flight; StopSession follows.
+    AwaitUpdate { id: SessionId },
+    /// StopSession with the final counts, in flight or to be retried.
+    Stopping { id: SessionId, in_flight: bool },
+}
+
+/// Where a connection stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// OpenVPN has the client connected.
+    Connected {
+        session: Session,
+        kill: Kill,
+        /// Since when the core calls of this client have been failing (None: the last
+        /// one succeeded).
+        failing_since: Option<Instant>,
+        /// Its speed limits are installed.
+        shaped: bool,
+    },
+    /// OpenVPN dropped it; `fin` are the final counts for StopSession.
+    Gone { fin: Counts, closing: Closing },
+}
+
+/// One client connection (key: its connection id).
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// Unique per monitor run (the shaping key).
+    pub serial: u64,
+    /// OpenVPN's client id on the current management connection.
+    pub cid: u64,
+    pub id: ClientIdentity,
+    pub conn_id: String,
+    /// The highest counts seen.
+    pub counts: Counts,
+    pub phase: Phase,
+}
+
+/// A core failure: retried later, or refused for good.
+fn is_transient(e: &ApiError) -> bool {
+    e.is_transport() || matches!(e.code(), Some(ErrorCode::RateLimited))
+}
+
+impl Client {
+    /// A connected client without a session (call [`Client::start`] next).
+    pub fn new(serial: u64, cid: u64, id: ClientIdentity, counts: Counts) -> Self {
+        Self {
+            serial,
+            cid,
+            conn_id: id.connection_id(),
+            id,
+            counts,
+            phase: Phase::Connected {
+                session: Session::Starting { in_flight: false },
+                kill: Kill::No,
+                failing_since: None,
+                shaped: false,
+            },
+        }
+    }
+
+    pub fn is_gone(&self) -> bool {
+        matches!(self.phase, Phase::Gone { .. })
+    }
+
+    /// The highest count the core accepted (zero before a session).
+    pub fn reported(&self) -> Counts {
+        match &self.phase {
+            Phase::Connected {
+                session: Session::Open { reported, .. },
+                ..
+            } => *reported,
+            _ => (0, 0),
+        }
+    }
+
+    /// Makes the StartSession of a client that has none and none in flight.
+    pub fn start(&mut self) -> Vec<Action> {
+        match &mut self.phase {
+            Phase::Connected {
+                session: Session::Starting { in_flight },
+                ..
+            }
+            | Phase::Gone {
+                closing: Closing::Finding { in_flight },
+                ..
+            } if !*in_flight => {
+                *in_flight = true;
+                vec![Action::Start]
+            }
+            _ => vec![],
+        }
+    }
+
+    /// The StartSession answer.
+    pub fn on_started(
+        &mut self,
+        result: Result<StartSessionResponse, ApiError>,
+        ctx: &Ctx,
+    ) -> Vec<Action> {
+        let conn_id = self.conn_id.clone();
+        match &mut self.phase {
+            Phase::Connected {
+                session,
+                failing_since,
+                ..
+            } => {
+                if matches!(session, Session::Open { .. }) {
+                    return vec![];
+                }
+                *session = Session::Starting { in_flight: false };
+                match result {
+                    Ok(r) => {
+                        info!(connection = %conn_id, session = %r.session_id, status = %r.status, "session started");
+                        *session = Session::Open {
+                            id: r.session_id,
+                            reported: (r.bytes_in, r.bytes_out),
+                            sending: None,
+                            speed: r.speed,
+                        };
+                        *failing_since = None;
+                        if r.status.must_disconnect() {
+                            return self.kill("channel not in service", ctx);
+                        }
+                        let mut out = self.shape(ctx);
+                        out.extend(self.update());
+                        out
+                    }
+                    Err(e) if is_transient(&e) => {
+                        failing_since.get_or_insert(ctx.now);
+                        vec![]
+                    }
+                    Err(e) => {
+                        error!(connection = %conn_id, "StartSession refused: {e}");
+                        self.kill("StartSession refused", ctx)
+                    }
+                }
+            }
+            Phase::Gone { fin, closing } => {
+                if !matches!(closing, Closing::Finding { .. }) {
+                    return vec![];
+                }
+                *closing = Closing::Finding { in_flight: false };
+                match result {
+                    Ok(r) => {
+                        info!(connection = %conn_id, session = %r.session_id, status = %r.status, "session started");
+                        *closing = Closing::Stopping {
+                            id: r.session_id.clone(),
+                            in_flight: true,
+                        };
+                        vec![Action::Stop {
+                            session: r.session_id,
+                            fin: *fin,
+                        }]
+                    }
+                    Err(e) if is_transient(&e) => vec![],
+                    Err(e) => {
+                        error!(connection = %conn_id, "StartSession refused: {e}");
+                        vec![Action::Forget]
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the latest counts when the session is open, connected and nothing is in
+    /// flight.
+    pub fn update(&mut self) -> Vec<Action> {
+        let counts = self.counts;
+        match &mut self.phase {
+            Phase::Connected {
+                session: Session::Open { id, sending, .. },
+                ..
+            } if sending.is_none() => {
+                *sending = Some(counts);
+                vec![Action::Update {
+                    session: id.clone(),
+                    counts,
+                }]
+            }
+            _ => vec![],
+        }
+    }
+
+    /// A `>BYTECOUNT_CLI` (or a status row) of this client.
+    pub fn on_counts(&mut self, counts: Counts, ctx: &Ctx) -> Vec<Action> {
+        self.counts = max2(self.counts, counts);
+        if ctx.core_callable {
+            self.update()
+        } else {
+            vec![]
+        }
+    }
+
+    /// The UpdateSession answer for `sent`.
+    pub fn on_updated(
+        &mut self,
+        sent: Counts,
+        result: Result<UpdateSessionResponse, ApiError>,
+        ctx: &Ctx,
+    ) -> Vec<Action> {
+        let conn_id = self.conn_id.clone();
+        let counts = self.counts;
+        match &mut self.phase {
+            Phase::Connected {
+                session: Session::Open {
+                    reported, sending, ..
+                },
+                failing_since,
+                ..
+            } => {
+                *sending = None;
+                match result {
+                    Ok(r) => {
+                        *reported = max2(*reported, sent);
+                        *failing_since = None;
+                        debug!(connection = %conn_id, bytes_in = sent.0, bytes_out = sent.1, status = %r.status, units = r.units_used, "usage reported");
+                        if r.status.must_disconnect() {
+                            info!(connection = %conn_id, status = %r.status, "core says stop service");
+                            self.kill("channel suspended or terminated", ctx)
+                        } else if counts != sent {
+                            self.update()
+                        } else {
+                            vec![]
+                        }
+                    }
+                    Err(e) if is_transient(&e) => {
+                        failing_since.get_or_insert(ctx.now);
+                        vec![]
+                    }
+                    Err(e) => match e.code() {
+                        Some(
+                            ErrorCode::ChannelInactive
+                            | ErrorCode::NotFound
+                            | ErrorCode::Forbidden
+                            | ErrorCode::AuthFailed,
+                        ) => {
+                            warn!(connection = %conn_id, "UpdateSession refused: {e}");
+                            self.kill("session refused by core", ctx)
+                        }
+                        _ => {
+                            warn!(connection = %conn_id, "UpdateSession failed: {e}");
+                            vec![]
+                        }
+                    },
+                }
+            }
+            Phase::Gone { fin, closing } => {
+                let Closing::AwaitUpdate { id } = closing else {
+                    return vec![];
+                };
+                if let Err(e) = &result {
+                    if !is_transient(e) {
+                        warn!(connection = %conn_id, "UpdateSession failed: {e}");
+                    }
+                }
+                let id = id.clone();
+                *closing = Closing::Stopping {
+                    id: id.clone(),
+                    in_flight: true,
+                };
+                vec![Action::Stop {
+                    session: id,
+                    fin: *fin,
+                }]
+            }
+            Phase::Connected { .. } => vec![],
+        }
+    }
+
+    /// Asks for `client-kill` (once per management connection; a departed client is not
+    /// killed).
+    pub fn kill(&mut self, why: &'static str, ctx: &Ctx) -> Vec<Action> {
+        let Phase::Connected { kill, .. } = &mut self.phase else {
+            return vec![];
+        };
+        if let Kill::Wanted {
+            sent_gen: Some(gen),
+        } = kill
+        {
+            if *gen == ctx.gen {
+                return vec![];
+            }
+        }
+        if !ctx.mgmt_up {
+            *kill = Kill::Wanted { sent_gen: None };
+            return vec![];
+        }
+        *kill = Kill::Wanted {
+            sent_gen: Some(ctx.gen),
+        };
+        vec![Action::Kill { cid: self.cid, why }]
+    }
+
+    /// Installs the speed limits of a connected client with an open session and a VPN
+    /// address (once; [`Client::forget_shaping`] resets that after a shaping reset).
+    pub fn shape(&mut self, ctx: &Ctx) -> Vec<Action> {
+        if !ctx.shaping {
+            return vec![];
+        }
+        let Phase::Connected {
+            session: Session::Open { speed, .. },
+            shaped,
+            ..
+        } = &mut self.phase
+        else {
+            return vec![];
+        };
+        match self.id.vpn_addr {
+            Some(addr) if !*shaped && !speed.is_unlimited() => {
+                *shaped = true;
+                vec![Action::Shape {
+                    key: self.serial,
+                    addr,
+                    speed: *speed,
+                }]
+            }
+            _ => vec![],
+        }
+    }
+
+    /// The shaping was set up anew: nothing of this client is installed any more.
+    pub fn forget_shaping(&mut self) {
+        if let Phase::Connected { shaped, .. } = &mut self.phase {
+            *shaped = false;
+        }
+    }
+
+    /// Removes the speed limits when they are installed.
+    pub fn unshape(&mut self) -> Vec<Action> {
+        match &mut self.phase {
+            Phase::Connected { shaped, .. } if *shaped => {
+                *shaped = false;
+                vec![Action::Unshape { key: self.serial }]
+            }
+            _ => vec![],
+        }
+    }
+
+    /// OpenVPN dropped the client; `fin` are its final counts. Drives the session towards
+    /// StopSession.
+    pub fn disconnect(&mut self, fin: Counts) -> Vec<Action> {
+        self.counts = max2(self.counts, fin);
+        let mut out = self.unshape();
+        let closing = match &self.phase {
+            Phase::Connected { session, .. } => match session {
+                Session::Starting { in_flight } => Closing::Finding {
+                    in_flight: *in_flight,
+                },
+                Session::Open {
+                    id,
+                    sending: Some(_),
+                    ..
+                } => Closing::AwaitUpdate { id: id.clone() },
+                Session::Open { id, .. } => Closing::Stopping {
+                    id: id.clone(),
+                    in_flight: false,
+                },
+            },
+            Phase::Gone { closing, .. } => closing.clone(),
+        };
+        self.phase = Phase::Gone { fin, closing };
+        out.extend(self.finish_gone());
+        out
+    }
+
+    /// A departed client's next call: StopSession once the session is known and nothing is
+    /// in flight, else StartSession to find it.
+    fn finish_gone(&mut self) -> Vec<Action> {
+        let Phase::Gone { fin, closing } = &mut self.phase else {
+            return vec![];
+        };
+        match closing {
+            Closing::Stopping { id, in_flight } if !*in_flight => {
+                *in_flight = true;
+                vec![Action::Stop {
+                    session: id.clone(),
+                    fin: *fin,
+                }]
+            }
+            Closing::Finding { in_flight: false } => self.start(),
+            _ => vec![],
+        }
+    }
+
+    /// The StopSession answer.
+    pub fn on_stopped(&mut self, result: Result<StopSessionResponse, ApiError>) -> Vec<Action> {
+        let conn_id = self.conn_id.clone();
+        let Phase::Gone {
+            closing: Closing::Stopping { in_flight, .. },
+            ..
+        } = &mut self.phase
+        else {
+            return vec![];
+        };
+        *in_flight = false;
+        match result {
+            Ok(r) => {
+                info!(connection = %conn_id, session = %r.session_id, bytes_in = r.bytes_in, bytes_out = r.bytes_out, status = %r.status, "session stopped");
+                vec![Action::Forget]
+            }
+            Err(e) if is_transient(&e) => vec![],
+            Err(e) => {
+                warn!(connection = %conn_id, "StopSession refused: {e}");
+                vec![Action::Forget]
+            }
+        }
+    }
+
+    /// Housekeeping: retries what failed, reports what is new, cuts a client that is to be
+    /// killed or whose reports have failed for longer than the grace period.
+    pub fn tick(&mut self, ctx: &Ctx) -> Vec<Action> {
+        if self.is_gone() {
+            return if ctx.core_callable {
+                self.finish_gone()
+            } else {
+                vec![]
+            };
+        }
+        let mut out = vec![];
+        let reported = self.reported();
+        if ctx.core_callable {
+            if let Phase::Connected { session, .. } = &self.phase {
+                match session {
+                    Session::Starting { in_flight: false } => out.extend(self.start()),
+                    Session::Open { sending: None, .. } if self.counts != reported => {
+                        out.extend(self.update())
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let Phase::Connected {
+            kill,
+            failing_since,
+            ..
+        } = &self.phase
+        else {
+            return out;
+        };
+        let overdue = failing_since.is_some_and(|t| ctx.now.duration_since(t) > ctx.grace);
+        let wanted = matches!(kill, Kill::Wanted { .. });
+        let sent_now = matches!(kill, Kill::Wanted { sent_gen: Some(g) } if *g == ctx.gen);
+        if ctx.mgmt_up && (wanted || overdue) && !sent_now {
+            let why = if wanted {
+                "kill pending"
+            } else {
+                "no successful report to the core within the grace period"
+            };
+            out.extend(self.kill(why, ctx));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests;
