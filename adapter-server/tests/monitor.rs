@@ -384,3 +384,45 @@ async fn notices_a_client_that_left_without_a_disconnect_event() -> anyhow::Resu
     );
     mon.stop().await
 }
+
+/// Issue 11, item 16: one absurd `>BYTECOUNT_CLI` (the largest u64, above what the core
+/// accepts) is dropped; the client's good counts after it keep reaching the core.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_byte_count_is_dropped_and_good_counts_keep_flowing() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let fake = FakeMgmt::start()?;
+    let mon = start(&f, config(&fake))?;
+    connected(&fake, 1).await?;
+    fake.send(&client_block("ESTABLISHED,7", &identity_env(&f)))?;
+    fake.send(&[">BYTECOUNT_CLI:7,1000,2000".into()])?;
+    wait_bytes(&f, 3000).await?;
+    let max = u64::MAX;
+    fake.send(&[format!(">BYTECOUNT_CLI:7,{max},{max}")])?;
+    fake.send(&[format!(">BYTECOUNT_CLI:7,{max},{max}")])?;
+    fake.send(&[">BYTECOUNT_CLI:7,5000,7000".into()])?;
+    wait_bytes(&f, 12000).await?;
+    fake.send(&[">BYTECOUNT_CLI:7,6000,8000".into()])?;
+    wait_bytes(&f, 14000).await?;
+    assert_eq!(fake.count("client-kill 7 HALT"), 0, "a good client was cut");
+    mon.stop().await
+}
+
+/// Issue 11, item 16: a client whose counts are refused for the grace period is cut off
+/// (fail closed), like one whose reports fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_counts_are_refused_for_the_grace_period_is_cut() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let fake = FakeMgmt::start()?;
+    let mut cfg = config(&fake);
+    cfg.grace = Duration::from_millis(500);
+    let mon = start(&f, cfg)?;
+    connected(&fake, 1).await?;
+    fake.send(&client_block("ESTABLISHED,5", &identity_env(&f)))?;
+    fake.send(&[">BYTECOUNT_CLI:5,10,10".into()])?;
+    wait_bytes(&f, 20).await?;
+    let max = u64::MAX;
+    fake.send(&[format!(">BYTECOUNT_CLI:5,{max},{max}")])?;
+    fake.wait_command("client-kill 5 HALT").await?;
+    assert_eq!(f.channel()?.bytes_total, 20, "a refused count was billed");
+    mon.stop().await
+}

@@ -20,7 +20,7 @@ fn deny_with_reason(files: &AuthFiles, log_reason: String) -> HookOutcome {
         warn!(reason = %log_reason, "auth deny");
     }
     if let Some(r) = &files.failed_reason {
-        if let Err(e) = std::fs::write(r, b"authentication unavailable") {
+        if let Err(e) = crate::files::write_existing(r, b"authentication unavailable") {
             warn!("writing {}: {e}", r.display());
         }
     }
@@ -30,12 +30,13 @@ fn deny_with_reason(files: &AuthFiles, log_reason: String) -> HookOutcome {
 fn read_credentials(opts: &HookOptions, env: &RawEnv) -> Result<(ClientKey, Secret), HookError> {
     match &opts.trailing_path {
         Some(p) => {
-            let bytes = crate::settings::read_bounded(p, MAX_AUTH_FILE as u64).map_err(|e| {
-                HookError::ReadCredentials {
-                    path: p.clone(),
-                    source: e,
-                }
-            })?;
+            let bytes =
+                crate::files::read_bounded_nofollow(p, MAX_AUTH_FILE as u64).map_err(|e| {
+                    HookError::ReadCredentials {
+                        path: p.clone(),
+                        source: e,
+                    }
+                })?;
             Ok(script_env::parse_auth_file(&bytes)?)
         }
         None => Ok(script_env::credentials_from_env(env)?),
@@ -100,7 +101,7 @@ pub(super) fn run_auth(
             if let (Decision::Deny { client_reason, .. }, Some(r)) =
                 (&decision, &files.failed_reason)
             {
-                if let Err(e) = std::fs::write(r, client_reason.as_bytes()) {
+                if let Err(e) = crate::files::write_existing(r, client_reason.as_bytes()) {
                     warn!("writing {}: {e}", r.display());
                 }
             }

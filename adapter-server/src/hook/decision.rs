@@ -1,7 +1,6 @@
 //! An auth decision: the core's AuthClient answer mapped to accept or deny (fail closed),
 //! its log line, and the answer files of deferred auth.
 
-use std::io::Write;
 use std::path::Path;
 
 use service_api::{ApiError, AuthClientRequest, Client, ClientKey, ErrorCode, Secret};
@@ -105,12 +104,9 @@ pub fn write_answer(
     reason_file: Option<&Path>,
     decision: &Decision,
 ) -> Result<(), HookError> {
+    // Both files exist (OpenVPN made them): never created, never written through a link.
     let write = |p: &Path, data: &[u8]| -> Result<(), HookError> {
-        let mut f = std::fs::File::create(p).map_err(|e| HookError::WriteFile {
-            path: p.to_path_buf(),
-            source: e,
-        })?;
-        f.write_all(data).map_err(|e| HookError::WriteFile {
+        crate::files::write_existing(p, data).map_err(|e| HookError::WriteFile {
             path: p.to_path_buf(),
             source: e,
         })
@@ -203,6 +199,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let acf = dir.path().join("acf");
         let arf = dir.path().join("arf");
+        // OpenVPN creates both files before it runs the script.
+        std::fs::write(&acf, b"").expect("acf");
+        std::fs::write(&arf, b"").expect("arf");
         write_answer(
             &acf,
             Some(&arf),

@@ -74,11 +74,13 @@ pub(super) fn run_connect(
     ensure_state_dir(state_dir)?;
     let conn_id = id.connection_id();
     let path = state_dir.join(state_file_name(&conn_id));
-    std::fs::write(&path, format!("{}\n{}\n", resp.session_id, conn_id)).map_err(|e| {
-        HookError::WriteFile {
-            path: path.clone(),
-            source: e,
-        }
+    crate::files::write_private(
+        &path,
+        format!("{}\n{}\n", resp.session_id, conn_id).as_bytes(),
+    )
+    .map_err(|e| HookError::WriteFile {
+        path: path.clone(),
+        source: e,
     })?;
     info!(user = %id.username, connection = %conn_id, session = %resp.session_id,
         status = %resp.status, "session started");
@@ -100,7 +102,7 @@ pub(super) fn run_disconnect(
     // The session: the one client-connect recorded, else the one the core knows for this
     // connection id (the monitor opened it; the core answers a StartSession with a known
     // connection id with that session, open or already stopped, so nothing is billed twice).
-    let recorded = match crate::settings::read_bounded(&path, 4096) {
+    let recorded = match crate::files::read_bounded_nofollow(&path, 4096) {
         Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(HookError::StateDir { path, source: e }),

@@ -151,9 +151,9 @@ impl Actor {
                     warn!(cid, connection = %conn, "killing client: {why}");
                     self.send_cmd(Command::ClientKill { cid });
                 }
-                Action::Shape { key, addr, speed } => {
+                Action::Shape { key, addrs, speed } => {
                     if let Some(s) = &self.shaper {
-                        s.apply(key, addr, speed);
+                        s.apply(key, addrs, speed);
                     }
                 }
                 Action::Unshape { key } => {

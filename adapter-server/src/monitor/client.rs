@@ -6,13 +6,13 @@
 //! Variants carry their own data, so a stopped session with a report in flight, or a kill of
 //! a client that is already gone, cannot be represented.
 
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use service_api::{
     ApiError, ErrorCode, SessionId, SpeedLimits, StartSessionResponse, StopSessionResponse,
-    UpdateSessionResponse,
+    UpdateSessionResponse, MAX_BYTE_COUNT,
 };
+use tc_shaper::ClientAddrs;
 use tracing::{debug, error, info, warn};
 
 use crate::script_env::ClientIdentity;
@@ -23,6 +23,12 @@ pub type Counts = (u64, u64);
 /// The larger of each counter.
 pub fn max2(a: Counts, b: Counts) -> Counts {
     (a.0.max(b.0), a.1.max(b.1))
+}
+
+/// Whether the core can accept these counters: it refuses (422 `invalid`) any counter above
+/// [`MAX_BYTE_COUNT`], so the monitor drops such a count itself.
+pub fn acceptable(c: Counts) -> bool {
+    c.0 <= MAX_BYTE_COUNT && c.1 <= MAX_BYTE_COUNT
 }
 
 /// What the actor must do for a client after a transition.
@@ -36,10 +42,11 @@ pub enum Action {
     Stop { session: SessionId, fin: Counts },
     /// `client-kill CID HALT`.
     Kill { cid: u64, why: &'static str },
-    /// Install the client's speed limits.
+    /// Install the client's speed limits for its VPN addresses (IPv4 and, when it has one,
+    /// IPv6).
     Shape {
         key: u64,
-        addr: Ipv4Addr,
+        addrs: ClientAddrs,
         speed: SpeedLimits,
     },
     /// Remove the client's speed limits.
@@ -277,13 +284,55 @@ impl Client {
         }
     }
 
-    /// A `>BYTECOUNT_CLI` (or a status row) of this client.
+    /// A `>BYTECOUNT_CLI` (or a status row) of this client. A count the core would refuse
+    /// is dropped (it never raises the counts) and starts the grace timer.
     pub fn on_counts(&mut self, counts: Counts, ctx: &Ctx) -> Vec<Action> {
-        self.counts = max2(self.counts, counts);
+        if !self.merge_counts(counts, ctx.now) {
+            return vec![];
+        }
         if ctx.core_callable {
             self.update()
         } else {
             vec![]
+        }
+    }
+
+    /// Takes new counts; false (and logged) when the core would refuse them. A good count
+    /// that the core has already accepted in full ends the grace timer of earlier refusals.
+    pub fn merge_counts(&mut self, counts: Counts, now: Instant) -> bool {
+        if !acceptable(counts) {
+            self.refused(counts, now, "above the largest counter the core accepts");
+            return false;
+        }
+        self.counts = max2(self.counts, counts);
+        let all_reported = self.counts;
+        if let Phase::Connected {
+            session:
+                Session::Open {
+                    reported,
+                    sending: None,
+                    ..
+                },
+            failing_since,
+            ..
+        } = &mut self.phase
+        {
+            if *reported == all_reported {
+                *failing_since = None;
+            }
+        }
+        true
+    }
+
+    /// A count that is not reported: logged, and the client's grace timer runs.
+    fn refused(&mut self, counts: Counts, now: Instant, why: &str) {
+        if let Phase::Connected { failing_since, .. } = &mut self.phase {
+            if failing_since.is_none() {
+                warn!(connection = %self.conn_id, bytes_in = counts.0, bytes_out = counts.1, "byte count dropped: {why}");
+            } else {
+                debug!(connection = %self.conn_id, bytes_in = counts.0, bytes_out = counts.1, "byte count dropped: {why}");
+            }
+            failing_since.get_or_insert(now);
         }
     }
 
@@ -321,6 +370,15 @@ impl Client {
                     }
                     Err(e) if is_transient(&e) => {
                         failing_since.get_or_insert(ctx.now);
+                        vec![]
+                    }
+                    Err(e) if e.code() == Some(ErrorCode::Invalid) => {
+                        // The core refuses these counts: drop them (back to what it
+                        // accepted; later good counts raise them again) and let the grace
+                        // timer run.
+                        let accepted = *reported;
+                        self.counts = accepted;
+                        self.refused(sent, ctx.now, &format!("UpdateSession refused it: {e}"));
                         vec![]
                     }
                     Err(e) => match e.code() {
@@ -402,16 +460,30 @@ impl Client {
             return vec![];
         };
         match self.id.vpn_addr {
-            Some(addr) if !*shaped && !speed.is_unlimited() => {
+            Some(v4) if !*shaped && !speed.is_unlimited() => {
                 *shaped = true;
                 vec![Action::Shape {
                     key: self.serial,
-                    addr,
+                    addrs: ClientAddrs {
+                        v4,
+                        v6: self.id.vpn_addr6,
+                    },
                     speed: *speed,
                 }]
             }
             _ => vec![],
         }
+    }
+
+    /// The client's VPN IPv6 address became known (the `status` list): its limits are
+    /// installed again to cover it.
+    pub fn learn_vpn_addr6(&mut self, addr: std::net::Ipv6Addr, ctx: &Ctx) -> Vec<Action> {
+        if self.id.vpn_addr6.is_some() {
+            return vec![];
+        }
+        self.id.vpn_addr6 = Some(addr);
+        self.forget_shaping();
+        self.shape(ctx)
     }
 
     /// The shaping was set up anew: nothing of this client is installed any more.

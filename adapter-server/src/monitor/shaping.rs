@@ -1,11 +1,10 @@
 //! The shaping task: owns the [`Shaper`] and runs its `tc` commands in the order the actor
 //! sends them, so the actor never waits for `tc`.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use service_api::SpeedLimits;
-use tc_shaper::{Shaper, ShapingConfig};
+use tc_shaper::{ClientAddrs, Shaper, ShapingConfig};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn, Instrument};
 
@@ -16,7 +15,7 @@ enum ShapeOp {
     Setup,
     Apply {
         key: u64,
-        addr: Ipv4Addr,
+        addrs: ClientAddrs,
         speed: SpeedLimits,
     },
     Remove {
@@ -41,8 +40,8 @@ impl ShapingHandle {
         let _ = self.0.send(ShapeOp::Setup);
     }
 
-    pub fn apply(&self, key: u64, addr: Ipv4Addr, speed: SpeedLimits) {
-        let _ = self.0.send(ShapeOp::Apply { key, addr, speed });
+    pub fn apply(&self, key: u64, addrs: ClientAddrs, speed: SpeedLimits) {
+        let _ = self.0.send(ShapeOp::Apply { key, addrs, speed });
     }
 
     pub fn remove(&self, key: u64) {
@@ -65,9 +64,9 @@ async fn shaper_task(mut shaper: Shaper, mut rx: mpsc::UnboundedReceiver<ShapeOp
                 Ok(()) => info!("shaping set up"),
                 Err(e) => error!("shaping setup failed (clients will not be limited): {e:#}"),
             },
-            ShapeOp::Apply { key, addr, speed } => {
-                if let Err(e) = shaper.apply(key, addr, &speed).await {
-                    warn!(%addr, "shaping client failed: {e:#}");
+            ShapeOp::Apply { key, addrs, speed } => {
+                if let Err(e) = shaper.apply(key, addrs, &speed).await {
+                    warn!(addr = %addrs.v4, addr6 = ?addrs.v6, "shaping client failed: {e:#}");
                 }
             }
             ShapeOp::Remove { key } => shaper.remove(key).await,

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use openvpn_mgmt::StatusClient;
 use tracing::{debug, info, warn};
 
-use super::client::{max2, Action, Client, Counts, Ctx};
+use super::client::{acceptable, max2, Action, Client, Counts, Ctx};
 use crate::script_env::{self, ClientIdentity, EnvError};
 
 /// An action for the connection `conn`.
@@ -157,7 +157,11 @@ impl ClientTable {
             return vec![];
         };
         let fin = match final_counts {
-            Ok(f) => max2(f, c.reported()),
+            Ok(f) if acceptable(f) => max2(f, c.reported()),
+            Ok(f) => {
+                warn!(connection = %conn, bytes_in = f.0, bytes_out = f.1, "final counters above the largest the core accepts; using the last good count");
+                c.counts
+            }
             Err(e) => {
                 warn!(connection = %conn, "disconnect without final counters ({e}); using the last bytecount");
                 c.counts
@@ -188,9 +192,13 @@ impl ClientTable {
                     continue;
                 }
                 c.cid = row.cid;
-                c.counts = max2(c.counts, counts);
+                c.merge_counts(counts, ctx.now);
                 self.by_cid.insert(row.cid, conn.clone());
-                out.extend(self.with(&conn, |c| c.shape(ctx)));
+                let v6 = row.virtual_ipv6_address;
+                out.extend(self.with(&conn, |c| match v6 {
+                    Some(a) if c.id.vpn_addr6.is_none() => c.learn_vpn_addr6(a, ctx),
+                    _ => c.shape(ctx),
+                }));
                 continue;
             }
             if self.recently_stopped.contains(&conn) {
@@ -202,7 +210,9 @@ impl ClientTable {
                 client_addr: row.real_address.clone(),
                 time_unix: row.connected_since,
                 vpn_addr: Some(vpn),
+                vpn_addr6: row.virtual_ipv6_address,
             };
+            let counts = if acceptable(counts) { counts } else { (0, 0) };
             let conn = self.insert(row.cid, id, counts);
             out.extend(self.with(&conn, Client::start));
         }

@@ -16,6 +16,7 @@ pub(crate) fn identity(vpn: Option<Ipv4Addr>) -> ClientIdentity {
         client_addr: "192.0.2.7:50123".into(),
         time_unix: 1_700_000_000,
         vpn_addr: vpn,
+        vpn_addr6: None,
     }
 }
 
@@ -108,7 +109,7 @@ fn start_once_then_shape_and_report() {
         vec![
             Action::Shape {
                 key: 1,
-                addr: Ipv4Addr::new(10, 8, 0, 6),
+                addrs: Ipv4Addr::new(10, 8, 0, 6).into(),
                 speed: limits()
             },
             Action::Update {
@@ -345,4 +346,92 @@ fn shaping_reset_reapplies() {
     };
     c.forget_shaping();
     assert_eq!(c.shape(&off), vec![]);
+}
+
+/// Issue 11, item 16.
+#[test]
+fn counts_the_core_refuses_are_dropped_and_never_raise_the_watermark() {
+    let mut c = active();
+    c.on_updated((0, 0), updated(ServiceStatus::Active), &ctx());
+    // Locally: above MAX_BYTE_COUNT, never sent.
+    let t0 = ctx();
+    assert_eq!(c.on_counts((u64::MAX, u64::MAX), &t0), vec![]);
+    assert_eq!(c.counts, (0, 0));
+    // A good count is reported and ends the grace timer.
+    let got = c.on_counts((100, 200), &t0);
+    assert_eq!(
+        got,
+        vec![Action::Update {
+            session: sid(),
+            counts: (100, 200)
+        }]
+    );
+    // The core refuses a count (422): dropped, the watermark stays, the timer runs.
+    let got = c.on_updated((100, 200), Err(api(ErrorCode::Invalid)), &t0);
+    assert_eq!(got, vec![]);
+    assert_eq!(c.counts, (0, 0));
+    assert_eq!(c.reported(), (0, 0));
+    assert_eq!(c.on_counts((150, 250), &t0).len(), 1, "good counts go on");
+    assert_eq!(
+        c.on_updated((150, 250), Err(api(ErrorCode::Invalid)), &t0),
+        vec![]
+    );
+    let after = Ctx {
+        now: t0.now + t0.grace + Duration::from_millis(1),
+        ..t0
+    };
+    assert_eq!(
+        c.tick(&after),
+        vec![Action::Kill {
+            cid: 7,
+            why: "no successful report to the core within the grace period"
+        }]
+    );
+}
+
+#[test]
+fn a_good_count_after_an_absurd_one_ends_the_grace_timer() {
+    let mut c = active();
+    c.on_counts((10, 10), &ctx());
+    c.on_updated((10, 10), updated(ServiceStatus::Active), &ctx());
+    let t0 = ctx();
+    c.on_counts((u64::MAX, 0), &t0);
+    // The same (accepted) count again: nothing refused any more (each byte count is
+    // reported, as before).
+    assert_eq!(c.on_counts((10, 10), &t0).len(), 1);
+    let after = Ctx {
+        now: t0.now + t0.grace * 2,
+        ..t0
+    };
+    assert_eq!(c.tick(&after), vec![]);
+}
+
+/// Issue 11, item 17: the IPv6 address is shaped too, also when it is learned later.
+#[test]
+fn ipv6_address_is_shaped() {
+    let v6: std::net::Ipv6Addr = "fd00:8::1000".parse().expect("v6");
+    let mut id = identity(Some(Ipv4Addr::new(10, 8, 0, 6)));
+    id.vpn_addr6 = Some(v6);
+    let mut c = Client::new(1, 7, id, (0, 0));
+    c.start();
+    let got = c.on_started(started(ServiceStatus::Active), &ctx());
+    let addrs = tc_shaper::ClientAddrs {
+        v4: Ipv4Addr::new(10, 8, 0, 6),
+        v6: Some(v6),
+    };
+    assert!(got.contains(&Action::Shape {
+        key: 1,
+        addrs,
+        speed: limits()
+    }));
+    let mut c = active();
+    assert_eq!(
+        c.learn_vpn_addr6(v6, &ctx()),
+        vec![Action::Shape {
+            key: 1,
+            addrs,
+            speed: limits()
+        }]
+    );
+    assert_eq!(c.learn_vpn_addr6(v6, &ctx()), vec![]);
 }
