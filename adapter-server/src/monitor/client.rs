@@ -98,9 +98,9 @@ pub enum Session {
 /// How a departed client's session is closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Closing {
-    /// The session is not known yet: a StartSession (with the connection id, which finds
-    /// the session the core already has) is in flight or to be made.
-    Finding { in_flight: bool },
+    /// The StartSession made while the client was connected is still in flight; the
+    /// session it answers is stopped. (A departed client never gets a StartSession.)
+    AwaitStart,
     /// An UpdateSession sent before the disconnect is still in flight; StopSession follows.
     AwaitUpdate { id: SessionId },
     /// StopSession with the final counts, in flight or to be retried.
@@ -176,15 +176,11 @@ impl Client {
         }
     }
 
-    /// Makes the StartSession of a client that has none and none in flight.
+    /// Makes the StartSession of a connected client that has none and none in flight.
     pub fn start(&mut self) -> Vec<Action> {
         match &mut self.phase {
             Phase::Connected {
                 session: Session::Starting { in_flight },
-                ..
-            }
-            | Phase::Gone {
-                closing: Closing::Finding { in_flight },
                 ..
             } if !*in_flight => {
                 *in_flight = true;
@@ -239,10 +235,9 @@ impl Client {
                 }
             }
             Phase::Gone { fin, closing } => {
-                if !matches!(closing, Closing::Finding { .. }) {
+                if *closing != Closing::AwaitStart {
                     return vec![];
                 }
-                *closing = Closing::Finding { in_flight: false };
                 match result {
                     Ok(r) => {
                         info!(connection = %conn_id, session = %r.session_id, status = %r.status, "session started");
@@ -255,9 +250,8 @@ impl Client {
                             fin: *fin,
                         }]
                     }
-                    Err(e) if is_transient(&e) => vec![],
                     Err(e) => {
-                        error!(connection = %conn_id, "StartSession refused: {e}");
+                        warn!(connection = %conn_id, bytes_in = fin.0, bytes_out = fin.1, "StartSession of a departed client failed ({e}); no session is started for it, its usage is not reported");
                         vec![Action::Forget]
                     }
                 }
@@ -511,9 +505,14 @@ impl Client {
         let mut out = self.unshape();
         let closing = match &self.phase {
             Phase::Connected { session, .. } => match session {
-                Session::Starting { in_flight } => Closing::Finding {
-                    in_flight: *in_flight,
-                },
+                Session::Starting { in_flight: true } => Closing::AwaitStart,
+                Session::Starting { in_flight: false } => {
+                    // No session is known and none is started for a departed client
+                    // (docs/INTERFACES.md): its usage cannot be reported.
+                    warn!(connection = %self.conn_id, bytes_in = fin.0, bytes_out = fin.1, "client left before its session was opened; no session is started for it");
+                    out.push(Action::Forget);
+                    return out;
+                }
                 Session::Open {
                     id,
                     sending: Some(_),
@@ -532,7 +531,7 @@ impl Client {
     }
 
     /// A departed client's next call: StopSession once the session is known and nothing is
-    /// in flight, else StartSession to find it.
+    /// in flight.
     fn finish_gone(&mut self) -> Vec<Action> {
         let Phase::Gone { fin, closing } = &mut self.phase else {
             return vec![];
@@ -545,7 +544,6 @@ impl Client {
                     fin: *fin,
                 }]
             }
-            Closing::Finding { in_flight: false } => self.start(),
             _ => vec![],
         }
     }

@@ -137,20 +137,23 @@ impl ClientTable {
         let conn = match self.by_cid.remove(&cid) {
             Some(k) => k,
             None => {
-                // Missed the ESTABLISHED (monitor started in between): account it anyway.
-                let Ok(id) = identity else {
-                    debug!(cid, "disconnect of an unknown client without identity");
-                    return vec![];
-                };
-                let k = id.connection_id();
-                if self.recently_stopped.contains(&k) {
-                    return vec![];
+                // Missed the ESTABLISHED (monitor started in between): no session of this
+                // connection is known here, and a departed client never gets a
+                // StartSession (it would open and bill a session).
+                match identity {
+                    Ok(id) if self.clients.contains_key(&id.connection_id()) => id.connection_id(),
+                    Ok(id) => {
+                        let k = id.connection_id();
+                        if !self.recently_stopped.contains(&k) {
+                            warn!(cid, connection = %k, "disconnect of a client without a known session; no session is started for it");
+                        }
+                        return vec![];
+                    }
+                    Err(_) => {
+                        debug!(cid, "disconnect of an unknown client without identity");
+                        return vec![];
+                    }
                 }
-                if !self.clients.contains_key(&k) {
-                    self.insert(cid, id, (0, 0));
-                    self.by_cid.remove(&cid);
-                }
-                k
             }
         };
         let Some(c) = self.clients.get(&conn) else {

@@ -435,3 +435,22 @@ fn ipv6_address_is_shaped() {
     );
     assert_eq!(c.learn_vpn_addr6(v6, &ctx()), vec![]);
 }
+
+/// Issue 11, item 15: a departed client never gets a StartSession.
+#[test]
+fn a_departed_client_never_starts_a_session() {
+    let mut c = Client::new(1, 7, identity(None), (0, 0));
+    c.start();
+    // The start failed (core down); the client leaves before a retry.
+    c.on_started(Err(api(ErrorCode::Unavailable)), &ctx());
+    assert_eq!(c.disconnect((10, 10)), vec![Action::Forget]);
+    // A StartSession in flight when it left: a failure is not retried.
+    let mut c = Client::new(1, 7, identity(None), (0, 0));
+    c.start();
+    assert_eq!(c.disconnect((10, 10)), vec![]);
+    assert_eq!(c.tick(&ctx()), vec![]);
+    assert_eq!(
+        c.on_started(Err(api(ErrorCode::Unavailable)), &ctx()),
+        vec![Action::Forget]
+    );
+}

@@ -114,3 +114,12 @@ fn disconnect_keeps_the_higher_of_final_and_reported_counts() {
     }
     assert!(t.bytecount(7, (1, 1), &ctx).is_none(), "cid still mapped");
 }
+
+/// Issue 11, item 15: the DISCONNECT of a connection without a known session starts none.
+#[test]
+fn disconnect_of_an_unknown_connection_starts_nothing() {
+    let mut t = ClientTable::default();
+    assert_eq!(t.disconnect(4, Ok(identity(None)), Ok((10, 20))), vec![]);
+    assert!(t.is_empty());
+    assert_eq!(t.tick(&ctx()), vec![]);
+}
