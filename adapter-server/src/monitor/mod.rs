@@ -20,6 +20,12 @@
 //! `bytes_sent` of the event. When the core is unreachable the latest totals are kept and
 //! replayed (with a capped exponential backoff); a client whose reports have kept failing
 //! for the grace period is cut.
+//!
+//! Rules (docs/INTERFACES.md): a byte count the core would refuse (above
+//! [`service_api::MAX_BYTE_COUNT`]) or did refuse (422) is dropped and never raises the
+//! reported counts, and starts the grace timer like a failed report; a departed connection
+//! never gets a StartSession; every VPN address of a client (IPv4 and, with `server-ipv6`,
+//! IPv6) is shaped.
 
 mod actor;
 mod client;
