@@ -465,3 +465,33 @@ async fn answer_and_credentials_files_are_never_followed_or_created() -> anyhow:
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     Ok(())
 }
+
+/// Issue 11, item 15: client-disconnect of a connection that has no session (no state file,
+/// none opened by the monitor) never starts one: nothing is opened or billed, the channel
+/// keeps its status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnect_never_starts_a_session() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let state = tempfile::tempdir()?;
+    let before = f.channel()?;
+    let out = Hook::for_fixture(&f)
+        .arg("--state-dir")
+        .arg(s(&state.path().join("state")))
+        .env("script_type", "client-disconnect")
+        .env("username", &f.key.0)
+        .env("untrusted_ip", "192.0.2.7")
+        .env("untrusted_port", "50123")
+        .env("time_unix", "1700000000")
+        .env("ifconfig_pool_remote_ip", "10.8.0.6")
+        .env("bytes_received", "123456")
+        .env("bytes_sent", "654321")
+        .run()
+        .await?;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let after = f.channel()?;
+    assert_eq!(after.open_session, None);
+    assert_eq!(after.bytes_total, 0, "a session was started and billed");
+    assert_eq!(after.status, before.status, "the channel changed status");
+    assert_eq!(after.history, before.history);
+    Ok(())
+}

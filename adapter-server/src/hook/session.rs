@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use service_api::{StartSessionRequest, StopSessionRequest};
+use service_api::{FindSessionRequest, StartSessionRequest, StopSessionRequest};
 use tracing::{info, warn};
 
 use super::{runtime, HookError, HookOutcome};
@@ -100,8 +100,8 @@ pub(super) fn run_disconnect(
     let client = core.client()?;
     let rt = runtime()?;
     // The session: the one client-connect recorded, else the one the core knows for this
-    // connection id (the monitor opened it; the core answers a StartSession with a known
-    // connection id with that session, open or already stopped, so nothing is billed twice).
+    // connection id (the monitor opened it; open or already stopped, so nothing is billed
+    // twice). A session is never started here.
     let recorded = match crate::files::read_bounded_nofollow(&path, 4096) {
         Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -132,20 +132,30 @@ pub(super) fn run_disconnect(
             service_api::SessionId(sid.to_string())
         }
         None => {
-            let found = rt
-                .block_on(client.start_session(&StartSessionRequest {
-                    client_key: id.username.clone(),
-                    connection_id: Some(conn_id.clone()),
-                    client_addr: Some(id.client_addr.clone()),
-                    vpn_addr: id.vpn_addr.map(|a| a.to_string()),
-                }))
-                .map_err(|e| HookError::Core {
-                    call: "StartSession (finding the connection's session)",
-                    source: e,
-                })?;
-            info!(user = %id.username, connection = %conn_id, session = %found.session_id,
-                "session of this connection found by its connection id");
-            found.session_id
+            // No recorded session: find the one the monitor opened for this connection id,
+            // never open one (FindSession: 404 when the connection has none).
+            let found = rt.block_on(client.find_session(&FindSessionRequest {
+                client_key: id.username.clone(),
+                connection_id: conn_id.clone(),
+            }));
+            match found {
+                Ok(found) => {
+                    info!(user = %id.username, connection = %conn_id, session = %found.session_id,
+                        "session of this connection found by its connection id");
+                    found.session_id
+                }
+                Err(e) if e.code() == Some(service_api::ErrorCode::NotFound) => {
+                    warn!(user = %id.username, connection = %conn_id, bytes_in = rx,
+                        bytes_out = tx, "no session of this connection; none is started at disconnect");
+                    return Ok(());
+                }
+                Err(e) => {
+                    return Err(HookError::Core {
+                        call: "FindSession",
+                        source: e,
+                    })
+                }
+            }
         }
     };
     let stopped = rt
