@@ -27,6 +27,7 @@
 //! never gets a StartSession; every VPN address of a client (IPv4 and, with `server-ipv6`,
 //! IPv6) is shaped.
 
+mod action;
 mod actor;
 mod client;
 mod client_auth;
