@@ -105,19 +105,22 @@ values = [$(toml_list "$PASSWORD")]
 values = [$(toml_list "$SESSION" "$CSESSION")]
 [dictionaries.channel]
 values = [$(toml_list "$CHANNEL_ID" "$CLIENT_KEY")]
+[dictionaries.connection]
+values = [$(toml_list fuzz-1 fuzz-c)]
 
 [parameters]
 "body.clientKey" = { dictionary = "client-key", probability = 0.5 }
 "body.password" = { dictionary = "password", probability = 0.5 }
 "body.sessionId" = { dictionary = "session", probability = 0.5 }
 "path.id" = { dictionary = "channel", probability = 0.5 }
+"body.connectionId" = { dictionary = "connection", probability = 0.5 }
 
 [[operations]]
 include-operation-id = ["AuthClient", "SetProductConfig"]
 headers = { Authorization = "Bearer $PRODUCT_TOKEN" }
 
 [[operations]]
-include-operation-id = ["StartSession", "UpdateSession", "StopSession"]
+include-operation-id = ["StartSession", "FindSession", "UpdateSession", "StopSession"]
 headers = { Authorization = "Bearer $1" }
 
 [[operations]]
@@ -153,7 +156,8 @@ run() {  # run NAME SESSION_OPS_TOKEN [schemathesis options...]
 run agent "$PRODUCT_TOKEN"
 # Client side: the session operations with the client token (the client core's sessions).
 run client "$CLIENT_TOKEN" --include-operation-id StartSession \
-  --include-operation-id UpdateSession --include-operation-id StopSession
+  --include-operation-id FindSession --include-operation-id UpdateSession \
+  --include-operation-id StopSession
 
 # The success paths were reached: every operation answered 200 at least once.
 answered=$(jq -r '.log.entries[] | select(.response.status == 200)
@@ -161,6 +165,7 @@ answered=$(jq -r '.log.entries[] | select(.response.status == 200)
   sed -E 's#^([A-Z]+) https?://[^/]+#\1 #; s#\?.*##; s#(/v1/admin/channels/).*#\1{id}#' | sort -u)
 missing=0
 for op in "POST /v1/AuthClient" "POST /v1/SetProductConfig" "POST /v1/StartSession" \
+  "POST /v1/FindSession" \
   "POST /v1/UpdateSession" "POST /v1/StopSession" "POST /v1/GetAccess" \
   "GET /v1/admin/channels/{id}" "GET /health"; do
   if ! grep -qxF "$op" <<<"$answered"; then

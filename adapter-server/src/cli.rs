@@ -149,7 +149,7 @@ pub struct MonitorArgs {
     /// OpenVPN server config: pushed at start and on change; its `dev` is the default --tun.
     #[arg(long, env = "ADAPTER_SERVER_SERVER_CONFIG")]
     pub server_config: Option<PathBuf>,
-    /// host[:port] clients connect to (sent as serviceEndpointAddress).
+    /// HOST or HOST:PORT clients connect to (sent as serviceEndpointAddress).
     #[arg(long, env = "ADAPTER_SERVER_ENDPOINT")]
     pub endpoint: Option<String>,
     /// Do not touch tc (no speed limits).
@@ -158,7 +158,7 @@ pub struct MonitorArgs {
     /// The server's tun device [default: `dev` of --server-config, else tun0].
     #[arg(long, env = "ADAPTER_SERVER_TUN")]
     pub tun: Option<String>,
-    /// IFB device for upload shaping [default: ifb-<tun>, cut to 15 chars].
+    /// IFB device for upload shaping [default: ifb-TUN, TUN being the tun device, cut to 15 chars].
     #[arg(long, env = "ADAPTER_SERVER_IFB")]
     pub ifb: Option<String>,
     /// Capacity of the parent HTB class (e.g. 1gbit, 500mbit) [default: 1gbit].
@@ -180,7 +180,7 @@ pub struct PushConfigArgs {
     /// The OpenVPN server config file.
     #[arg(long, env = "ADAPTER_SERVER_SERVER_CONFIG")]
     pub server_config: Option<PathBuf>,
-    /// host[:port] clients connect to (sent as serviceEndpointAddress).
+    /// HOST or HOST:PORT clients connect to (sent as serviceEndpointAddress).
     #[arg(long, env = "ADAPTER_SERVER_ENDPOINT")]
     pub endpoint: Option<String>,
     /// Print the product config (without CA / key bodies) instead of sending it.

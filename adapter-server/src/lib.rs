@@ -6,11 +6,14 @@
 //!   config re-push).
 //! - [`push_config`]: OpenVPN server config → product config (SetProductConfig).
 //! - [`script_env`]: pure parser of script environments.
+//! - [`files`]: how files named by OpenVPN or a peer are opened (never through a link,
+//!   never created).
 //!
 //! The management-interface protocol is the `openvpn-mgmt` crate and the `tc` shaping the
 //! `tc-shaper` crate, both shared with adapter-client.
 
 pub mod cli;
+pub mod files;
 pub mod hook;
 pub mod monitor;
 pub mod push_config;

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use service_api::{ClientKey, Secret, MAX_FIELD_LEN};
@@ -34,6 +34,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "trusted_port",
     "time_unix",
     "ifconfig_pool_remote_ip",
+    "ifconfig_pool_remote_ip6",
     "bytes_received",
     "bytes_sent",
 ];
@@ -269,7 +270,10 @@ pub struct ClientIdentity {
     pub client_addr: String,
     /// OpenVPN's `time_unix` of the connection.
     pub time_unix: u64,
+    /// `ifconfig_pool_remote_ip`.
     pub vpn_addr: Option<Ipv4Addr>,
+    /// `ifconfig_pool_remote_ip6` (a server with `server-ipv6`).
+    pub vpn_addr6: Option<Ipv6Addr>,
 }
 
 impl ClientIdentity {
@@ -293,11 +297,13 @@ impl ClientIdentity {
             .parse::<u64>("time_unix")?
             .ok_or(EnvError::Missing("time_unix"))?;
         let vpn_addr = env.parse::<Ipv4Addr>("ifconfig_pool_remote_ip")?;
+        let vpn_addr6 = env.parse::<Ipv6Addr>("ifconfig_pool_remote_ip6")?;
         Ok(Self {
             username,
             client_addr: format_addr(ip, port),
             time_unix,
             vpn_addr,
+            vpn_addr6,
         })
     }
 }
@@ -431,10 +437,12 @@ mod tests {
             ("trusted_ip", "198.51.100.1"),
             ("time_unix", "1700000000"),
             ("ifconfig_pool_remote_ip", "10.8.0.6"),
+            ("ifconfig_pool_remote_ip6", "fd00:8::1000"),
         ]);
         let id = ClientIdentity::from_env(&e).expect("identity");
         assert_eq!(id.connection_id(), "ck-1|192.0.2.7:50123|1700000000");
         assert_eq!(id.vpn_addr, Some(Ipv4Addr::new(10, 8, 0, 6)));
+        assert_eq!(id.vpn_addr6, "fd00:8::1000".parse().ok());
 
         // trusted_* fallback, common_name fallback, no VPN address.
         let e = env(&[

@@ -62,7 +62,15 @@ struct AuthFiles {
 }
 
 impl AuthFiles {
+    /// The answer files as OpenVPN leaves them for the script: created, empty.
     fn new() -> anyhow::Result<Self> {
+        let files = Self::empty_dir()?;
+        std::fs::write(files.acf(), b"")?;
+        std::fs::write(files.arf(), b"")?;
+        Ok(files)
+    }
+    /// A directory without the answer files.
+    fn empty_dir() -> anyhow::Result<Self> {
         Ok(Self {
             dir: tempfile::tempdir()?,
         })
@@ -111,7 +119,11 @@ async fn deferred_auth_accepts_and_denies() -> anyhow::Result<()> {
         .await?;
     assert_eq!(code(&out), 2, "not deferred: {}", stderr(&out));
     assert_eq!(control_answer(&files).await?, "1");
-    assert!(!files.arf().exists(), "reason written on accept");
+    assert_eq!(
+        std::fs::read_to_string(files.arf())?,
+        "",
+        "reason written on accept"
+    );
 
     // wrong password: 0 and a reason, password never logged
     let files = AuthFiles::new()?;
@@ -161,7 +173,11 @@ async fn sync_auth_via_file_and_env() -> anyhow::Result<()> {
         .run()
         .await?;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(!files.acf().exists(), "sync mode wrote the control file");
+    assert_eq!(
+        std::fs::read_to_string(files.acf())?,
+        "",
+        "sync mode wrote the control file"
+    );
 
     std::fs::write(&creds, format!("{}\nnope\n", f.key.0))?;
     let out = Hook::for_fixture(&f)
@@ -359,5 +375,123 @@ async fn connect_and_disconnect_account_the_session() -> anyhow::Result<()> {
         .run()
         .await?;
     assert_eq!(code(&out), 1);
+    Ok(())
+}
+
+/// Runs the deferred-auth worker with `job` on its stdin until it exits.
+async fn run_worker(job: &serde_json::Value) -> anyhow::Result<Output> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(BIN)
+        .arg("__auth-worker")
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(&serde_json::to_vec(job)?).await?;
+    drop(stdin);
+    Ok(child.wait_with_output().await?)
+}
+
+/// Issue 11, item 14: the answer files and the credentials file are never opened through a
+/// symbolic link (a link there would truncate and overwrite its target), and the answer
+/// files are never created (OpenVPN creates them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_and_credentials_files_are_never_followed_or_created() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let files = AuthFiles::empty_dir()?;
+    let victim = files.path("victim");
+    std::fs::write(&victim, "precious")?;
+    std::os::unix::fs::symlink(&victim, files.acf())?;
+    std::os::unix::fs::symlink(&victim, files.arf())?;
+    let job = |password: &str, acf: &Path, arf: &Path| {
+        serde_json::json!({
+            "core_url": f.core.url,
+            "token": f.token.expose(),
+            "timeout_ms": 5000,
+            "username": f.key.0,
+            "password": password,
+            "client_addr": null,
+            "control_file": acf,
+            "reason_file": arf,
+        })
+    };
+    // The deferred worker, accept and deny: the links are refused, the target untouched.
+    for password in [f.password.expose(), "wrong-password-123"] {
+        let out = run_worker(&job(password, &files.acf(), &files.arf())).await?;
+        assert_eq!(code(&out), 1, "answer written: {}", stderr(&out));
+        assert_eq!(std::fs::read_to_string(&victim)?, "precious");
+    }
+    // Absent answer files are not created.
+    let absent = AuthFiles::empty_dir()?;
+    let out = run_worker(&job("wrong-password-123", &absent.acf(), &absent.arf())).await?;
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(!absent.acf().exists() && !absent.arf().exists(), "created");
+    // Sync mode and the early denies write the reason file the same way.
+    let out = auth_env(
+        Hook::for_fixture(&f).arg("--sync"),
+        &files,
+        &f.key.0,
+        "wrong-password-123",
+    )
+    .run()
+    .await?;
+    assert_eq!(code(&out), 1);
+    let out = auth_env(Hook::for_fixture(&f), &files, "bad user", "pw")
+        .run()
+        .await?;
+    assert_eq!(code(&out), 1);
+    assert_eq!(std::fs::read_to_string(&victim)?, "precious");
+
+    // A via-file credentials file that is a link is refused (deny), even to good credentials.
+    let creds = files.path("creds");
+    std::fs::write(&creds, format!("{}\n{}\n", f.key.0, f.password.expose()))?;
+    let link = files.path("creds-link");
+    std::os::unix::fs::symlink(&creds, &link)?;
+    let out = Hook::for_fixture(&f)
+        .arg("--sync")
+        .arg(s(&link))
+        .env("script_type", "user-pass-verify")
+        .run()
+        .await?;
+    assert_eq!(code(&out), 1, "credentials read through a link");
+    let out = Hook::for_fixture(&f)
+        .arg("--sync")
+        .arg(s(&creds))
+        .env("script_type", "user-pass-verify")
+        .run()
+        .await?;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    Ok(())
+}
+
+/// Issue 11, item 15: client-disconnect of a connection that has no session (no state file,
+/// none opened by the monitor) never starts one: nothing is opened or billed, the channel
+/// keeps its status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_disconnect_never_starts_a_session() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let state = tempfile::tempdir()?;
+    let before = f.channel()?;
+    let out = Hook::for_fixture(&f)
+        .arg("--state-dir")
+        .arg(s(&state.path().join("state")))
+        .env("script_type", "client-disconnect")
+        .env("username", &f.key.0)
+        .env("untrusted_ip", "192.0.2.7")
+        .env("untrusted_port", "50123")
+        .env("time_unix", "1700000000")
+        .env("ifconfig_pool_remote_ip", "10.8.0.6")
+        .env("bytes_received", "123456")
+        .env("bytes_sent", "654321")
+        .run()
+        .await?;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let after = f.channel()?;
+    assert_eq!(after.open_session, None);
+    assert_eq!(after.bytes_total, 0, "a session was started and billed");
+    assert_eq!(after.status, before.status, "the channel changed status");
+    assert_eq!(after.history, before.history);
     Ok(())
 }

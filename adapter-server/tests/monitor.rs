@@ -384,3 +384,84 @@ async fn notices_a_client_that_left_without_a_disconnect_event() -> anyhow::Resu
     );
     mon.stop().await
 }
+
+/// Issue 11, item 16: one absurd `>BYTECOUNT_CLI` (the largest u64, above what the core
+/// accepts) is dropped; the client's good counts after it keep reaching the core.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_byte_count_is_dropped_and_good_counts_keep_flowing() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let fake = FakeMgmt::start()?;
+    let mon = start(&f, config(&fake))?;
+    connected(&fake, 1).await?;
+    fake.send(&client_block("ESTABLISHED,7", &identity_env(&f)))?;
+    fake.send(&[">BYTECOUNT_CLI:7,1000,2000".into()])?;
+    wait_bytes(&f, 3000).await?;
+    let max = u64::MAX;
+    fake.send(&[format!(">BYTECOUNT_CLI:7,{max},{max}")])?;
+    fake.send(&[format!(">BYTECOUNT_CLI:7,{max},{max}")])?;
+    fake.send(&[">BYTECOUNT_CLI:7,5000,7000".into()])?;
+    wait_bytes(&f, 12000).await?;
+    fake.send(&[">BYTECOUNT_CLI:7,6000,8000".into()])?;
+    wait_bytes(&f, 14000).await?;
+    assert_eq!(fake.count("client-kill 7 HALT"), 0, "a good client was cut");
+    mon.stop().await
+}
+
+/// Issue 11, item 16: a client whose counts are refused for the grace period is cut off
+/// (fail closed), like one whose reports fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_counts_are_refused_for_the_grace_period_is_cut() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let fake = FakeMgmt::start()?;
+    let mut cfg = config(&fake);
+    cfg.grace = Duration::from_millis(500);
+    let mon = start(&f, cfg)?;
+    connected(&fake, 1).await?;
+    fake.send(&client_block("ESTABLISHED,5", &identity_env(&f)))?;
+    fake.send(&[">BYTECOUNT_CLI:5,10,10".into()])?;
+    wait_bytes(&f, 20).await?;
+    let max = u64::MAX;
+    fake.send(&[format!(">BYTECOUNT_CLI:5,{max},{max}")])?;
+    fake.wait_command("client-kill 5 HALT").await?;
+    assert_eq!(f.channel()?.bytes_total, 20, "a refused count was billed");
+    mon.stop().await
+}
+
+/// Issue 11, item 15: a `>CLIENT:DISCONNECT` of a connection the monitor has no session for
+/// (it missed the ESTABLISHED) never starts a session: no session is opened or billed and the
+/// channel does not go active. Probe: the same connection reported established afterwards
+/// is a fresh connection whose usage is accounted (before the fix the DISCONNECT had opened
+/// and stopped a session with its counts, and the connection stayed "gone").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnect_without_a_session_never_starts_one() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let fake = FakeMgmt::start()?;
+    let mut cfg = config(&fake);
+    cfg.client_auth = true;
+    let mon = start(&f, cfg)?;
+    connected(&fake, 1).await?;
+    let before = f.channel()?;
+    let mut env = identity_env(&f);
+    env.push(("bytes_received", "1000"));
+    env.push(("bytes_sent", "2000"));
+    fake.send(&client_block("DISCONNECT,6", &env))?;
+    // The actor has handled the DISCONNECT once it answers this login (denied at once:
+    // no password).
+    fake.send(&client_block(
+        "CONNECT,11,0",
+        &[("username", f.key.0.as_str())],
+    ))?;
+    wait_for("client-deny 11 0", || {
+        fake.commands()
+            .into_iter()
+            .find(|c| c.starts_with("client-deny 11 0 "))
+    })
+    .await?;
+    let after = f.channel()?;
+    assert_eq!(after.status, before.status, "the channel changed status");
+    assert_eq!(after.bytes_total, 0, "usage billed without a session");
+    fake.send(&client_block("ESTABLISHED,6", &identity_env(&f)))?;
+    fake.send(&[">BYTECOUNT_CLI:6,100,100".into()])?;
+    wait_bytes(&f, 200).await?;
+    mon.stop().await
+}

@@ -233,3 +233,66 @@ async fn monitor_shapes_from_offering_speeds() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Issue 11, item 17: a client with an IPv6 VPN address (`server-ipv6`) is shaped on IPv6
+/// too, in both directions, and the IPv6 filters go with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_shapes_the_ipv6_address_too() -> anyhow::Result<()> {
+    let ns = NetNs::new()?;
+    let f = fixture(Some(("8", "4"))).await?;
+    let fake = FakeMgmt::start()?;
+    let mut cfg = MonitorConfig::new(MgmtAddr::Unix(fake.path.clone()));
+    cfg.tick = Duration::from_millis(100);
+    cfg.shaping = Some(ShapingConfig {
+        tun: "tun0".into(),
+        ifb: "ifb-tun0".into(),
+        link_bps: 100_000_000,
+        max_clients: 16,
+        netns: Some(ns.0.clone()),
+    });
+    let client = Client::new(&f.core.url, f.token.clone(), Duration::from_secs(2))?;
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(monitor::run(cfg, client, cancel.clone()));
+    wait_for("monitor asked for status", || {
+        (fake.count("status 3") >= 1).then_some(())
+    })
+    .await?;
+    let env = [
+        ("username", f.key.0.as_str()),
+        ("untrusted_ip", "192.0.2.7"),
+        ("untrusted_port", "50123"),
+        ("time_unix", "1700000000"),
+        ("ifconfig_pool_remote_ip", "10.8.0.6"),
+        ("ifconfig_pool_remote_ip6", "fd00:8::1000"),
+    ];
+    fake.send(&client_block("ESTABLISHED,1", &env))?;
+    // fd00:8::1000 is the words fd000008 00000000 00000000 00001000: destination (offset
+    // 24) on the tun (download), source (offset 8) on the IFB (upload).
+    let filters = |dev: &str| ns.out(&["tc", "filter", "show", "dev", dev, "parent", "1:"]);
+    wait_for("IPv6 filters on the tun and the IFB", || {
+        let down = filters("tun0").ok()?;
+        let up = filters("ifb-tun0").ok()?;
+        (down.contains("fd000008/ffffffff at 24")
+            && down.contains("00001000/ffffffff at 36")
+            && up.contains("fd000008/ffffffff at 8")
+            && up.contains("00001000/ffffffff at 20"))
+        .then_some(())
+    })
+    .await?;
+    let down = filters("tun0")?;
+    assert!(down.contains("match 0a080006/ffffffff at 16"), "{down}");
+
+    let mut denv = env.to_vec();
+    denv.push(("bytes_received", "10"));
+    denv.push(("bytes_sent", "20"));
+    fake.send(&client_block("DISCONNECT,1", &denv))?;
+    wait_for("the client's IPv6 filters removed", || {
+        let down = filters("tun0").ok()?;
+        let up = filters("ifb-tun0").ok()?;
+        (!down.contains("fd000008") && !up.contains("fd000008")).then_some(())
+    })
+    .await?;
+    cancel.cancel();
+    task.await??;
+    Ok(())
+}

@@ -788,3 +788,53 @@ async fn operator_can_set_the_status_of_a_client_side_channel() -> anyhow::Resul
     assert_eq!(c.channel(&key.0)?.status, ServiceStatus::Terminating);
     Ok(())
 }
+
+/// FindSession: the session of a connection id, open or stopped; never opens one.
+#[tokio::test]
+async fn find_session_finds_and_never_opens() -> anyhow::Result<()> {
+    let a = agent(1000).await?;
+    let (channel_id, key) = a.core.create_channel(&a.offering, None)?;
+    let c = client(&a.core, &a.product_token);
+    let find = |conn: &str| service_api::FindSessionRequest {
+        client_key: key.clone(),
+        connection_id: conn.into(),
+    };
+    let before = a.core.channel(&channel_id)?;
+    let e = c
+        .find_session(&find("k|1.2.3.4:5|100"))
+        .await
+        .expect_err("no session yet");
+    assert_eq!(code(&e), Some(ErrorCode::NotFound));
+    let after = a.core.channel(&channel_id)?;
+    assert_eq!(after.status, before.status, "status changed");
+    assert_eq!(after.open_session, None, "a session was opened");
+
+    let s = c
+        .start_session(&StartSessionRequest::new(
+            key.clone(),
+            Some("k|1.2.3.4:5|100"),
+        ))
+        .await?;
+    let found = c.find_session(&find("k|1.2.3.4:5|100")).await?;
+    assert_eq!(found.session_id, s.session_id);
+    c.stop_session(&StopSessionRequest {
+        session_id: s.session_id.clone(),
+        bytes_in: 10,
+        bytes_out: 20,
+    })
+    .await?;
+    let found = c.find_session(&find("k|1.2.3.4:5|100")).await?;
+    assert_eq!(
+        (found.session_id, found.bytes_in, found.bytes_out),
+        (s.session_id, 10, 20)
+    );
+    let e = c
+        .find_session(&service_api::FindSessionRequest {
+            client_key: ClientKey("c-unknown".into()),
+            connection_id: "x".into(),
+        })
+        .await
+        .expect_err("unknown key");
+    assert_eq!(code(&e), Some(ErrorCode::NotFound));
+    Ok(())
+}

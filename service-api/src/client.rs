@@ -118,6 +118,13 @@ impl Client {
     ) -> Result<StartSessionResponse, ApiError> {
         self.post(paths::START_SESSION, req).await
     }
+    /// The session of a connection id, never opening one (404 when there is none).
+    pub async fn find_session(
+        &self,
+        req: &FindSessionRequest,
+    ) -> Result<StartSessionResponse, ApiError> {
+        self.post(paths::FIND_SESSION, req).await
+    }
     pub async fn update_session(
         &self,
         req: &UpdateSessionRequest,

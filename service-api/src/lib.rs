@@ -39,6 +39,7 @@ pub mod paths {
     pub const AUTH_CLIENT: &str = "/v1/AuthClient";
     pub const SET_PRODUCT_CONFIG: &str = "/v1/SetProductConfig";
     pub const START_SESSION: &str = "/v1/StartSession";
+    pub const FIND_SESSION: &str = "/v1/FindSession";
     pub const UPDATE_SESSION: &str = "/v1/UpdateSession";
     pub const STOP_SESSION: &str = "/v1/StopSession";
     pub const GET_ACCESS: &str = "/v1/GetAccess";

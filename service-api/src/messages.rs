@@ -65,8 +65,8 @@ pub struct StartSessionRequest {
     /// Idempotency key of this connection (e.g. `"<user>|<ip>:<port>|<connect-time>"`).
     /// A StartSession whose `connectionId` equals that of a session of the channel (open or
     /// already stopped) returns that session unchanged, whatever the channel's status (so an
-    /// adapter that restarts does not double count, and a client-disconnect hook finds the
-    /// session the monitor opened); any other StartSession needs a status that admits login
+    /// adapter that restarts does not double count); FindSession finds it without ever
+    /// opening one. Any other StartSession needs a status that admits login
     /// and closes the channel's open session (with its last counts) first.
     #[serde(
         default,
@@ -103,6 +103,20 @@ impl StartSessionRequest {
             vpn_addr: None,
         }
     }
+}
+
+/// Finds the session a StartSession with this `connectionId` opened (open or already
+/// stopped), without ever opening one: 404 `not_found` when the connection has none. Answers
+/// like StartSession. For a client-disconnect that has no recorded session id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FindSessionRequest {
+    #[serde(deserialize_with = "field::client_key")]
+    pub client_key: ClientKey,
+    #[serde(deserialize_with = "field::required_connection_id")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::connection_id))]
+    pub connection_id: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,6 +256,12 @@ impl Validate for SetProductConfigRequest {
 }
 
 impl Validate for StartSessionRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
+impl Validate for FindSessionRequest {
     fn validate(&self) -> Result<(), Invalid> {
         Ok(())
     }

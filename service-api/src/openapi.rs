@@ -93,6 +93,16 @@ pub fn opt_text() -> Schema {
         .into()
 }
 
+/// Schema of a required `connectionId`.
+pub fn connection_id() -> Schema {
+    text(
+        1,
+        "Printable ASCII: the connection id a StartSession was given.",
+    )
+    .build()
+    .into()
+}
+
 /// Schema of a byte counter of a usage report.
 pub fn counter() -> Schema {
     ObjectBuilder::new()
@@ -302,6 +312,28 @@ const OPS: &[Op] = &[
     },
     Op {
         method: HttpMethod::Post,
+        path: paths::FIND_SESSION,
+        id: "FindSession",
+        summary: "Find the session of a connection id; never opens one",
+        callers: "agent (product token), client (client token)",
+        request: Some("FindSessionRequest"),
+        response: "StartSessionResponse",
+        answers: &[
+            BAD_REQUEST,
+            UNAUTHORIZED,
+            (
+                404,
+                "Unknown client key, or no session has this connection id",
+                &[ErrorCode::NotFound],
+            ),
+            TOO_LARGE,
+            NOT_JSON,
+            INTERNAL,
+            UNAVAILABLE,
+        ],
+    },
+    Op {
+        method: HttpMethod::Post,
         path: paths::UPDATE_SESSION,
         id: "UpdateSession",
         summary: "Report cumulative usage; answers the service status",
@@ -480,6 +512,7 @@ pub fn document() -> OpenApi {
     c = with::<SetProductConfigResponse>(c);
     c = with::<StartSessionRequest>(c);
     c = with::<StartSessionResponse>(c);
+    c = with::<FindSessionRequest>(c);
     c = with::<UpdateSessionRequest>(c);
     c = with::<UpdateSessionResponse>(c);
     c = with::<StopSessionRequest>(c);

@@ -126,6 +126,10 @@ pub mod field {
     pub fn connection_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         opt_text(d, "connectionId")
     }
+    /// `connectionId` where it is required: 1..=256 printable ASCII characters.
+    pub fn required_connection_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        text(d, "connectionId", 1)
+    }
     /// `vpnAddr`: absent, `null` or 0..=256 printable ASCII characters.
     pub fn vpn_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         opt_text(d, "vpnAddr")

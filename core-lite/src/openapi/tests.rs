@@ -43,6 +43,7 @@ fn names_every_service_operation() {
         "AuthClient",
         "SetProductConfig",
         "StartSession",
+        "FindSession",
         "UpdateSession",
         "StopSession",
         "GetAccess",

@@ -64,6 +64,14 @@ async fn start_session(
     call(core, who, move |c, who| c.start_session(who, &req)).await
 }
 
+async fn find_session(
+    State(core): St,
+    Authed(who): Authed,
+    Valid(req): Valid<api::FindSessionRequest>,
+) -> Result<Json<api::StartSessionResponse>, CoreError> {
+    call(core, who, move |c, who| c.find_session(who, &req)).await
+}
+
 async fn update_session(
     State(core): St,
     Authed(who): Authed,
@@ -141,6 +149,7 @@ pub fn api_routes() -> Vec<(Method, String, MethodRouter<Arc<Core>>)> {
             paths::START_SESSION.into(),
             post(start_session),
         ),
+        (Method::POST, paths::FIND_SESSION.into(), post(find_session)),
         (
             Method::POST,
             paths::UPDATE_SESSION.into(),

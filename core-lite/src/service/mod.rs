@@ -9,7 +9,7 @@
 //! | `state` | [`Core`], [`Caller`], [`now_ms`] |
 //! | `auth` | bearer tokens to callers, AuthClient |
 //! | `limiter` | the failed-login limiter ([`MAX_AUTH_FAILURES`] in [`FAIL_WINDOW`]) |
-//! | `sessions` | StartSession, UpdateSession, StopSession, GetAccess |
+//! | `sessions` | StartSession, FindSession, UpdateSession, StopSession, GetAccess |
 //! | `config` | SetProductConfig |
 //! | `status` | status changes, billing applied, the timers ([`Core::tick`]) |
 //! | `checks` | checks of request fields shared with the admin commands |

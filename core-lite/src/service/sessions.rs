@@ -1,10 +1,13 @@
-//! Sessions and usage: StartSession, UpdateSession and StopSession on either side (agent:
-//! a product's server adapter; client: the client adapter), and the client's GetAccess.
+//! Sessions and usage: StartSession, FindSession, UpdateSession and StopSession on either
+//! side (agent: a product's server adapter; client: the client adapter), and the client's
+//! GetAccess.
+
+use std::collections::BTreeMap;
 
 use service_api::{
-    AccessMessage, GetAccessRequest, ServiceStatus, SessionId, StartSessionRequest,
-    StartSessionResponse, StopSessionRequest, StopSessionResponse, UpdateSessionRequest,
-    UpdateSessionResponse,
+    AccessMessage, FindSessionRequest, GetAccessRequest, ServiceStatus, SessionId,
+    StartSessionRequest, StartSessionResponse, StopSessionRequest, StopSessionResponse,
+    UpdateSessionRequest, UpdateSessionResponse,
 };
 
 use super::checks::{check_client_key, check_field, speed_of};
@@ -14,6 +17,7 @@ use crate::billing;
 use crate::error::{CoreError, Result};
 use crate::store::channels::{self, AgentKey, Side};
 use crate::store::sessions::{self, NewSession};
+use crate::store::Tx;
 
 /// What a usage report changed.
 struct Usage {
@@ -22,6 +26,35 @@ struct Usage {
     bytes_out: u64,
     channel_bytes: u64,
     stopped_now: bool,
+}
+
+/// A channel as a session call needs it: (id, status, additional params).
+type ChannelView = (String, ServiceStatus, Option<BTreeMap<String, String>>);
+
+/// The channel of a client key as the caller sees it.
+fn channel_of(
+    tx: &Tx<'_>,
+    caller: &Caller,
+    product: Option<&str>,
+    key: &service_api::ClientKey,
+) -> Result<ChannelView> {
+    Ok(match side_of(caller) {
+        Side::Agent => {
+            let ch = channels::agent(tx, AgentKey::ClientKey(&key.0), product)?
+                .ok_or_else(|| CoreError::NotFound(format!("unknown client key {key}")))?;
+            (ch.id, ch.status, ch.additional_params)
+        }
+        Side::Client => {
+            let ch = channels::client_by_key(tx, &key.0)?.ok_or_else(|| {
+                CoreError::NotFound(format!("no access message for client key {key}"))
+            })?;
+            (
+                ch.id,
+                ch.status,
+                ch.access_message.map(|m| m.additional_params),
+            )
+        }
+    })
 }
 
 fn side_of(caller: &Caller) -> Side {
@@ -53,28 +86,7 @@ impl Core {
         };
         self.db.write(|tx| {
             let now = now_ms();
-            let (channel_id, status, params) = match side_of(caller) {
-                Side::Agent => {
-                    let ch = channels::agent(tx, AgentKey::ClientKey(&req.client_key.0), product)?
-                        .ok_or_else(|| {
-                            CoreError::NotFound(format!("unknown client key {}", req.client_key))
-                        })?;
-                    (ch.id, ch.status, ch.additional_params)
-                }
-                Side::Client => {
-                    let ch = channels::client_by_key(tx, &req.client_key.0)?.ok_or_else(|| {
-                        CoreError::NotFound(format!(
-                            "no access message for client key {}",
-                            req.client_key
-                        ))
-                    })?;
-                    (
-                        ch.id,
-                        ch.status,
-                        ch.access_message.map(|m| m.additional_params),
-                    )
-                }
-            };
+            let (channel_id, status, params) = channel_of(tx, caller, product, &req.client_key)?;
             // A connection id names one connection: StartSession for it again (an adapter that
             // restarted, or the client-disconnect hook looking for the session the monitor
             // opened) returns that session, open or already stopped, whatever the status.
@@ -130,6 +142,39 @@ impl Core {
                 speed: speed_of(params.as_ref()),
                 bytes_in: 0,
                 bytes_out: 0,
+            })
+        })
+    }
+
+    /// The session a StartSession with this connection id opened (open or stopped); never
+    /// opens one (404 when there is none).
+    pub fn find_session(
+        &self,
+        caller: &Caller,
+        req: &FindSessionRequest,
+    ) -> Result<StartSessionResponse> {
+        check_client_key(&req.client_key)?;
+        check_field("connectionId", &req.connection_id)?;
+        let product = match caller {
+            Caller::Product(p) => Some(p.as_str()),
+            _ => None,
+        };
+        self.db.read(|tx| {
+            let (channel_id, status, params) = channel_of(tx, caller, product, &req.client_key)?;
+            let known =
+                sessions::by_connection(tx, &channel_id, &req.connection_id)?.ok_or_else(|| {
+                    CoreError::NotFound(format!(
+                        "no session has connection id {}",
+                        req.connection_id
+                    ))
+                })?;
+            Ok(StartSessionResponse {
+                session_id: SessionId(known.id),
+                channel_id,
+                status,
+                speed: speed_of(params.as_ref()),
+                bytes_in: known.bytes_in,
+                bytes_out: known.bytes_out,
             })
         })
     }

@@ -1,0 +1,62 @@
+//! The events the actor receives: from the management connection tasks, the core-call
+//! tasks, the config push and watch, and the ticker.
+
+use std::path::PathBuf;
+
+use openvpn_mgmt::Event as MgmtEvent;
+use service_api::{
+    ApiError, AuthClientResponse, ClientKey, StartSessionResponse, StopSessionResponse,
+    UpdateSessionResponse,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::client::Counts;
+
+/// One event for the actor. `gen` is the generation of the management connection an event
+/// belongs to (events of an older connection are dropped).
+pub enum Ev {
+    Connected {
+        gen: u64,
+        lines: mpsc::UnboundedSender<String>,
+        conn_cancel: CancellationToken,
+    },
+    ConnectFailed {
+        gen: u64,
+        error: String,
+    },
+    Mgmt {
+        gen: u64,
+        event: MgmtEvent,
+    },
+    Closed {
+        gen: u64,
+        reason: String,
+    },
+    Started {
+        conn_id: String,
+        result: Result<StartSessionResponse, ApiError>,
+    },
+    Updated {
+        conn_id: String,
+        sent: Counts,
+        result: Result<UpdateSessionResponse, ApiError>,
+    },
+    Stopped {
+        conn_id: String,
+        result: Result<StopSessionResponse, ApiError>,
+    },
+    AuthDone {
+        gen: u64,
+        cid: u64,
+        kid: u64,
+        user: ClientKey,
+        result: Result<AuthClientResponse, ApiError>,
+    },
+    Pushed {
+        result: Result<(bool, Vec<PathBuf>), String>,
+        transient: bool,
+    },
+    ConfigChanged,
+    Tick,
+}
