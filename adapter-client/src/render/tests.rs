@@ -1,3 +1,4 @@
+use super::blocks::{is_base64_line, KEY_BEGIN, KEY_END};
 use super::*;
 
 const CA: &str = include_str!("../../tests/fixtures/ca.pem");
