@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use service_api::{AccessMessage, Client};
+use service_api::{AccessMessage, Client, ClientKey, Secret};
 use tokio_util::sync::CancellationToken;
 
 use crate::connect::{self, ConnectError};
@@ -18,7 +18,15 @@ use crate::state;
 mod config;
 
 use config::read_small;
-pub use config::{load_file_config, resolve_connect, resolve_core, CliError, FileConfig};
+pub use config::{
+    load_file_config, parse_file_config, resolve_connect, resolve_core, CliError, ConfigFileError,
+    FileConfig,
+};
+
+/// `--token` as a [`Secret`] (its `Debug` never shows it).
+fn secret_arg(s: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret(s.to_string()))
+}
 
 pub const DEFAULT_CORE_URL: &str = "http://127.0.0.1:7701";
 /// Largest config / token / access file read.
@@ -80,8 +88,8 @@ pub struct CoreArgs {
     #[arg(long, env = "ADAPTER_CLIENT_CORE_URL")]
     pub core_url: Option<String>,
     /// Client token for the core (prefer --token-file: command lines are visible to others).
-    #[arg(long, env = "ADAPTER_CLIENT_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[arg(long, env = "ADAPTER_CLIENT_TOKEN", hide_env_values = true, value_parser = secret_arg)]
+    pub token: Option<Secret>,
     /// File holding the client token (first line). Used when --token is not given.
     #[arg(long, env = "ADAPTER_CLIENT_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
@@ -259,10 +267,16 @@ pub async fn render_cmd(a: &RenderArgs) -> Result<String, CliError> {
     let f = load_file_config(a.core.config.as_deref())?;
     let msg: AccessMessage = if let Some(p) = &a.access_file {
         let text = read_small("access file", p)?;
-        serde_json::from_str(&text).map_err(|e| CliError::ParseAccess {
-            path: p.clone(),
-            source: e,
-        })?
+        let msg =
+            service_api::body::from_slice(text.as_bytes()).map_err(|e| CliError::ParseAccess {
+                path: p.clone(),
+                source: e,
+            })?;
+        // With a client key given, the message must be its own (`render` can show any file).
+        if let Some(key) = a.core.client_key.clone().or(f.client_key.clone()) {
+            connect::check_username(&msg, &ClientKey(key))?;
+        }
+        msg
     } else {
         let (url, token, key) = resolve_core(&a.core, &f, true)?;
         let token = token.ok_or(CliError::MissingToken)?;

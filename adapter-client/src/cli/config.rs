@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use service_api::{ClientKey, Secret};
+use service_api::{BodyError, ClientKey, Secret};
 use tc_shaper::Tools;
 
 use super::{ConnectArgs, CoreArgs, DEFAULT_CORE_URL, MAX_FILE};
@@ -19,7 +19,7 @@ use crate::state;
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub core_url: Option<String>,
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     pub token_file: Option<PathBuf>,
     pub client_key: Option<String>,
     pub openvpn: Option<PathBuf>,
@@ -56,13 +56,13 @@ pub enum CliError {
     ParseConfig {
         path: PathBuf,
         #[source]
-        source: toml::de::Error,
+        source: ConfigFileError,
     },
     #[error("access file {path} is not a valid access message: {source}")]
     ParseAccess {
         path: PathBuf,
         #[source]
-        source: serde_json::Error,
+        source: BodyError,
     },
     #[error("token file {0} is empty")]
     EmptyToken(PathBuf),
@@ -111,12 +111,62 @@ pub(super) fn read_small(what: &'static str, path: &Path) -> Result<String, CliE
     std::fs::read_to_string(path).map_err(rerr)
 }
 
+/// Why the config file could not be read. It may hold the token, so no error quotes it: a
+/// syntax error is told by position, a field by its name and the kind of problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigFileError {
+    #[error("TOML syntax error at line {line}, column {column}: {message}")]
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error(transparent)]
+    Field(BodyError),
+}
+
+/// Parses the config file's text (see [`ConfigFileError`]).
+pub fn parse_file_config(text: &str) -> Result<FileConfig, ConfigFileError> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let at = e.span().map_or(0, |s| s.start).min(text.len());
+        let before = text.get(..at).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ConfigFileError::Syntax {
+            line,
+            column,
+            message: syntax_message(e.message()),
+        }
+    })?;
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        ConfigFileError::Field(service_api::body::field_error(
+            e.path(),
+            e.inner().message(),
+        ))
+    })
+}
+
+/// toml's syntax messages come from a fixed set (`invalid basic string`, ``expected `.`,
+/// `=` ``) except that they name keys (``duplicate key `x` ``): the key is left out too,
+/// the line is given.
+fn syntax_message(message: &str) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(i) = rest.find("key `") {
+        out.push_str(&rest[..i + "key".len()]);
+        let after = &rest[i + "key `".len()..];
+        rest = after.find('`').map_or("", |j| &after[j + 1..]);
+    }
+    out.push_str(rest);
+    out.replace('\n', "; ")
+}
+
 pub fn load_file_config(path: Option<&Path>) -> Result<FileConfig, CliError> {
     let Some(path) = path else {
         return Ok(FileConfig::default());
     };
     let text = read_small("config file", path)?;
-    toml::from_str(&text).map_err(|e| CliError::ParseConfig {
+    parse_file_config(&text).map_err(|e| CliError::ParseConfig {
         path: path.to_path_buf(),
         source: e,
     })
@@ -149,11 +199,11 @@ pub fn resolve_core(
         .or_else(|| f.core_url.clone())
         .unwrap_or_else(|| DEFAULT_CORE_URL.to_string());
     let token = if let Some(t) = &a.token {
-        Some(Secret(t.trim().to_string()))
+        Some(Secret(t.expose().trim().to_string()))
     } else if let Some(p) = &a.token_file {
         Some(read_token_file(p)?)
     } else if let Some(t) = &f.token {
-        Some(Secret(t.trim().to_string()))
+        Some(Secret(t.expose().trim().to_string()))
     } else if let Some(p) = &f.token_file {
         Some(read_token_file(p)?)
     } else {

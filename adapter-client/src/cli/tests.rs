@@ -114,8 +114,63 @@ fn missing_token_and_bad_dev_are_usage_errors() {
     let e = resolve_connect(&a).expect_err("no token");
     assert!(matches!(e, CliError::MissingToken), "{e}");
     assert_eq!(e.exit_code(), 2);
-    a.core.token = Some("t".into());
+    a.core.token = Some(service_api::Secret("t".into()));
     a.tun_dev = Some("a-very-long-device-name".into());
     let e = resolve_connect(&a).expect_err("bad dev");
     assert_eq!(e.exit_code(), 2, "{e}");
+}
+
+/// Issue 11, item 11: the token never shows in a `Debug` of the settings, and the config
+/// file's errors name the place and the kind of problem, never a value.
+#[test]
+fn no_secret_in_debug_or_config_errors() {
+    const TOKEN: &str = "tok-SECRET-0815";
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(&cfg, format!("token = \"{TOKEN}\"\nclient_key = \"ck\"\n")).expect("w");
+    let cli = parse(&[
+        "connect",
+        "--config",
+        cfg.to_str().expect("utf8"),
+        "--token",
+        TOKEN,
+    ]);
+    let Command::Connect(a) = &cli.command else {
+        panic!("not connect")
+    };
+    let s = resolve_connect(a).expect("resolve");
+    assert_eq!(s.token.expose(), TOKEN);
+    let f = load_file_config(Some(&cfg)).expect("file");
+    let shown = format!("{cli:?} {s:?} {f:?}");
+    assert!(!shown.contains("SECRET"), "{shown}");
+
+    for (text, want) in [
+        (format!("token = \"{TOKEN}\n"), "line 1, column"),
+        (format!("{TOKEN}\n"), "line 1"),
+        (format!("token = {TOKEN}\n"), "line 1"),
+        (format!("[{TOKEN}\n"), "line 1"),
+        (format!("{TOKEN} = 1\n{TOKEN} = 2\n"), "duplicate key in"),
+        (format!("token = \"a\\q{TOKEN}\"\n"), "invalid escape"),
+        (format!("token = 1{TOKEN}\n"), "line 1"),
+        (
+            format!("client_key = \"ck\"\ntoken = [\"{TOKEN}\"]\n"),
+            "token: expected a string, found",
+        ),
+        (
+            format!("token = {{ x = \"{TOKEN}\" }}\n"),
+            "token: expected a string, found",
+        ),
+        (format!("{TOKEN} = \"x\"\n"), "unknown field"),
+        (
+            format!("report_interval_secs = \"{TOKEN}\"\n"),
+            "report_interval_secs: expected",
+        ),
+    ] {
+        let e = parse_file_config(&text).expect_err(&text);
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains("SECRET"), "{text:?}: {shown}");
+        assert!(shown.contains(want), "{text:?}: {shown}");
+    }
+    let e = parse_file_config("a = 1\nb = \"x\ny = 2\n").expect_err("unterminated");
+    assert!(matches!(e, ConfigFileError::Syntax { line: 2, .. }), "{e}");
 }

@@ -45,7 +45,9 @@ mod usage;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use service_api::{ApiError, Client, ClientKey, GetAccessRequest, Secret, ServiceStatus};
+use service_api::{
+    AccessMessage, ApiError, Client, ClientKey, GetAccessRequest, Secret, ServiceStatus,
+};
 use tc_shaper::Tools;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -183,6 +185,11 @@ pub enum ConnectError {
     },
     #[error("the access message was refused: {0}")]
     Render(#[from] RenderError),
+    /// The access message names another OpenVPN user than the channel's client key.
+    #[error(
+        "the access message is not for client key {client_key}: its username differs; refusing it"
+    )]
+    WrongUsername { client_key: ClientKey },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("invalid settings: {0}")]
@@ -204,19 +211,34 @@ pub fn find_program(program: &std::path::Path) -> Option<PathBuf> {
         .find(|p| executable(p))
 }
 
-/// Fetches the access message and renders the config (the `render` command uses this too).
+/// Fetches the access message (the `render` command uses this too) and checks that it is
+/// for `client_key` ([`check_username`]).
 pub async fn fetch_access(
     api: &Client,
     client_key: &ClientKey,
-) -> Result<service_api::AccessMessage, ConnectError> {
-    api.get_access(&GetAccessRequest {
-        client_key: client_key.clone(),
-    })
-    .await
-    .map_err(|e| ConnectError::GetAccess {
-        client_key: client_key.clone(),
-        source: e,
-    })
+) -> Result<AccessMessage, ConnectError> {
+    let access = api
+        .get_access(&GetAccessRequest {
+            client_key: client_key.clone(),
+        })
+        .await
+        .map_err(|e| ConnectError::GetAccess {
+            client_key: client_key.clone(),
+            source: e,
+        })?;
+    check_username(&access, client_key)?;
+    Ok(access)
+}
+
+/// The access message's username (the OpenVPN user) must be the adapter's client key: a
+/// message for another channel is refused before anything is written or started.
+pub fn check_username(access: &AccessMessage, client_key: &ClientKey) -> Result<(), ConnectError> {
+    if access.username != *client_key {
+        return Err(ConnectError::WrongUsername {
+            client_key: client_key.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// Runs `connect` until stopped. Returns the [`Outcome`]; errors only for problems before

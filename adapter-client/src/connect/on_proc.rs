@@ -158,10 +158,15 @@ impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
                 bytes_in,
                 bytes_out,
             } => {
-                self.usage.observe(Counts {
+                let counts = Counts {
                     bytes_in,
                     bytes_out,
-                });
+                };
+                if !self.usage.observe(counts) {
+                    warn!(
+                        "openvpn reported lower byte counts (in {bytes_in}, out {bytes_out}) than before; the lower ones are ignored (usage never goes backwards)"
+                    );
+                }
                 if let Some(sess) = self.session.as_mut() {
                     sess.counts = self.usage.session_counts(sess.baseline);
                     self.status.bytes_in = sess.counts.bytes_in;

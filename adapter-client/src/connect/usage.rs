@@ -1,6 +1,12 @@
 //! Byte accounting of one `openvpn` process: `>BYTECOUNT` is cumulative for the process
 //! (also across its internal restarts), and each session gets the part counted since the
 //! previous session of that process ended. Pure: no I/O.
+//!
+//! Usage never goes backwards: OpenVPN's counters only grow during a process, so a lower
+//! count (a damaged line, a bug) is ignored, direction by direction. A session's counts are
+//! therefore never lower than what was already reported for it, also after a reconnect
+//! inside the process moved the baseline, and the final StopSession carries the highest
+//! complete count read (the management reader never passes on a cut or unfinished line).
 
 /// Per-direction byte counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,9 +47,15 @@ impl UsageMeter {
         *self = Self::default();
     }
 
-    /// A `>BYTECOUNT` of the process.
-    pub(crate) fn observe(&mut self, abs: Counts) {
-        self.abs = abs;
+    /// A `>BYTECOUNT` of the process. A counter lower than before is ignored (the other
+    /// direction still counts); false when that happened.
+    pub(crate) fn observe(&mut self, abs: Counts) -> bool {
+        let grew = abs.bytes_in >= self.abs.bytes_in && abs.bytes_out >= self.abs.bytes_out;
+        self.abs = Counts {
+            bytes_in: self.abs.bytes_in.max(abs.bytes_in),
+            bytes_out: self.abs.bytes_out.max(abs.bytes_out),
+        };
+        grew
     }
 
     /// Where a session that starts now begins.
@@ -98,5 +110,26 @@ mod tests {
         m.reset();
         m.observe(c(7, 8));
         assert_eq!(m.session_counts(m.baseline()), c(7, 8));
+    }
+
+    /// Issue 11, item 12: a lower count (damaged line, bug) never makes usage go backwards,
+    /// within a session or after a reconnect moved the baseline.
+    #[test]
+    fn usage_never_goes_backwards() {
+        let mut m = UsageMeter::default();
+        assert!(m.observe(c(1000, 1000)));
+        m.session_ended();
+        let b = m.baseline();
+        assert!(m.observe(c(1200, 1300)));
+        assert_eq!(m.session_counts(b), c(200, 300));
+        // Below the baseline, below the last count, one direction only: ignored.
+        for lower in [c(100, 150), c(1100, 1300), c(1200, 1299)] {
+            assert!(!m.observe(lower), "{lower:?}");
+            assert_eq!(m.session_counts(b), c(200, 300), "{lower:?}");
+        }
+        assert!(!m.observe(c(1250, 5)), "one direction lower");
+        assert_eq!(m.session_counts(b), c(250, 300), "the other still counts");
+        assert!(m.observe(c(1250, 1350)));
+        assert_eq!(m.session_counts(b), c(250, 350));
     }
 }

@@ -2,7 +2,7 @@
 //! single-line values, character sets, ports, the server endpoint, local paths and device
 //! names. Each refusal names the field and never shows the value.
 
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use super::{field_err, Problem, RenderError, MAX_VALUE_LEN};
@@ -64,7 +64,26 @@ fn is_hostname(h: &str) -> bool {
         })
 }
 
-/// Parses `host`, `host:port`, `[v6]` or `[v6]:port`.
+/// What is wrong with a host outside brackets, if anything. The rule: an IPv4 literal
+/// (four decimal octets), or a DNS name whose last label is not all digits — `70000`,
+/// `10.0.0.300` or `1.2.3` are neither (resolvers read some of them as numeric addresses).
+fn host_problem(h: &str) -> Option<&'static str> {
+    if h.parse::<Ipv4Addr>().is_ok() {
+        return None;
+    }
+    if !is_hostname(h) {
+        return Some("host is neither a DNS name ([A-Za-z0-9-] labels) nor an address");
+    }
+    let last = h.rsplit('.').next().unwrap_or(h);
+    if last.chars().all(|c| c.is_ascii_digit()) {
+        return Some(
+            "host is not an IPv4 address, and a DNS name cannot end in a label of all digits",
+        );
+    }
+    None
+}
+
+/// Parses `host`, `host:port`, `[v6]` or `[v6]:port`; ports are 1..=65535.
 pub(super) fn parse_endpoint(v: &str) -> Result<(String, Option<u16>), RenderError> {
     const F: &str = "serviceEndpointAddress";
     check_line(F, v, MAX_VALUE_LEN)?;
@@ -96,13 +115,8 @@ pub(super) fn parse_endpoint(v: &str) -> Result<(String, Option<u16>), RenderErr
             Some((h, p)) => (h, Some(parse_port(F, p)?)),
             None => (v, None),
         };
-        if !is_hostname(h) {
-            return Err(field_err(
-                F,
-                Problem::Invalid(
-                    "host is neither a DNS name ([A-Za-z0-9-] labels) nor an address".into(),
-                ),
-            ));
+        if let Some(problem) = host_problem(h) {
+            return Err(field_err(F, Problem::Invalid(problem.into())));
         }
         (h.to_string(), p)
     };

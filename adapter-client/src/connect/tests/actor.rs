@@ -512,3 +512,49 @@ async fn failed_starts_and_a_dead_management_socket_restart_openvpn() {
     p2.exit("exit status: 0").await;
     assert_eq!(rig.outcome().await, Outcome::Stopped);
 }
+
+/// Issue 11, item 12: a lower count from OpenVPN (a damaged line, a bug) never makes the
+/// usage sent to the core go backwards, also after a reconnect moved the baseline.
+#[tokio::test(start_paused = true)]
+async fn usage_sent_never_goes_backwards() {
+    let mut rig = Rig::start(ServiceStatus::Active, |_| {});
+    let mut p = rig.connected(100, (1000, 1000)).await;
+    rig.wait_calls("session 1", |c| {
+        c.contains(&Call::Update("s1".into(), 1000, 1000))
+    })
+    .await;
+    p.say(">STATE:110,RECONNECTING,ping-restart,,,,,").await;
+    p.say(">HOLD:Waiting for hold release:5").await;
+    p.expect("hold release").await;
+    p.say(">STATE:120,CONNECTED,SUCCESS,10.8.0.6,192.0.2.1,1194,,")
+        .await;
+    p.say(">BYTECOUNT:1200,1300").await;
+    rig.wait_calls("session 2", |c| {
+        c.contains(&Call::Update("s2".into(), 200, 300))
+    })
+    .await;
+    for lower in ["100,150", "1100,1300", "1200,1299"] {
+        p.say(&format!(">BYTECOUNT:{lower}")).await;
+        tokio::time::sleep(REPORT).await;
+    }
+    p.say(">BYTECOUNT:1250,1350").await;
+    rig.wait_calls("the next count", |c| {
+        c.contains(&Call::Update("s2".into(), 250, 350))
+    })
+    .await;
+    rig.cancel.cancel();
+    p.expect("signal SIGTERM").await;
+    p.exit("exit status: 0").await;
+    assert_eq!(rig.outcome().await, Outcome::Stopped);
+    let mut last: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for c in rig.core.calls() {
+        if let Call::Update(id, i, o) | Call::Stop(id, i, o) = c {
+            let prev = last.insert(id.clone(), (i, o)).unwrap_or((0, 0));
+            assert!(
+                i >= prev.0 && o >= prev.1,
+                "{id}: ({i}, {o}) after {prev:?}"
+            );
+        }
+    }
+    assert_eq!(rig.core.session("s2"), Some(((250, 350), true)));
+}
