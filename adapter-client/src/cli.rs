@@ -3,23 +3,34 @@
 //! Precedence for every setting: command-line flag, then its environment variable, then
 //! the TOML config file (`--config`), then the built-in default.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use serde::Deserialize;
 use service_api::{AccessMessage, Client, ClientKey, Secret};
-use tc_shaper::Tools;
 use tokio_util::sync::CancellationToken;
 
-use crate::connect::{self, ConnectError, ConnectSettings};
+use crate::connect::{self, ConnectError};
 use crate::render::{self, RenderOptions};
 use crate::runtime;
 use crate::state;
 
+mod config;
+
+use config::read_small;
+pub use config::{
+    load_file_config, parse_file_config, resolve_connect, resolve_core, CliError, ConfigFileError,
+    FileConfig,
+};
+
+/// `--token` as a [`Secret`] (its `Debug` never shows it).
+fn secret_arg(s: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret(s.to_string()))
+}
+
 pub const DEFAULT_CORE_URL: &str = "http://127.0.0.1:7701";
 /// Largest config / token / access file read.
-const MAX_FILE: u64 = 256 * 1024;
+pub(crate) const MAX_FILE: u64 = 256 * 1024;
 
 const LONG_ABOUT: &str = "\
 Client adapter of the VPN service module: gets the access message of a channel from the
@@ -77,8 +88,8 @@ pub struct CoreArgs {
     #[arg(long, env = "ADAPTER_CLIENT_CORE_URL")]
     pub core_url: Option<String>,
     /// Client token for the core (prefer --token-file: command lines are visible to others).
-    #[arg(long, env = "ADAPTER_CLIENT_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[arg(long, env = "ADAPTER_CLIENT_TOKEN", hide_env_values = true, value_parser = secret_arg)]
+    pub token: Option<Secret>,
     /// File holding the client token (first line). Used when --token is not given.
     #[arg(long, env = "ADAPTER_CLIENT_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
@@ -96,16 +107,20 @@ pub struct ConnectArgs {
     pub openvpn: Option<PathBuf>,
     /// Private runtime directory (created 0700, removed on exit) for the config, the
     /// credentials file and the management socket
-    /// [default: /run/adapter-client/<client-key>, or $XDG_RUNTIME_DIR/adapter-client/<client-key> when not root].
+    /// [default: /run/adapter-client/CLIENT_KEY, or $XDG_RUNTIME_DIR/adapter-client/CLIENT_KEY
+    /// when not root; CLIENT_KEY is the client key made safe as a file name].
     #[arg(long, env = "ADAPTER_CLIENT_RUNTIME_DIR")]
     pub runtime_dir: Option<PathBuf>,
-    /// State file read by `status` [default: <runtime base>/<client-key>.state.json].
+    /// State file read by `status` [default: CLIENT_KEY.state.json next to the runtime
+    /// directory, e.g. /run/adapter-client/CLIENT_KEY.state.json].
     #[arg(long, env = "ADAPTER_CLIENT_STATE_FILE")]
     pub state_file: Option<PathBuf>,
-    /// Name of the tun device openvpn creates (≤ 15 chars) [default: tunac<pid>].
+    /// Name of the tun device openvpn creates (≤ 15 chars) [default: tunac followed by the
+    /// adapter's pid, e.g. tunac4242].
     #[arg(long, env = "ADAPTER_CLIENT_TUN_DEV")]
     pub tun_dev: Option<String>,
-    /// Name of the IFB device for download shaping (≤ 15 chars) [default: ifbac<pid>].
+    /// Name of the IFB device for download shaping (≤ 15 chars) [default: ifbac followed by
+    /// the adapter's pid].
     #[arg(long, env = "ADAPTER_CLIENT_IFB_DEV")]
     pub ifb_dev: Option<String>,
     /// Do not apply the speed limits with tc.
@@ -175,248 +190,10 @@ pub struct RenderArgs {
     /// Runtime directory used for the paths in the config (nothing is created).
     #[arg(long, env = "ADAPTER_CLIENT_RUNTIME_DIR")]
     pub runtime_dir: Option<PathBuf>,
-    /// Tun device name written into the config [default: tunac<pid>].
+    /// Tun device name written into the config [default: tunac followed by the adapter's
+    /// pid].
     #[arg(long, env = "ADAPTER_CLIENT_TUN_DEV")]
     pub tun_dev: Option<String>,
-}
-
-/// The TOML config file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub core_url: Option<String>,
-    pub token: Option<String>,
-    pub token_file: Option<PathBuf>,
-    pub client_key: Option<String>,
-    pub openvpn: Option<PathBuf>,
-    pub runtime_dir: Option<PathBuf>,
-    pub state_file: Option<PathBuf>,
-    pub tun_dev: Option<String>,
-    pub ifb_dev: Option<String>,
-    pub no_shaping: Option<bool>,
-    pub tc: Option<PathBuf>,
-    pub ip: Option<PathBuf>,
-    pub report_interval_secs: Option<u64>,
-    pub bytecount_interval_secs: Option<u32>,
-    pub backoff_initial_ms: Option<u64>,
-    pub backoff_max_secs: Option<u64>,
-    pub stop_timeout_secs: Option<u64>,
-    pub verb: Option<u8>,
-    pub suspend_poll_secs: Option<u64>,
-    pub max_suspend_wait_secs: Option<u64>,
-    pub halt_grace_secs: Option<u64>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error("could not read {what} {path}: {source}")]
-    ReadFile {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{what} {path} is larger than {MAX_FILE} bytes")]
-    FileTooLarge { what: &'static str, path: PathBuf },
-    #[error("config file {path} is invalid: {source}")]
-    ParseConfig {
-        path: PathBuf,
-        #[source]
-        source: toml::de::Error,
-    },
-    #[error("access file {path} is not a valid access message: {source}")]
-    ParseAccess {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("token file {0} is empty")]
-    EmptyToken(PathBuf),
-    #[error("no client token: give --token-file, --token, ADAPTER_CLIENT_TOKEN(_FILE) or token/token_file in the config file")]
-    MissingToken,
-    #[error(
-        "no client key: give --client-key, ADAPTER_CLIENT_KEY or client_key in the config file"
-    )]
-    MissingClientKey,
-    #[error("invalid setting: {0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Connect(#[from] ConnectError),
-    #[error(transparent)]
-    State(#[from] state::StateError),
-    #[error("no state file found in {0} (is `adapter-client connect` running?)")]
-    NoStateFile(PathBuf),
-}
-
-impl CliError {
-    /// Exit code for errors: 2 for usage/config errors, 1 otherwise.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Self::ParseConfig { .. }
-            | Self::MissingToken
-            | Self::MissingClientKey
-            | Self::Invalid(_) => 2,
-            _ => 1,
-        }
-    }
-}
-
-fn read_small(what: &'static str, path: &Path) -> Result<String, CliError> {
-    let rerr = |e| CliError::ReadFile {
-        what,
-        path: path.to_path_buf(),
-        source: e,
-    };
-    let md = std::fs::metadata(path).map_err(rerr)?;
-    if md.len() > MAX_FILE {
-        return Err(CliError::FileTooLarge {
-            what,
-            path: path.to_path_buf(),
-        });
-    }
-    std::fs::read_to_string(path).map_err(rerr)
-}
-
-pub fn load_file_config(path: Option<&Path>) -> Result<FileConfig, CliError> {
-    let Some(path) = path else {
-        return Ok(FileConfig::default());
-    };
-    let text = read_small("config file", path)?;
-    toml::from_str(&text).map_err(|e| CliError::ParseConfig {
-        path: path.to_path_buf(),
-        source: e,
-    })
-}
-
-fn read_token_file(path: &Path) -> Result<Secret, CliError> {
-    use std::os::unix::fs::PermissionsExt;
-    let text = read_small("token file", path)?;
-    if let Ok(md) = std::fs::metadata(path) {
-        if md.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(path = %path.display(), "the token file is readable by group/others; use mode 0600");
-        }
-    }
-    let tok = text.lines().next().unwrap_or_default().trim().to_string();
-    if tok.is_empty() {
-        return Err(CliError::EmptyToken(path.to_path_buf()));
-    }
-    Ok(Secret(tok))
-}
-
-/// Core URL, token and client key from flags/env, then the file.
-pub fn resolve_core(
-    a: &CoreArgs,
-    f: &FileConfig,
-    need_token: bool,
-) -> Result<(String, Option<Secret>, ClientKey), CliError> {
-    let url = a
-        .core_url
-        .clone()
-        .or_else(|| f.core_url.clone())
-        .unwrap_or_else(|| DEFAULT_CORE_URL.to_string());
-    let token = if let Some(t) = &a.token {
-        Some(Secret(t.trim().to_string()))
-    } else if let Some(p) = &a.token_file {
-        Some(read_token_file(p)?)
-    } else if let Some(t) = &f.token {
-        Some(Secret(t.trim().to_string()))
-    } else if let Some(p) = &f.token_file {
-        Some(read_token_file(p)?)
-    } else {
-        None
-    };
-    if need_token && token.as_ref().is_none_or(|t| t.expose().is_empty()) {
-        return Err(CliError::MissingToken);
-    }
-    let key = a
-        .client_key
-        .clone()
-        .or_else(|| f.client_key.clone())
-        .filter(|k| !k.is_empty())
-        .ok_or(CliError::MissingClientKey)?;
-    if key.len() > service_api::MAX_FIELD_LEN || key.chars().any(char::is_control) {
-        return Err(CliError::Invalid(
-            "client key: too long or contains control characters".into(),
-        ));
-    }
-    Ok((url, token, ClientKey(key)))
-}
-
-/// Resolves all `connect` settings.
-pub fn resolve_connect(a: &ConnectArgs) -> Result<ConnectSettings, CliError> {
-    let f = load_file_config(a.core.config.as_deref())?;
-    let (url, token, key) = resolve_core(&a.core, &f, true)?;
-    let token = token.ok_or(CliError::MissingToken)?;
-    let mut s = ConnectSettings::new(key, url, token);
-    if let Some(v) = a.openvpn.clone().or(f.openvpn.clone()) {
-        s.openvpn = v;
-    }
-    if let Some(v) = a.runtime_dir.clone().or(f.runtime_dir.clone()) {
-        s.runtime_dir = v;
-    }
-    if let Some(v) = a.state_file.clone().or(f.state_file.clone()) {
-        s.state_file = v;
-    }
-    if let Some(v) = a.tun_dev.clone().or(f.tun_dev.clone()) {
-        s.tun_dev = v;
-    }
-    if let Some(v) = a.ifb_dev.clone().or(f.ifb_dev.clone()) {
-        s.ifb_dev = v;
-    }
-    s.shaping = !(a.no_shaping || f.no_shaping.unwrap_or(false));
-    s.tools = Tools {
-        tc: a
-            .tc
-            .clone()
-            .or(f.tc.clone())
-            .unwrap_or_else(|| PathBuf::from("tc")),
-        ip: a
-            .ip
-            .clone()
-            .or(f.ip.clone())
-            .unwrap_or_else(|| PathBuf::from("ip")),
-    };
-    if let Some(v) = a.report_interval.or(f.report_interval_secs) {
-        if v == 0 {
-            return Err(CliError::Invalid("report interval must be ≥ 1 s".into()));
-        }
-        s.report_interval = Duration::from_secs(v);
-    }
-    if let Some(v) = a.bytecount_interval.or(f.bytecount_interval_secs) {
-        if v == 0 {
-            return Err(CliError::Invalid("bytecount interval must be ≥ 1 s".into()));
-        }
-        s.bytecount_interval = v;
-    }
-    if let Some(v) = a.backoff_initial_ms.or(f.backoff_initial_ms) {
-        s.backoff_initial = Duration::from_millis(v.max(1));
-    }
-    if let Some(v) = a.backoff_max.or(f.backoff_max_secs) {
-        s.backoff_max = Duration::from_secs(v.max(1));
-    }
-    if let Some(v) = a.stop_timeout.or(f.stop_timeout_secs) {
-        s.stop_timeout = Duration::from_secs(v.max(1));
-    }
-    if let Some(v) = a.verb.or(f.verb) {
-        s.verb = v;
-    }
-    if let Some(v) = a.suspend_poll.or(f.suspend_poll_secs) {
-        if v == 0 {
-            return Err(CliError::Invalid(
-                "suspend poll interval must be ≥ 1 s".into(),
-            ));
-        }
-        s.suspend_poll = Duration::from_secs(v);
-    }
-    if let Some(v) = a.max_suspend_wait.or(f.max_suspend_wait_secs) {
-        s.max_suspend_wait = Some(Duration::from_secs(v));
-    }
-    if let Some(v) = a.halt_grace.or(f.halt_grace_secs) {
-        s.halt_grace = Duration::from_secs(v);
-    }
-    render::check_dev_name(&s.tun_dev).map_err(|e| CliError::Invalid(e.to_string()))?;
-    render::check_dev_name(&s.ifb_dev).map_err(|e| CliError::Invalid(e.to_string()))?;
-    Ok(s)
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -490,10 +267,16 @@ pub async fn render_cmd(a: &RenderArgs) -> Result<String, CliError> {
     let f = load_file_config(a.core.config.as_deref())?;
     let msg: AccessMessage = if let Some(p) = &a.access_file {
         let text = read_small("access file", p)?;
-        serde_json::from_str(&text).map_err(|e| CliError::ParseAccess {
-            path: p.clone(),
-            source: e,
-        })?
+        let msg =
+            service_api::body::from_slice(text.as_bytes()).map_err(|e| CliError::ParseAccess {
+                path: p.clone(),
+                source: e,
+            })?;
+        // With a client key given, the message must be its own (`render` can show any file).
+        if let Some(key) = a.core.client_key.clone().or(f.client_key.clone()) {
+            connect::check_username(&msg, &ClientKey(key))?;
+        }
+        msg
     } else {
         let (url, token, key) = resolve_core(&a.core, &f, true)?;
         let token = token.ok_or(CliError::MissingToken)?;
@@ -557,126 +340,4 @@ pub fn init_tracing(filter: &str) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(args: &[&str]) -> Cli {
-        let mut v = vec!["adapter-client"];
-        v.extend_from_slice(args);
-        match Cli::try_parse_from(v) {
-            Ok(c) => c,
-            Err(e) => panic!("parse failed: {e}"),
-        }
-    }
-
-    #[test]
-    fn file_config_denies_unknown_fields() {
-        let ok: FileConfig =
-            toml::from_str("core_url = \"http://x:1\"\nno_shaping = true\n").expect("ok");
-        assert_eq!(ok.core_url.as_deref(), Some("http://x:1"));
-        assert!(toml::from_str::<FileConfig>("core_ur = \"x\"").is_err());
-    }
-
-    #[test]
-    fn flags_override_file_and_defaults_apply() {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let cfg = tmp.path().join("c.toml");
-        let tokf = tmp.path().join("tok");
-        std::fs::write(&tokf, "file-token\n").expect("w");
-        std::fs::write(
-            &cfg,
-            format!(
-                "core_url = \"http://10.0.0.1:7701\"\ntoken_file = \"{}\"\nclient_key = \"ck-file\"\nreport_interval_secs = 7\ntun_dev = \"tunfile\"\n",
-                tokf.display()
-            ),
-        )
-        .expect("w");
-        let cli = parse(&[
-            "connect",
-            "--config",
-            cfg.to_str().expect("utf8"),
-            "--client-key",
-            "ck-flag",
-            "--no-shaping",
-            "--backoff-initial-ms",
-            "50",
-        ]);
-        let Command::Connect(a) = cli.command else {
-            panic!("not connect")
-        };
-        let s = resolve_connect(&a).expect("resolve");
-        assert_eq!(s.client_key.0, "ck-flag");
-        assert_eq!(s.core_url, "http://10.0.0.1:7701");
-        assert_eq!(s.token.expose(), "file-token");
-        assert_eq!(s.report_interval, Duration::from_secs(7));
-        assert_eq!(s.backoff_initial, Duration::from_millis(50));
-        assert_eq!(s.tun_dev, "tunfile");
-        assert!(!s.shaping);
-        assert_eq!(s.bytecount_interval, 1);
-        assert_eq!(s.suspend_poll, Duration::from_secs(2));
-        assert_eq!(s.max_suspend_wait, None);
-        assert_eq!(s.halt_grace, Duration::from_secs(5));
-    }
-
-    #[test]
-    fn suspend_and_halt_flags() {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let cfg = tmp.path().join("c.toml");
-        std::fs::write(
-            &cfg,
-            "token = \"t\"\nclient_key = \"ck\"\nsuspend_poll_secs = 9\nmax_suspend_wait_secs = 600\nhalt_grace_secs = 3\n",
-        )
-        .expect("w");
-        let base = ["connect", "--config", cfg.to_str().expect("utf8")];
-        let resolve = |extra: &[&str]| {
-            let mut v = base.to_vec();
-            v.extend_from_slice(extra);
-            let Command::Connect(a) = parse(&v).command else {
-                panic!("not connect")
-            };
-            resolve_connect(&a)
-        };
-        let s = resolve(&[]).expect("file values");
-        assert_eq!(s.suspend_poll, Duration::from_secs(9));
-        assert_eq!(s.max_suspend_wait, Some(Duration::from_secs(600)));
-        assert_eq!(s.halt_grace, Duration::from_secs(3));
-        let s = resolve(&[
-            "--suspend-poll",
-            "1",
-            "--max-suspend-wait",
-            "60",
-            "--halt-grace",
-            "0",
-        ])
-        .expect("flags win");
-        assert_eq!(s.suspend_poll, Duration::from_secs(1));
-        assert_eq!(s.max_suspend_wait, Some(Duration::from_secs(60)));
-        assert_eq!(s.halt_grace, Duration::ZERO);
-        let e = resolve(&["--suspend-poll", "0"]).expect_err("zero poll");
-        assert_eq!(e.exit_code(), 2, "{e}");
-    }
-
-    #[test]
-    fn missing_token_and_bad_dev_are_usage_errors() {
-        let cli = parse(&[
-            "connect",
-            "--client-key",
-            "ck",
-            "--core-url",
-            "http://127.0.0.1:1",
-        ]);
-        let Command::Connect(mut a) = cli.command else {
-            panic!("not connect")
-        };
-        a.core.token = None;
-        a.core.token_file = None;
-        a.core.config = None;
-        let e = resolve_connect(&a).expect_err("no token");
-        assert!(matches!(e, CliError::MissingToken), "{e}");
-        assert_eq!(e.exit_code(), 2);
-        a.core.token = Some("t".into());
-        a.tun_dev = Some("a-very-long-device-name".into());
-        let e = resolve_connect(&a).expect_err("bad dev");
-        assert_eq!(e.exit_code(), 2, "{e}");
-    }
-}
+mod tests;

@@ -2,7 +2,9 @@
 //!
 //! - [`render`]: access message → OpenVPN client config (allow-list, pure).
 //! - [`openvpn`]: the `openvpn` child (`OpenVpnCommand`).
-//! - [`connect`]: the connection actor (sessions, reconnects, stop).
+//! - [`connect`]: the connection actor (sessions, reconnects, suspension, stop): the
+//!   `openvpn` process behind a trait, core calls spawned with their answers as events,
+//!   the connection state as enums with pure transitions.
 //! - [`runtime`], [`state`]: the private runtime directory and the state file.
 //! - [`cli`]: command line and config file.
 //!

@@ -80,6 +80,10 @@ pub struct Status {
     /// OpenVPN's own last state (`WAIT`, `AUTH`, `CONNECTED`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openvpn_state: Option<String>,
+    /// The states of the current openvpn process as the adapter saw them, oldest first (at
+    /// most 16): a short-lived state stays visible here after the next one replaced it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub openvpn_states: Vec<String>,
     pub endpoint: String,
     pub tun_dev: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -271,6 +275,7 @@ mod tests {
             pid: 42,
             openvpn_pid: Some(43),
             openvpn_state: Some("CONNECTED".into()),
+            openvpn_states: vec!["WAIT".into(), "CONNECTED".into()],
             endpoint: "vpn:1194".into(),
             tun_dev: "tunac42".into(),
             vpn_address: Some("10.8.0.6".into()),

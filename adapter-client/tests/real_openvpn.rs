@@ -89,12 +89,18 @@ async fn real_openvpn_tcp_connect_failure_is_retried_through_the_hold() -> Resul
     })
     .await?;
     // A drop was seen (the reason is recorded) and the same process went on trying after
-    // the adapter released the hold again.
+    // the adapter released the hold again: its states, as the adapter saw them, show a
+    // TCP_CONNECT after a RECONNECTING (OpenVPN holds after every RECONNECTING and only
+    // connects again once released). The state history stays in the state file, so the
+    // transient TCP_CONNECT cannot be missed between two polls.
     let st = poll("a reconnect of the same openvpn process", || {
         read_state(&state_file).filter(|s| {
-            s.openvpn_pid == Some(first)
-                && s.reason.is_some()
-                && s.openvpn_state.as_deref() == Some("TCP_CONNECT")
+            let states = &s.openvpn_states;
+            let reconnected = states
+                .iter()
+                .position(|x| x == "RECONNECTING")
+                .is_some_and(|i| states[i..].iter().any(|x| x == "TCP_CONNECT"));
+            s.openvpn_pid == Some(first) && s.reason.is_some() && reconnected
         })
     })
     .await

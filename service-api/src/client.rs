@@ -1,10 +1,14 @@
 //! The typed HTTP client of the Service API.
+//!
+//! Its errors never carry a response body: an answer that does not read as the expected
+//! type is reported by field path and kind only ([`crate::body`]).
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::body;
 use crate::*;
 
 /// Typed client of the Service API.
@@ -80,21 +84,21 @@ impl Client {
             .await
             .map_err(|e| ApiError::Transport { url, source: e })?;
         if (200..300).contains(&http_status) {
-            serde_json::from_slice(&bytes).map_err(|_| ApiError::BadResponse {
+            body::from_slice(&bytes).map_err(|source| ApiError::UnreadableBody {
                 http_status,
-                body: String::from_utf8_lossy(&bytes).chars().take(512).collect(),
+                source,
             })
         } else {
-            match serde_json::from_slice::<ErrorBody>(&bytes) {
+            match body::from_slice::<ErrorBody>(&bytes) {
                 Ok(b) => Err(ApiError::Api {
                     http_status,
                     code: b.error.code,
                     message: b.error.message,
                     status: b.error.status,
                 }),
-                Err(_) => Err(ApiError::BadResponse {
+                Err(source) => Err(ApiError::UnreadableBody {
                     http_status,
-                    body: String::from_utf8_lossy(&bytes).chars().take(512).collect(),
+                    source,
                 }),
             }
         }

@@ -1,8 +1,12 @@
 //! Errors of the wire format: stable [`ErrorCode`]s with their HTTP status, the error body,
 //! and [`ApiError`], what the typed client returns.
+//!
+//! No [`ApiError`] holds any part of a response body the client could not read: bodies can
+//! carry secrets (GetAccess answers with the VPN password). See [`crate::body`].
 
 use serde::{Deserialize, Serialize};
 
+use crate::body::BodyError;
 use crate::ServiceStatus;
 
 /// Stable error codes of the wire format.
@@ -92,7 +96,18 @@ pub enum ApiError {
         message: String,
         status: Option<ServiceStatus>,
     },
-    #[error("core answered HTTP {http_status} with an unreadable body: {body}")]
+    /// The answer's body did not read as the expected type (or, for an error status, as an
+    /// error body). The [`BodyError`] names the field and the kind of problem; no part of
+    /// the body is kept (it may hold a password).
+    #[error("core answered HTTP {http_status} with a body that could not be read: {source}")]
+    UnreadableBody {
+        http_status: u16,
+        #[source]
+        source: BodyError,
+    },
+    /// Kept so that code matching on it still compiles; the [`Client`](crate::Client) never
+    /// returns it any more (it returns [`ApiError::UnreadableBody`]). `body` is never shown.
+    #[error("core answered HTTP {http_status} with an unreadable body")]
     BadResponse { http_status: u16, body: String },
     #[error("invalid core URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },

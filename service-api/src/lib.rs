@@ -3,7 +3,8 @@
 //! It holds what crosses a process boundary, and nothing that needs a database or a server:
 //! - the Service API (DESIGN §3): request and response types ([`messages`]), identifiers
 //!   and secrets ([`ids`]), the service status ([`status`]), speed limits ([`speed`]),
-//!   stable error codes ([`error`]) and a typed HTTP client ([`Client`]);
+//!   stable error codes ([`error`]) and a typed HTTP client ([`Client`]) whose errors never
+//!   repeat a response body ([`body`]: field path and kind, never a value);
 //! - the market protocol between an agent's and a client's core ([`market`]);
 //! - the rules of the request fields ([`rules`]) and, with the feature `openapi`, the
 //!   OpenAPI 3.1 document generated from these types (`openapi::document`).
@@ -15,6 +16,7 @@
 //! client token for the client adapter, or the admin token). Errors come back as
 //! `{ "error": { "code": "...", "message": "..." } }` with a stable [`ErrorCode`].
 
+pub mod body;
 pub mod client;
 pub mod error;
 pub mod ids;
@@ -26,6 +28,7 @@ pub mod rules;
 pub mod speed;
 pub mod status;
 
+pub use body::BodyError;
 pub use client::Client;
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
 pub use ids::{ClientKey, Secret, SessionId};

@@ -1,3 +1,4 @@
+use super::blocks::{is_base64_line, KEY_BEGIN, KEY_END};
 use super::*;
 
 const CA: &str = include_str!("../../tests/fixtures/ca.pem");
@@ -440,4 +441,55 @@ fn pem_and_key_canonical_forms() {
         canonical_static_key("f", &one_line).expect("one line"),
         canonical_key()
     );
+}
+
+/// Issue 11 item 13: a host is an IPv4 or IPv6 literal or a DNS name whose last label is not
+/// all digits (`70000` and `10.0.0.300` are neither); ports are 1..=65535.
+#[test]
+fn endpoint_hosts_and_ports_follow_the_rule() {
+    let endpoint = |v: &str| {
+        let mut m = vpn_message();
+        m.service_endpoint_address = v.into();
+        render(&m, &opts()).map(|r| (r.host, r.port))
+    };
+    for (v, host, port) in [
+        ("10.1.2.3", "10.1.2.3", 1194),
+        ("10.1.2.3:443", "10.1.2.3", 443),
+        ("[2001:db8::1]", "2001:db8::1", 1194),
+        ("[::ffff:10.0.0.1]:1", "::ffff:10.0.0.1", 1),
+        ("vpn.example.net:65535", "vpn.example.net", 65535),
+        ("vpn-1", "vpn-1", 1194),
+        ("1vpn.example", "1vpn.example", 1194),
+        ("example.123a", "example.123a", 1194),
+    ] {
+        assert_eq!(
+            endpoint(v).map_err(|e| e.to_string()),
+            Ok((host.to_string(), port)),
+            "{v}"
+        );
+    }
+    for v in [
+        "70000",
+        "70000:1194",
+        "1194",
+        "10.0.0.300",
+        "10.1.2",
+        "1.2.3.4.5",
+        "vpn.example.123",
+        "0x7f.1",
+        "vpn.example.net:0",
+        "vpn.example.net:65536",
+        "vpn.example.net:",
+        "[2001:db8::1]:0",
+        "2001:db8::1",
+        ".",
+        "..",
+        "vpn..example",
+        "vpn.example.net.",
+    ] {
+        let e = endpoint(v).expect_err(v);
+        assert_eq!(e.field(), Some("serviceEndpointAddress"), "{v}: {e}");
+    }
+    let e = endpoint("70000").expect_err("all digits");
+    assert!(e.to_string().contains("all digits"), "{e}");
 }

@@ -2,6 +2,8 @@
 //! real SQLite) and a fake `openvpn` whose management socket the test itself serves.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -241,6 +243,13 @@ pub struct Mgmt {
 impl Mgmt {
     pub async fn send(&mut self, line: &str) -> Result<()> {
         self.w.write_all(format!("{line}\r\n").as_bytes()).await?;
+        Ok(())
+    }
+
+    /// Writes bytes as they are (no line end added).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.w.write_all(bytes).await?;
+        self.w.flush().await?;
         Ok(())
     }
 
