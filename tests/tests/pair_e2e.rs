@@ -9,7 +9,7 @@
 use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use e2e::pair::*;
 use service_api::ServiceStatus;
 
@@ -390,8 +390,16 @@ fn max_units_exhaustion_terminates_and_cuts_the_client_off() -> Result<()> {
             ch.bytes_total, ch.units_used
         );
         // Accounting of the killed client is still exact.
+        // The status turns `terminated` with the first StopSession (the monitor's, with its
+        // last bytecount); OpenVPN's exact final counters arrive with the client-disconnect
+        // hook just after, and the higher counts win: wait for them, then demand equality.
         let finals = agent.wait_final_counters(&key, 1, PAIR_TIMEOUT)?;
         let total: u64 = finals.iter().map(FinalCounters::total).sum();
+        let ch = agent
+            .wait_channel(&key, "the exact final counts", PAIR_TIMEOUT, |c| {
+                c.bytes_total >= total
+            })
+            .with_context(|| format!("OpenVPN's final counters: {total}"))?;
         ensure!(
             ch.bytes_total == total,
             "agent {} != OpenVPN {total}",
