@@ -161,3 +161,43 @@ async fn at_the_connection_cap_new_connections_wait_until_one_closes() -> anyhow
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_is_closed_when_idle_after_its_answer() -> anyhow::Result<()> {
+    let limits = ServerLimits {
+        max_connections: 16,
+        idle_timeout: Duration::from_secs(1),
+        header_timeout: Duration::from_secs(3),
+    };
+    let core = TestCore::start_with(TestOptions {
+        limits,
+        ..TestOptions::default()
+    })
+    .await?;
+    let mut s = TcpStream::connect(core.url.trim_start_matches("http://")).await?;
+    // Two requests on one kept-alive connection, each answered.
+    for _ in 0..2 {
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: core\r\n\r\n")
+            .await?;
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !answer.ends_with(b"ok\n") {
+            s.readable().await?;
+            match s.try_read(&mut buf) {
+                Ok(0) => anyhow::bail!("closed before the answer"),
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        assert!(answer.starts_with(b"HTTP/1.1 200"));
+        assert!(open_now(&s), "kept alive after its answer");
+    }
+    // Then idle: closed by the server.
+    let deadline = tokio::time::Instant::now() + limits.header_timeout + Duration::from_secs(5);
+    assert!(
+        closed_by(&s, deadline).await,
+        "an idle kept-alive connection stayed open"
+    );
+    Ok(())
+}
