@@ -62,7 +62,7 @@ CHANNEL_ID=$(jq -r .channelId <<<"$CHANNEL_JSON")
 cl access export "$CLIENT_KEY" --out "$WORK/access.json" >/dev/null 2>&1
 cl access import "$WORK/access.json" >/dev/null 2>&1
 cl token create --role client --out "$WORK/client.token" >/dev/null 2>&1
-PASSWORD=$(jq -r .password "$WORK/access.json")
+PASSWORD=$(jq -r .access.password "$WORK/access.json")
 PRODUCT_TOKEN=$(tr -d '\n' <"$WORK/product.token")
 CLIENT_TOKEN=$(tr -d '\n' <"$WORK/client.token")
 ADMIN_TOKEN=$(tr -d '\n' <"$D/admin.token")

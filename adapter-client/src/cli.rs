@@ -267,11 +267,22 @@ pub async fn render_cmd(a: &RenderArgs) -> Result<String, CliError> {
     let f = load_file_config(a.core.config.as_deref())?;
     let msg: AccessMessage = if let Some(p) = &a.access_file {
         let text = read_small("access file", p)?;
-        let msg =
-            service_api::body::from_slice(text.as_bytes()).map_err(|e| CliError::ParseAccess {
-                path: p.clone(),
-                source: e,
-            })?;
+        let parse_err = |e| CliError::ParseAccess {
+            path: p.clone(),
+            source: e,
+        };
+        // Either a bare access message or the agent's signed envelope (`access export`, the
+        // market's answer): `render` only shows the config, so the envelope's access part is
+        // taken as it is (the client's core verifies signatures before it serves one).
+        let signed = serde_json::from_str::<serde_json::Value>(&text)
+            .is_ok_and(|v| v.get("access").is_some() && v.get("signature").is_some());
+        let msg: AccessMessage = if signed {
+            service_api::body::from_slice::<service_api::market::SignedAccess>(text.as_bytes())
+                .map_err(parse_err)?
+                .access
+        } else {
+            service_api::body::from_slice(text.as_bytes()).map_err(parse_err)?
+        };
         // With a client key given, the message must be its own (`render` can show any file).
         if let Some(key) = a.core.client_key.clone().or(f.client_key.clone()) {
             connect::check_username(&msg, &ClientKey(key))?;

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::admin::{read_json_file, write_private_file};
+use crate::server::ServerLimits;
 use crate::service::Core;
 use service_api::ServiceStatus;
 
@@ -93,6 +94,41 @@ pub struct ServeArgs {
     /// The payer pays the agent's count of units up to this many percent above its own.
     #[arg(long, env = "CORE_LITE_TOLERANCE_PCT", default_value_t = crate::market::DEFAULT_TOLERANCE_PCT)]
     pub tolerance_pct: u64,
+    /// Most connections open at once on each listener (Service API, market API); at the cap
+    /// new ones wait until one closes. Lowered to what the descriptor limit allows.
+    #[arg(long, env = "CORE_LITE_MAX_CONNECTIONS", default_value_t = ServerLimits::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// A request head must be complete within this many ms from the moment the server waits
+    /// for it, and a request body within as long after its head.
+    #[arg(long, env = "CORE_LITE_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// A connection that sends nothing for this many ms while the server waits for a request
+    /// is closed.
+    #[arg(long, env = "CORE_LITE_IDLE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub idle_timeout_ms: u64,
+}
+
+impl ServeArgs {
+    /// The listeners' limits, the connection cap lowered to what the descriptor limit allows
+    /// for `listeners` listeners.
+    fn limits(&self, listeners: usize) -> ServerLimits {
+        let mut max_connections = self.max_connections.max(1);
+        if let Some(budget) = crate::server::fd_budget(listeners) {
+            if budget < max_connections {
+                tracing::warn!(
+                    requested = max_connections,
+                    allowed = budget,
+                    "--max-connections lowered to what the open-file limit allows"
+                );
+                max_connections = budget;
+            }
+        }
+        ServerLimits {
+            max_connections,
+            header_timeout: Duration::from_millis(self.header_timeout_ms.max(1)),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms.max(1)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -212,15 +248,23 @@ pub enum ChannelCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum AccessCmd {
-    /// Agent: print (or write, 0600) the access message of a channel.
+    /// Agent: print (or write, 0600) the access message of a channel, signed by the agent,
+    /// with the signed offering it was sold under.
     Export {
         /// Channel id or client key.
         channel: String,
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Client: store an access message so that GetAccess serves it.
-    Import { file: PathBuf },
+    /// Client: check a signed access message (the file `access export` writes: the access
+    /// message signed by the agent, with the signed offering) and store it so that GetAccess
+    /// serves it. A bare or changed access message is refused.
+    Import {
+        file: PathBuf,
+        /// Refuse it unless it is for this offering (the hash `offering verify` printed).
+        #[arg(long)]
+        offering: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -398,12 +442,12 @@ fn channel(core: &Core, cmd: ChannelCmd) -> anyhow::Result<()> {
 fn access(core: &Core, cmd: AccessCmd) -> anyhow::Result<()> {
     match cmd {
         AccessCmd::Export { channel, out } => {
-            let msg = core.export_access(&channel)?;
-            let text = serde_json::to_string_pretty(&msg)?;
+            let signed = core.export_signed_access(&channel)?;
+            let text = serde_json::to_string_pretty(&signed)?;
             match out {
                 Some(path) => {
                     write_private_file(&path, text.as_bytes())?;
-                    eprintln!("access message written to {} (0600)", path.display());
+                    eprintln!("signed access message written to {} (0600)", path.display());
                     Ok(())
                 }
                 None => {
@@ -412,10 +456,10 @@ fn access(core: &Core, cmd: AccessCmd) -> anyhow::Result<()> {
                 }
             }
         }
-        AccessCmd::Import { file } => {
+        AccessCmd::Import { file, offering } => {
             let v = read_json_file(&file)?;
-            let key = core.import_access(&v)?;
-            eprintln!("access message for client key {key} imported");
+            let key = core.import_access(&v, offering.as_deref())?;
+            eprintln!("signed access message for client key {key} checked and imported");
             print_json(&serde_json::json!({ "clientKey": key }))
         }
     }
@@ -436,22 +480,26 @@ fn token(data_dir: &Path, role: &str, out: Option<PathBuf>) -> anyhow::Result<()
 
 async fn serve(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     let core = Arc::new(open(data_dir)?);
+    let market = matches!(args.role, Role::Agent | Role::Both);
+    let limits = args.limits(1 + usize::from(market));
     let server = crate::server::start(
         core.clone(),
         args.listen,
         Duration::from_millis(args.tick_ms.max(10)),
+        limits,
     )
     .await
     .with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(
         listen = %server.addr,
+        max_connections = limits.max_connections,
         data_dir = %data_dir.display(),
         admin_token = %core.admin_token_path().display(),
         "core-lite serving"
     );
-    if matches!(args.role, Role::Agent | Role::Both) {
+    if market {
         let (addr, _task) =
-            crate::server::start_market(core.clone(), args.market_listen, server.stopped())
+            crate::server::start_market(core.clone(), args.market_listen, limits, server.stopped())
                 .await
                 .with_context(|| format!("market API on {}", args.market_listen))?;
         tracing::info!(listen = %addr, "market API serving");

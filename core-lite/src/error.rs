@@ -7,6 +7,8 @@ use service_api::{self as api, ErrorCode, ServiceStatus};
 
 use crate::jcs::JcsError;
 use crate::keys::KeyError;
+use crate::offering::OfferingError;
+use crate::signing::SigningError;
 use crate::store::StoreError;
 
 /// Errors of core operations; each maps to one stable wire [`ErrorCode`] ([`CoreError::code`]).
@@ -20,8 +22,10 @@ pub enum CoreError {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    /// Unknown client key or wrong password; the answer waits `delay` (the AuthClient
+    /// throttle's delay for failures, waited out by the HTTP handler).
     #[error("unknown client key or wrong password")]
-    AuthFailed,
+    AuthFailed { delay: std::time::Duration },
     #[error("channel {channel} is {status}: service not available")]
     ChannelInactive {
         channel: String,
@@ -33,8 +37,25 @@ pub enum CoreError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
-    #[error("too many failed attempts for {0}; retry in a minute")]
-    RateLimited(String),
+    /// A usage report would take a channel's byte total beyond [`api::MAX_CHANNEL_BYTES`].
+    #[error(
+        "usage report refused: channel {channel} has {total} bytes recorded, and {delta} more \
+         would exceed {} (nothing was recorded)",
+        api::MAX_CHANNEL_BYTES
+    )]
+    UsageOverflow {
+        channel: String,
+        total: u64,
+        delta: u64,
+    },
+    #[error(
+        "too many failed logins from {who}; retry in {} s (its password was not checked)",
+        retry_after.as_millis().div_ceil(1000).max(1)
+    )]
+    RateLimited {
+        who: String,
+        retry_after: std::time::Duration,
+    },
     #[error("storage: {0}")]
     Store(#[from] StoreError),
     #[error("reading {path}: {source}")]
@@ -53,6 +74,12 @@ pub enum CoreError {
     },
     #[error(transparent)]
     Canonicalize(#[from] JcsError),
+    /// The offering a signed access message carries is rejected (403).
+    #[error("access message refused: the offering it carries is rejected: {0}")]
+    AccessOffering(#[source] OfferingError),
+    /// A signed message refused (403) or that could not be signed or checked.
+    #[error(transparent)]
+    Signing(#[from] SigningError),
     /// A row that another one refers to is not there (the database is inconsistent).
     #[error("{what} {key} missing")]
     Missing { what: &'static str, key: String },
@@ -97,25 +124,36 @@ impl CoreError {
             CoreError::BadRequest(_) => ErrorCode::BadRequest,
             CoreError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
             CoreError::Unauthorized => ErrorCode::Unauthorized,
-            CoreError::Forbidden(_) => ErrorCode::Forbidden,
-            CoreError::AuthFailed => ErrorCode::AuthFailed,
+            CoreError::Forbidden(_) | CoreError::AccessOffering(_) => ErrorCode::Forbidden,
+            CoreError::AuthFailed { .. } => ErrorCode::AuthFailed,
             CoreError::ChannelInactive { .. } => ErrorCode::ChannelInactive,
             CoreError::NotFound(_) => ErrorCode::NotFound,
             CoreError::Conflict(_) => ErrorCode::Conflict,
             CoreError::Invalid(_) => ErrorCode::Invalid,
-            CoreError::RateLimited(_) => ErrorCode::RateLimited,
+            CoreError::UsageOverflow { .. } => ErrorCode::UsageOverflow,
+            CoreError::RateLimited { .. } => ErrorCode::RateLimited,
             CoreError::MarketUnreachable { .. } => ErrorCode::Unavailable,
             CoreError::Remote { code, .. } => *code,
-            CoreError::Store(e) if e.is_busy() => ErrorCode::Unavailable,
+            CoreError::Store(e) if e.is_unavailable() => ErrorCode::Unavailable,
+            CoreError::Signing(e) if e.is_refusal() => ErrorCode::Forbidden,
             CoreError::Store(_)
             | CoreError::Io { .. }
             | CoreError::Keys(_)
             | CoreError::Json { .. }
             | CoreError::Canonicalize(_)
+            | CoreError::Signing(_)
             | CoreError::Missing { .. }
             | CoreError::Task { .. }
             | CoreError::Panicked
             | CoreError::HttpClient(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// When a retry may succeed, for [`CoreError::RateLimited`].
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            CoreError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 

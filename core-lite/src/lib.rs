@@ -17,6 +17,7 @@
 //! | [`store`] | all SQL: the SQLite pool, migrations, one module per table |
 //! | [`offering`], [`template`] | offerings (terms, rules, signing) and module templates |
 //! | [`billing`] | money (cost, deposits), the status rules and timers: pure functions of a channel's state |
+//! | [`signing`] | signed messages between cores: the agent's signed access message, what a signature covers |
 //! | [`keys`], [`jcs`], [`validation`] | keys and secrets, canonical JSON and hashes, field errors |
 //! | [`openapi`] | the OpenAPI document served at `/openapi.json` |
 //!
@@ -37,6 +38,7 @@ pub mod offering;
 pub mod openapi;
 pub mod server;
 pub mod service;
+pub mod signing;
 pub mod store;
 pub mod template;
 #[cfg(feature = "testkit")]

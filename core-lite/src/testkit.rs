@@ -10,18 +10,21 @@
 //! let offering_hash = core.publish_offering(&product_id, &input)?;
 //! let (channel_id, client_key) = core.create_channel(&offering_hash, None)?;
 //! let access = core.export_access(&channel_id)?; // username = client key, password
+//! // A client core: client.import_access(&access)? stores it as the agent signed it.
 //! # Ok(()) }
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use crate::server::RunningServer;
+use crate::server::{RunningServer, ServerLimits};
 use crate::service::Core;
+use service_api::market::SignedAccess;
 use service_api::{AccessMessage, ChannelInfo, ClientKey, Secret, ServiceStatus};
 
 /// A running in-process core. Dropping it stops the server and removes the directory.
@@ -32,7 +35,24 @@ pub struct TestCore {
     pub data_dir: PathBuf,
     core: Arc<Core>,
     server: Option<RunningServer>,
+    limits: ServerLimits,
     _dir: tempfile::TempDir,
+}
+
+/// How [`TestCore::start_with`] starts a core.
+#[derive(Clone, Debug, Default)]
+pub struct TestOptions {
+    /// The listeners' limits (connection cap, timeouts).
+    pub limits: ServerLimits,
+    /// Where to make the temporary data dir (default: the system's temporary directory),
+    /// e.g. on a small filesystem.
+    pub parent_dir: Option<PathBuf>,
+}
+
+/// The signed access messages exported by the test cores of this process, by client key.
+fn exported() -> std::sync::MutexGuard<'static, BTreeMap<String, SignedAccess>> {
+    static EXPORTED: Mutex<BTreeMap<String, SignedAccess>> = Mutex::new(BTreeMap::new());
+    EXPORTED.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Path of `templates/vpn` in this workspace.
@@ -76,17 +96,29 @@ pub const TEST_TICK: Duration = Duration::from_millis(200);
 impl TestCore {
     /// Starts a server on 127.0.0.1:0 with a fresh data dir.
     pub async fn start() -> anyhow::Result<TestCore> {
-        let dir = tempfile::tempdir().context("tempdir")?;
+        Self::start_with(TestOptions::default()).await
+    }
+
+    /// Starts a server on 127.0.0.1:0 with a fresh data dir, as `opts` say.
+    pub async fn start_with(opts: TestOptions) -> anyhow::Result<TestCore> {
+        let dir = match &opts.parent_dir {
+            Some(p) => tempfile::tempdir_in(p),
+            None => tempfile::tempdir(),
+        }
+        .context("tempdir")?;
         let data_dir = dir.path().join("data");
         let core = Arc::new(Core::open(&data_dir)?);
         let admin_token = core.ensure_admin_token()?;
-        let server = crate::server::start(core.clone(), "127.0.0.1:0".parse()?, TEST_TICK).await?;
+        let server =
+            crate::server::start(core.clone(), "127.0.0.1:0".parse()?, TEST_TICK, opts.limits)
+                .await?;
         Ok(TestCore {
             url: format!("http://{}", server.addr),
             admin_token,
             data_dir,
             core,
             server: Some(server),
+            limits: opts.limits,
             _dir: dir,
         })
     }
@@ -108,8 +140,13 @@ impl TestCore {
             .as_ref()
             .map(|s| s.stopped())
             .context("server not running")?;
-        let (addr, _task) =
-            crate::server::start_market(self.core.clone(), "127.0.0.1:0".parse()?, stop).await?;
+        let (addr, _task) = crate::server::start_market(
+            self.core.clone(),
+            "127.0.0.1:0".parse()?,
+            self.limits,
+            stop,
+        )
+        .await?;
         Ok(format!("http://{addr}"))
     }
 
@@ -132,7 +169,7 @@ impl TestCore {
         self.core = Arc::new(Core::open(&self.data_dir)?);
         let mut last = None;
         for _ in 0..50 {
-            match crate::server::start(self.core.clone(), addr, TEST_TICK).await {
+            match crate::server::start(self.core.clone(), addr, TEST_TICK, self.limits).await {
                 Ok(s) => {
                     self.server = Some(s);
                     return Ok(());
@@ -167,12 +204,36 @@ impl TestCore {
     ) -> anyhow::Result<(String, ClientKey)> {
         Ok(self.core.create_channel(offering_hash, deposit)?)
     }
+    /// Agent: the access message of a channel (username = client key, password), as the
+    /// agent signs it for [`export_signed_access`](Self::export_signed_access); the signed
+    /// form is kept for [`import_access`](Self::import_access) in this process.
     pub fn export_access(&self, channel_id: &str) -> anyhow::Result<AccessMessage> {
-        Ok(self.core.export_access(channel_id)?)
+        Ok(self.export_signed_access(channel_id)?.access)
     }
-    /// Client side: store an access message so GetAccess serves it.
+    /// Agent: the signed access message of a channel (what `access export` writes).
+    pub fn export_signed_access(&self, channel_id: &str) -> anyhow::Result<SignedAccess> {
+        let signed = self.core.export_signed_access(channel_id)?;
+        exported().insert(signed.access.username.0.clone(), signed.clone());
+        Ok(signed)
+    }
+    /// Client side: import `msg` as its agent signed it (it must have been exported by a
+    /// [`TestCore`] of this process, and is refused like a tampered file if it was changed
+    /// since), so GetAccess serves it.
     pub fn import_access(&self, msg: &AccessMessage) -> anyhow::Result<()> {
-        self.core.import_access(&serde_json::to_value(msg)?)?;
+        let mut signed = exported().get(&msg.username.0).cloned().with_context(|| {
+            format!(
+                "no signed access message for {} was exported in this process \
+                     (use import_signed_access)",
+                msg.username
+            )
+        })?;
+        signed.access = msg.clone();
+        self.import_signed_access(&signed)
+    }
+    /// Client side: import a signed access message (what `access import FILE` does).
+    pub fn import_signed_access(&self, signed: &SignedAccess) -> anyhow::Result<()> {
+        self.core
+            .import_access(&serde_json::to_value(signed)?, None)?;
         Ok(())
     }
     /// A token for the client adapter (GetAccess, client-side sessions).

@@ -61,4 +61,10 @@ fn readme_walkthrough_runs_as_written() {
     assert!(stdout.contains(r#""unitsUsed": 2"#), "{stdout}");
     assert!(stdout.contains(r#""GetAccess""#), "{stdout}");
     assert!(stderr.contains("is valid"), "{stderr}");
+    // The changed access message was refused, the signed one imported.
+    assert!(
+        stderr.contains("not signed by the offering's agent"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("checked and imported"), "{stderr}");
 }

@@ -95,43 +95,170 @@ async fn auth_client_accepts_the_password_and_refuses_others() -> anyhow::Result
     Ok(())
 }
 
+/// Issue 11 item 6: failures with a client key never lock its owner out. An attacker
+/// hammering one key from one address gets its failures delayed, then 429 unchecked; the
+/// right password from another address keeps being accepted, and at once.
 #[tokio::test]
-async fn repeated_failures_are_rate_limited() -> anyhow::Result<()> {
+async fn guessing_is_throttled_but_the_right_password_is_never_refused() -> anyhow::Result<()> {
+    use core_lite::service::limiter::{ADDRESS_FAILURES, FAILURE_DELAY_STEP};
     let a = agent(100).await?;
     let (_, key) = a.core.create_channel(&a.offering, None)?;
     let access = a.core.export_access(&key.0)?;
     let c = client(&a.core, &a.product_token);
-    for _ in 0..core_lite::service::MAX_AUTH_FAILURES {
-        let e = c
-            .auth_client(&AuthClientRequest {
-                client_key: key.clone(),
-                password: Secret("guess".into()),
-                client_addr: Some("198.51.100.9:1".into()),
-            })
-            .await
-            .expect_err("wrong");
-        assert_eq!(code(&e), Some(ErrorCode::AuthFailed));
+    let login = |password: &Secret, addr: &str| AuthClientRequest {
+        client_key: key.clone(),
+        password: password.clone(),
+        client_addr: Some(addr.into()),
+    };
+    let guess = Secret("guess".into());
+    const ATTACKER: &str = "198.51.100.9:40000";
+    const OWNER: &str = "203.0.113.5:50000";
+
+    // The attacker: 4 connections, 12 wrong guesses each, all at once. Meanwhile the owner
+    // logs in again and again from its own address.
+    let attack = (0..4).map(|_| {
+        let (c, req) = (c.clone(), login(&guess, ATTACKER));
+        tokio::spawn(async move {
+            let mut codes = Vec::new();
+            for _ in 0..12 {
+                codes.push(code(
+                    &c.auth_client(&req).await.expect_err("wrong password"),
+                ));
+            }
+            codes
+        })
+    });
+    let attack: Vec<_> = attack.collect();
+    for _ in 0..20 {
+        let ok = c.auth_client(&login(&access.password, OWNER)).await?;
+        assert_eq!(ok.channel_id, a.core.channel(&key.0)?.channel_id);
     }
-    // Now even the right password is refused for a while: 429.
+    let mut codes = Vec::new();
+    for t in attack {
+        codes.extend(t.await?);
+    }
+    let failed = codes
+        .iter()
+        .filter(|c| **c == Some(ErrorCode::AuthFailed))
+        .count();
+    let limited = codes
+        .iter()
+        .filter(|c| **c == Some(ErrorCode::RateLimited))
+        .count();
+    assert_eq!(failed + limited, codes.len(), "{codes:?}");
+    // Only the address's budget of guesses was checked (one more per 6 s of the test).
+    assert!(
+        failed >= 1 && failed <= ADDRESS_FAILURES as usize + 1,
+        "{codes:?}"
+    );
+    assert!(limited >= 30, "{codes:?}");
+
+    // The attacker's address is refused without its password being looked at, even the
+    // right one.
     let e = c
-        .auth_client(&AuthClientRequest {
-            client_key: key.clone(),
-            password: access.password,
-            client_addr: None,
-        })
+        .auth_client(&login(&access.password, ATTACKER))
         .await
-        .expect_err("limited");
+        .expect_err("address over its budget");
     assert_eq!(code(&e), Some(ErrorCode::RateLimited));
-    // And so is that address for another key.
+    assert!(e.to_string().contains("not checked"), "{e}");
+
+    // A new guess (a fresh address) is answered late; the owner's right password, sent at
+    // the same moment, is answered at once: first.
+    let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
+    let (wrong, right) = tokio::join!(
+        async {
+            let r = c.auth_client(&login(&guess, "192.0.2.200:1")).await;
+            let _ = done_tx.send("wrong");
+            r
+        },
+        async {
+            let r = c.auth_client(&login(&access.password, OWNER)).await;
+            let _ = done_tx.send("right");
+            r
+        }
+    );
+    assert_eq!(
+        code(&wrong.expect_err("wrong")),
+        Some(ErrorCode::AuthFailed)
+    );
+    right?;
+    assert_eq!(
+        done.recv().await,
+        Some("right"),
+        "the right password waited"
+    );
+    // Failures of this key are delayed by at least one step each (the key has failed often).
+    let started = std::time::Instant::now();
     let e = c
-        .auth_client(&AuthClientRequest {
-            client_key: ClientKey("c-other".into()),
-            password: Secret("x".into()),
-            client_addr: Some("198.51.100.9:2".into()),
-        })
+        .auth_client(&login(&guess, "192.0.2.201:1"))
         .await
-        .expect_err("limited address");
-    assert_eq!(code(&e), Some(ErrorCode::RateLimited));
+        .expect_err("wrong");
+    assert_eq!(code(&e), Some(ErrorCode::AuthFailed));
+    assert!(started.elapsed() >= FAILURE_DELAY_STEP);
+    Ok(())
+}
+
+/// Issue 11 item 6: a failure's delay is waited out holding no blocking thread and no
+/// database connection: while many failures wait, reads and writes go on.
+#[tokio::test]
+async fn delayed_failures_hold_no_database_connection() -> anyhow::Result<()> {
+    let a = agent(1000).await?;
+    let (_, key) = a.core.create_channel(&a.offering, None)?;
+    let c = client(&a.core, &a.product_token);
+    let s = c
+        .start_session(&StartSessionRequest::new(key.clone(), Some("d-1")))
+        .await?;
+    // 40 wrong guesses for one key from 40 addresses: answered late (the key's delay grows).
+    let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
+    let guesses: Vec<_> = (0..40)
+        .map(|i| {
+            let (c, key, done_tx) = (c.clone(), key.clone(), done_tx.clone());
+            tokio::spawn(async move {
+                let r = c
+                    .auth_client(&AuthClientRequest {
+                        client_key: key,
+                        password: Secret("guess".into()),
+                        client_addr: Some(format!("10.9.0.{i}")),
+                    })
+                    .await;
+                let _ = done_tx.send("guess");
+                r
+            })
+        })
+        .collect();
+    // Meanwhile: reads (more than the pool's reader connections) and writes.
+    let admin = client(&a.core, &a.core.admin_token);
+    for i in 1..=10u64 {
+        c.update_session(&UpdateSessionRequest {
+            session_id: s.session_id.clone(),
+            bytes_in: i,
+            bytes_out: i,
+        })
+        .await?;
+        admin.channel_info(&key.0).await?;
+        a.core.channel(&key.0)?;
+    }
+    let _ = done_tx.send("work");
+    // The work finished while most guesses were still waiting for their answer (had each
+    // held one of the 4 reader connections while it waited, the reads would have queued
+    // behind nearly all of them).
+    let mut before_work = 0;
+    while let Some(what) = done.recv().await {
+        if what == "work" {
+            break;
+        }
+        before_work += 1;
+    }
+    assert!(
+        before_work < 30,
+        "{before_work} guesses were answered before the work was done"
+    );
+    for g in guesses {
+        assert_eq!(
+            code(&g.await?.expect_err("wrong")),
+            Some(ErrorCode::AuthFailed)
+        );
+    }
     Ok(())
 }
 
@@ -836,5 +963,81 @@ async fn find_session_finds_and_never_opens() -> anyhow::Result<()> {
         .await
         .expect_err("unknown key");
     assert_eq!(code(&e), Some(ErrorCode::NotFound));
+    Ok(())
+}
+
+/// Issue 11 item 7: a channel's byte total cannot overflow. A few sessions each reporting
+/// the largest allowed counters reach the 64-bit bound; the report that would pass it is
+/// refused with 422 `usage_overflow` (no 500), nothing is recorded, and the core goes on.
+#[tokio::test]
+async fn a_channel_byte_total_that_would_overflow_is_refused_with_422() -> anyhow::Result<()> {
+    use service_api::{MAX_BYTE_COUNT, MAX_CHANNEL_BYTES};
+    let a = agent(100).await?;
+    let (_, key) = a.core.create_channel(&a.offering, None)?;
+    let msg = a.core.export_access(&key.0)?;
+    // The client's core: its sessions have no billing, so nothing ends the channel early.
+    let client_core = TestCore::start().await?;
+    client_core.register_vpn_module()?;
+    client_core.import_access(&msg)?;
+    let c = client(&client_core, &client_core.create_client_token()?);
+    let mut total = 0u64;
+    for n in 1..=3 {
+        let s = c
+            .start_session(&StartSessionRequest::new(
+                key.clone(),
+                Some(&format!("s{n}")),
+            ))
+            .await?;
+        let stop = StopSessionRequest {
+            session_id: s.session_id.clone(),
+            bytes_in: MAX_BYTE_COUNT,
+            bytes_out: MAX_BYTE_COUNT,
+        };
+        if total + 2 * MAX_BYTE_COUNT <= MAX_CHANNEL_BYTES {
+            let r = c.stop_session(&stop).await?;
+            total += 2 * MAX_BYTE_COUNT;
+            assert_eq!(r.channel_bytes, total);
+            continue;
+        }
+        // The third: refused, by UpdateSession and StopSession alike, every time.
+        let update = UpdateSessionRequest {
+            session_id: s.session_id.clone(),
+            bytes_in: MAX_BYTE_COUNT,
+            bytes_out: 0,
+        };
+        for _ in 0..2 {
+            let e = c.update_session(&update).await.expect_err("overflow");
+            assert_eq!(code(&e), Some(ErrorCode::UsageOverflow), "{e}");
+            assert!(matches!(
+                e,
+                service_api::ApiError::Api {
+                    http_status: 422,
+                    ..
+                }
+            ));
+            let e = c.stop_session(&stop).await.expect_err("overflow");
+            assert_eq!(code(&e), Some(ErrorCode::UsageOverflow), "{e}");
+            assert!(e.to_string().contains("nothing was recorded"), "{e}");
+        }
+        // What fits is still recorded.
+        let r = c
+            .update_session(&UpdateSessionRequest {
+                session_id: s.session_id.clone(),
+                bytes_in: MAX_CHANNEL_BYTES - total,
+                bytes_out: 0,
+            })
+            .await?;
+        assert_eq!(r.channel_bytes, MAX_CHANNEL_BYTES);
+        let r = c
+            .stop_session(&StopSessionRequest {
+                session_id: s.session_id.clone(),
+                bytes_in: MAX_CHANNEL_BYTES - total,
+                bytes_out: 0,
+            })
+            .await?;
+        assert!(r.stopped);
+    }
+    let info = client_core.channel(&key.0)?;
+    assert_eq!(info.bytes_total, MAX_CHANNEL_BYTES);
     Ok(())
 }

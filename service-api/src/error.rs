@@ -36,6 +36,10 @@ pub enum ErrorCode {
     /// 422: semantically invalid input (validation errors name JSON pointers;
     /// [`Validate`](crate::rules::Validate)).
     Invalid,
+    /// 422: a usage report would take the channel's byte total beyond
+    /// [`MAX_CHANNEL_BYTES`](crate::rules::MAX_CHANNEL_BYTES); nothing was recorded. Counts
+    /// of the session above what is recorded are refused the same way every time.
+    UsageOverflow,
     /// 429: too many failed attempts; retry later.
     RateLimited,
     /// 503: storage unavailable.
@@ -54,7 +58,7 @@ impl ErrorCode {
             Self::Forbidden | Self::AuthFailed | Self::ChannelInactive => 403,
             Self::NotFound => 404,
             Self::Conflict => 409,
-            Self::Invalid => 422,
+            Self::Invalid | Self::UsageOverflow => 422,
             Self::RateLimited => 429,
             Self::Unavailable => 503,
             Self::Internal => 500,

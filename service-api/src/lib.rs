@@ -33,7 +33,7 @@ pub use client::Client;
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
 pub use ids::{ClientKey, Secret, SessionId};
 pub use messages::*;
-pub use rules::{Invalid, Validate, MAX_BYTE_COUNT, MAX_FIELD_LEN};
+pub use rules::{Invalid, Validate, MAX_BYTE_COUNT, MAX_CHANNEL_BYTES, MAX_FIELD_LEN};
 pub use speed::{parse_mbps, speed_keys, SpeedError, SpeedLimits};
 pub use status::ServiceStatus;
 

@@ -2,7 +2,8 @@
 //!
 //! Agent side (`core-lite serve --role agent --market-listen ADDR`):
 //! - `GET  /market/v1/offerings` → [`OfferingList`] (offerings with supply left)
-//! - `POST /market/v1/accept` [`AcceptRequest`] → [`SignedAccess`]
+//! - `POST /market/v1/accept` [`AcceptRequest`] → [`SignedAccess`] (also the format of
+//!   `access export` / `access import`)
 //! - `POST /market/v1/cheque` [`Cheque`] → [`ChequeReceipt`]
 //! - `GET  /market/v1/channels/{channelId}` → [`ChannelStatus`]
 //!
@@ -51,11 +52,25 @@ pub struct AcceptRequest {
     pub signature: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// An access message as its agent signed it. One format on every path: the market's accept
+/// answer, the file `access export` writes and `access import` reads, and what the client's
+/// core stores and checks again before GetAccess serves the message.
+///
+/// The signature (by the offering's `agentPublicKey`) covers `channelId`, `offeringHash` and
+/// `access` (the object without `signature` and `offering`, with `"type": "access"`). The
+/// signed offering rides along so that a client that never fetched it can check it: its hash
+/// must be `offeringHash`, its own signature must verify, and its `agentPublicKey` is the key
+/// that must have signed the access message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SignedAccess {
+    /// The agent's channel.
     pub channel_id: String,
+    /// The offering the channel was sold under (hex SHA-256 of its JCS form).
+    pub offering_hash: String,
     pub access: AccessMessage,
+    /// That offering, signed by the agent.
+    pub offering: SignedOffering,
     /// Agent's signature (the offering's `agentPublicKey`).
     pub signature: String,
 }

@@ -211,6 +211,13 @@ const INVALID: (u16, &str, &[ErrorCode]) = (
     "A rule of the request is broken (the message names a JSON pointer)",
     &[ErrorCode::Invalid],
 );
+const USAGE_INVALID: (u16, &str, &[ErrorCode]) = (
+    422,
+    "`invalid`: a rule of the request is broken (the message names a JSON pointer); \
+     `usage_overflow`: the report would take the channel's byte total beyond \
+     9223372036854775807 (nothing is recorded)",
+    &[ErrorCode::Invalid, ErrorCode::UsageOverflow],
+);
 const INTERNAL: (u16, &str, &[ErrorCode]) = (
     500,
     "A bug in the core (never caused by input)",
@@ -346,7 +353,7 @@ const OPS: &[Op] = &[
             (404, "Unknown session", &[ErrorCode::NotFound]),
             TOO_LARGE,
             NOT_JSON,
-            INVALID,
+            USAGE_INVALID,
             INTERNAL,
             UNAVAILABLE,
         ],
@@ -365,7 +372,7 @@ const OPS: &[Op] = &[
             (404, "Unknown session", &[ErrorCode::NotFound]),
             TOO_LARGE,
             NOT_JSON,
-            INVALID,
+            USAGE_INVALID,
             INTERNAL,
             UNAVAILABLE,
         ],
@@ -489,6 +496,41 @@ fn plain_get(id: &str, summary: &str, content_type: &str, schema: Schema) -> Pat
     )
 }
 
+/// `GET /health`: `ok` while the storage takes writes, else 503 saying why.
+fn health() -> PathItem {
+    PathItem::new(
+        HttpMethod::Get,
+        OperationBuilder::new()
+            .operation_id(Some("Health"))
+            .summary(Some("Liveness, and whether the storage takes writes"))
+            .description(Some(
+                "200 `ok` while the storage takes writes. After a write the storage refused \
+                 (full disk, I/O error), 503 `unavailable` with the reason, until a write \
+                 succeeds again (each call tries a tiny write, at most once per second).",
+            ))
+            .response(
+                "200",
+                ResponseBuilder::new().description("OK").content(
+                    "text/plain",
+                    ContentBuilder::new()
+                        .schema(Some(
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .enum_values(Some(["ok\n"])),
+                        ))
+                        .build(),
+                ),
+            )
+            .response(
+                "503",
+                error(
+                    "The storage does not take writes (the message says why)",
+                    &[ErrorCode::Unavailable],
+                ),
+            ),
+    )
+}
+
 /// Adds `T` and every schema it refers to.
 fn with<T: ToSchema>(mut c: ComponentsBuilder) -> ComponentsBuilder {
     let mut all = vec![(T::name().into_owned(), T::schema())];
@@ -526,18 +568,7 @@ pub fn document() -> OpenApi {
     for op in OPS {
         p = p.path(op.path, operation(op));
     }
-    p = p.path(
-        paths::HEALTH,
-        plain_get(
-            "Health",
-            "Liveness",
-            "text/plain",
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .enum_values(Some(["ok\n"]))
-                .into(),
-        ),
-    );
+    p = p.path(paths::HEALTH, health());
     p = p.path(
         paths::OPENAPI,
         plain_get(

@@ -32,6 +32,11 @@ pub const PRINTABLE_ASCII_PATTERN: &str = r"^[\x20-\x7E]*$";
 /// counter is bounded well inside `i64`. Above it: 422 `invalid`.
 pub const MAX_BYTE_COUNT: u64 = i64::MAX as u64 / 4;
 
+/// Largest byte total of a channel (all its sessions), what the core's 64-bit signed
+/// storage holds. A usage report that would take the total beyond it is refused with 422
+/// `usage_overflow` (a few sessions each reporting counters near [`MAX_BYTE_COUNT`] reach it).
+pub const MAX_CHANNEL_BYTES: u64 = i64::MAX as u64;
+
 /// Most keys a product config may have.
 pub const CONFIG_MAX_KEYS: usize = 64;
 /// Longest product config key (characters of [`CONFIG_KEY_PATTERN`]).
@@ -237,22 +242,29 @@ pub fn check_config(config: &BTreeMap<String, String>) -> Result<(), Invalid> {
             });
         }
         if k == ENDPOINT_KEY {
-            let ok = !v.is_empty()
-                && v.len() <= ENDPOINT_MAX_LEN
-                && v.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
-                });
-            if !ok {
-                return Err(Invalid {
-                    pointer: format!("/config/{k}"),
-                    reason: format!(
-                        "HOST or HOST:PORT: 1..={ENDPOINT_MAX_LEN} letters, digits, '.', '-', ':', '[', ']'"
-                    ),
-                });
-            }
+            check_endpoint(&format!("/config/{k}"), v)?;
         }
     }
     Ok(())
+}
+
+/// A service endpoint (`HOST` or `HOST:PORT`): [`ENDPOINT_PATTERN`]. The rule of the
+/// [`ENDPOINT_KEY`] config value, and of the endpoint an operator gives a product.
+pub fn check_endpoint(pointer: &str, v: &str) -> Result<(), Invalid> {
+    let ok = !v.is_empty()
+        && v.len() <= ENDPOINT_MAX_LEN
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid {
+            pointer: pointer.into(),
+            reason: format!(
+                "HOST or HOST:PORT: 1..={ENDPOINT_MAX_LEN} letters, digits, '.', '-', ':', '[', ']'"
+            ),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ pub struct Channel {
     pub id: String,
     pub key: String,
     pub password: String,
-    /// The exported access message (0600 file).
+    /// The exported signed access message (0600 file; the message is under `access`).
     pub access_file: PathBuf,
 }
 
@@ -142,7 +142,11 @@ impl AgentCore {
         let access_file = env.path(&format!("access-{key}.json"));
         self.core
             .cli(&["access", "export", &key, "--out", path_str(&access_file)?])?;
-        let access = read_json(&access_file)?;
+        // The file is the signed access message: the message itself is under `access`.
+        let signed = read_json(&access_file)?;
+        let access = signed
+            .get("access")
+            .with_context(|| format!("access export wrote no signed access message: {signed}"))?;
         ensure!(
             access.get("username").and_then(Value::as_str) == Some(key.as_str()),
             "the access message's username is not the client key: {access}"

@@ -726,9 +726,14 @@ impl<'e> Agent<'e> {
         res.with_context(|| format!("agent channel: last seen {last:?}"))
     }
 
-    /// The access message (with the password) the agent derives for a channel.
+    /// The access message (with the password) the agent derives for a channel (from the
+    /// signed access message `access export` prints).
     pub fn access(&self, client_key: &str) -> Result<Value> {
-        self.core.cli(&["access", "export", client_key])
+        let signed = self.core.cli(&["access", "export", client_key])?;
+        signed
+            .get("access")
+            .cloned()
+            .with_context(|| format!("access export printed no signed access message: {signed}"))
     }
 
     /// OpenVPN's own final counters, one entry per ended connection, in order.

@@ -146,7 +146,7 @@ impl Rig {
         for key in ["ca", "tlsCrypt", "proto", "port", "maxDownloadSpeed"] {
             ensure!(
                 access
-                    .pointer(&format!("/additionalParams/{key}"))
+                    .pointer(&format!("/access/additionalParams/{key}"))
                     .is_some(),
                 "the access message lacks additionalParams.{key}: {access}"
             );

@@ -313,7 +313,12 @@ impl Client {
                         failing_since.get_or_insert(ctx.now);
                         vec![]
                     }
-                    Err(e) if e.code() == Some(ErrorCode::Invalid) => {
+                    Err(e)
+                        if matches!(
+                            e.code(),
+                            Some(ErrorCode::Invalid | ErrorCode::UsageOverflow)
+                        ) =>
+                    {
                         // The core refuses these counts: drop them (back to what it
                         // accepted; later good counts raise them again) and let the grace
                         // timer run.

@@ -7,7 +7,6 @@ use service_api::Secret;
 
 use crate::error::{CoreError, Result};
 use crate::keys;
-use crate::service::checks::check_endpoint;
 use crate::service::{new_id, now_ms, Core};
 use crate::store::products::{self, NewProduct, ProductRow};
 use crate::store::tokens::{self, TokenOwner};
@@ -54,7 +53,8 @@ impl Core {
             ));
         }
         if let Some(e) = endpoint {
-            check_endpoint(e)?;
+            service_api::rules::check_endpoint("--endpoint", e)
+                .map_err(|e| CoreError::Invalid(e.to_string()))?;
         }
         let id = new_id("p-");
         let token = keys::random_token();

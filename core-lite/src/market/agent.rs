@@ -6,11 +6,11 @@ use service_api::market::{
     AcceptRequest, ChannelStatus, Cheque, ChequeReceipt, OfferingList, SignedAccess,
 };
 
-use super::sign::{check_sig, sign_access, to_value};
 use crate::billing;
 use crate::error::{CoreError, Result};
 use crate::service::status::apply_billing;
 use crate::service::{now_ms, Core};
+use crate::signing::{check_sig, to_value};
 use crate::store::{market, offerings, Tx};
 use crate::{jcs, keys, offering};
 
@@ -60,14 +60,7 @@ impl Core {
                 id
             }
         };
-        let access = self.export_access(&channel_id)?;
-        let mut signed = SignedAccess {
-            channel_id,
-            access,
-            signature: String::new(),
-        };
-        sign_access(&self.keys, &mut signed)?;
-        Ok(signed)
+        self.export_signed_access(&channel_id)
     }
 
     /// Agent: a payment cheque. Verified (signature by the channel's client key, amount

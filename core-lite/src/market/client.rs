@@ -9,17 +9,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 use service_api::market::{ChannelStatus, Cheque, SignedAccess, SignedOffering};
-use service_api::{ClientKey, ServiceStatus, SpeedLimits};
+use service_api::{ClientKey, ServiceStatus};
 
 use super::http::MarketClient;
-use super::sign::{signed_accept, signed_cheque, to_value, verify_access};
+use super::sign::{signed_accept, signed_cheque};
 use crate::billing;
 use crate::error::{CoreError, Result};
 use crate::offering::{self, BillingType, OfferingTerms};
 use crate::service::{new_id, now_ms, Core};
 use crate::store::market::{self, ClientMarketChannel, NewAcceptedChannel};
 use crate::store::{channels, modules, status_history};
-use crate::template;
 
 /// Default tolerance (percent) for the agent counting more bytes than the client (tunnel
 /// overhead) before the client refuses to pay.
@@ -297,26 +296,10 @@ pub async fn accept_offering(
     let nonce = uuid::Uuid::new_v4().to_string();
     let req = signed_accept(&core.keys, offering_hash, deposit, &nonce)?;
     let signed = market.accept(&url, &req).await?;
-    verify_access(&signed, &terms.agent_public_key).map_err(|e| {
-        CoreError::Forbidden(format!(
-            "the access message is not signed by the offering's agent: {e}"
-        ))
-    })?;
-    // The access message must validate against our own copy of the access template.
-    let access_value = to_value(&signed.access)?;
-    let tpl = core
-        .db
-        .read(|tx| modules::access_template_by_hash(tx, &signed.access.template_hash))?
-        .ok_or_else(|| {
-            CoreError::Invalid(format!(
-                "access template {} is not registered here",
-                signed.access.template_hash
-            ))
-        })?;
-    template::validate_access_message(&tpl, &access_value)
-        .map_err(|e| CoreError::Invalid(format!("access message: {e}")))?;
-    SpeedLimits::from_params(&signed.access.additional_params)
-        .map_err(|e| CoreError::Invalid(format!("access message: {e}")))?;
+    // The same checks as `access import`: the offering it carries is the one accepted (same
+    // hash as the one fetched; its signature and terms), and its agent key signed the access
+    // message.
+    core.verify_signed_access(&signed, Some(offering_hash))?;
     let id = core.store_accepted(offering_hash, &url, deposit, &signed)?;
     Ok((id, signed.access.username))
 }

@@ -19,13 +19,14 @@
 //! | `agent` | the agent's operations (offerings, accept, cheque, channel status) |
 //! | `client` | fetch, accept, the payer ([`client_payment`], [`pay_round`], [`run_payer`]) |
 //! | [`http`] | [`MarketClient`], the HTTP client of one agent's market |
-//! | `sign` | signing and verifying accepts, cheques and access messages |
+//! | `sign` | signing accepts and cheques (the rules of signatures: [`crate::signing`]) |
 
 mod agent;
 mod client;
 pub mod http;
 mod sign;
 
+pub use crate::signing::{check_signed_access, verify_access, SigningError};
 pub use crate::store::market::ClientMarketChannel;
 pub use client::{
     accept_offering, client_payment, fetch_offerings, pay_round, run_payer, FetchReport,
@@ -35,4 +36,4 @@ pub use http::MarketClient;
 pub use service_api::market::{
     paths, AcceptRequest, ChannelStatus, Cheque, ChequeReceipt, OfferingList, SignedAccess,
 };
-pub use sign::{signed_accept, signed_cheque, verify_access};
+pub use sign::{signed_accept, signed_cheque};

@@ -1,40 +1,11 @@
-//! Signing and verifying the market's messages. Every signed object is signed over the
-//! SHA-256 of the JCS form of the object *without* its `signature` field and *with* a
-//! `"type"` member naming what it is, so a signature of one kind of message can never pass
-//! for another.
+//! Signing the market's own messages with the client's key: accept requests and cheques
+//! (the rules of a signature are in [`crate::signing`]).
 
-use serde::Serialize;
-use serde_json::{json, Value};
-use service_api::market::{AcceptRequest, Cheque, SignedAccess};
+use service_api::market::{AcceptRequest, Cheque};
 
-use crate::error::{CoreError, Result};
-use crate::jcs;
-use crate::keys::{self, AgentKeys};
-
-/// What a signature of `kind` covers.
-fn signing_bytes(kind: &str, v: &Value) -> Result<[u8; 32]> {
-    let mut v = v.clone();
-    if let Some(o) = v.as_object_mut() {
-        o.remove("signature");
-        o.insert("type".into(), json!(kind));
-    }
-    Ok(jcs::sha256_jcs(&v)?)
-}
-
-/// A message as JSON, to sign or check.
-pub(super) fn to_value<T: Serialize>(t: &T) -> Result<Value> {
-    serde_json::to_value(t).map_err(|source| CoreError::Json {
-        what: "a market message",
-        source,
-    })
-}
-
-/// Checks the signature `sig` of `what` as a message of `kind` by `key_b64`.
-pub(super) fn check_sig(kind: &str, what: &Value, key_b64: &str, sig: &str) -> Result<()> {
-    let msg = signing_bytes(kind, what)?;
-    keys::verify_signature(key_b64, &msg, sig)
-        .map_err(|e| CoreError::Forbidden(format!("{kind}: signature rejected: {e}")))
-}
+use crate::error::Result;
+use crate::keys::AgentKeys;
+use crate::signing::{signing_bytes, to_value};
 
 /// An accept request signed with the client's key (proof that it holds the key).
 pub fn signed_accept(
@@ -65,25 +36,10 @@ pub fn signed_cheque(keys: &AgentKeys, channel_id: &str, amount: u64) -> Result<
     Ok(c)
 }
 
-/// Signs an access message with the agent's key.
-pub(super) fn sign_access(keys: &AgentKeys, signed: &mut SignedAccess) -> Result<()> {
-    signed.signature = keys.sign(&signing_bytes("access", &to_value(&*signed)?)?);
-    Ok(())
-}
-
-/// Checks the agent's signature of a signed access message.
-pub fn verify_access(signed: &SignedAccess, agent_public_key: &str) -> Result<()> {
-    check_sig(
-        "access",
-        &to_value(signed)?,
-        agent_public_key,
-        &signed.signature,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signing::check_sig;
 
     #[test]
     fn signatures_bind_the_kind() {

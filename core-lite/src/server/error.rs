@@ -33,10 +33,17 @@ impl IntoResponse for CoreError {
             ErrorCode::Internal => "internal error (see the core's log)".to_string(),
             _ => self.to_string(),
         };
-        error_response(ErrorDetail {
+        let mut resp = error_response(ErrorDetail {
             code,
             message,
             status: self.status(),
-        })
+        });
+        if let Some(after) = self.retry_after() {
+            let secs = after.as_millis().div_ceil(1000).max(1);
+            if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
     }
 }

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use service_api::{self as api, ErrorCode, ErrorDetail, Validate};
 
 use super::error::error_response;
+use super::listen::{BodyTimeout, ServerLimits};
 
 use crate::error::CoreError;
 use crate::service::{Caller, Core};
@@ -61,8 +62,9 @@ pub fn is_json_media_type(value: &str) -> bool {
     })
 }
 
-/// A JSON body (declared as JSON, else 415) of at most [`api::MAX_BODY_BYTES`], with errors
-/// in the API's format.
+/// A JSON body (declared as JSON, else 415) of at most [`api::MAX_BODY_BYTES`], complete
+/// within the listener's [`BodyTimeout`] of its head (else 400), with errors in the API's
+/// format.
 pub struct ApiJson<T>(pub T);
 
 #[axum::async_trait]
@@ -91,8 +93,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         if declared.is_some_and(|n| n > api::MAX_BODY_BYTES as u64) {
             return Err(CoreError::PayloadTooLarge.into());
         }
-        let bytes = axum::body::to_bytes(req.into_body(), api::MAX_BODY_BYTES)
+        let within = req
+            .extensions()
+            .get::<BodyTimeout>()
+            .map_or(ServerLimits::DEFAULT_HEADER_TIMEOUT, |t| t.0);
+        let read = axum::body::to_bytes(req.into_body(), api::MAX_BODY_BYTES);
+        let bytes = tokio::time::timeout(within, read)
             .await
+            .map_err(|_| {
+                CoreError::BadRequest(format!(
+                    "the request body was not complete within {} ms of its head",
+                    within.as_millis()
+                ))
+            })?
             .map_err(|e| {
                 if format!("{e:#}").contains("length limit") {
                     CoreError::PayloadTooLarge

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::extract::ApiJson;
+use super::listen::{serve, ServerLimits};
 use super::router::{call, harden, health, St};
 use crate::error::CoreError;
 use crate::service::{Caller, Core};
@@ -69,21 +70,16 @@ pub fn market_router(core: Arc<Core>) -> Router {
     )
 }
 
-/// Serves the market API on its own address until `stop` turns true.
+/// Serves the market API on its own address, with `limits`, until `stop` turns true.
 pub async fn start_market(
     core: Arc<Core>,
     listen: SocketAddr,
-    mut stop: watch::Receiver<bool>,
+    limits: ServerLimits,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let app = market_router(core);
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let task = tokio::spawn(serve(listener, app, limits, stop));
     Ok((addr, task))
 }

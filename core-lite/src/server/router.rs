@@ -1,18 +1,19 @@
 //! The Service API's router: one handler per operation of DESIGN §3, an admin read
-//! endpoint, the OpenAPI document and a health check. Every handler runs its database work
-//! on the blocking pool.
+//! endpoint, the OpenAPI document and a health check (which reports whether the storage
+//! takes writes). Every handler runs its database work on the blocking pool.
 
 use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::Method;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use serde::Serialize;
-use service_api::{self as api, paths};
+use service_api::{self as api, paths, ErrorCode, ErrorDetail};
 
+use super::error::error_response;
 use super::extract::{path_param, Authed, Valid};
 use crate::error::CoreError;
 use crate::service::{Caller, Core};
@@ -44,6 +45,11 @@ async fn auth_client(
     match &r {
         Ok(_) => tracing::info!(client_key = %key, "AuthClient: accepted"),
         Err(e) => tracing::info!(client_key = %key, code = ?e.code(), "AuthClient: denied"),
+    }
+    if let Err(CoreError::AuthFailed { delay }) = &r {
+        // The throttle's delay for a failure, waited here: no blocking thread and no
+        // database connection is held meanwhile.
+        tokio::time::sleep(*delay).await;
     }
     r
 }
@@ -115,8 +121,29 @@ async fn openapi() -> Json<&'static serde_json::Value> {
     Json(crate::openapi::document())
 }
 
-pub(super) async fn health() -> &'static str {
-    "ok\n"
+/// `GET /health`: `ok` (200, text) while the storage takes writes; 503 `unavailable` (JSON,
+/// saying why) from a write that the storage refused (full disk, I/O error) until one
+/// succeeds again; meanwhile each call (at most one per second) tries a tiny write.
+pub(super) async fn health(State(core): St) -> Response {
+    if core.db.fault().is_none() {
+        return "ok\n".into_response();
+    }
+    let c = core.clone();
+    match tokio::task::spawn_blocking(move || c.db.check_writable()).await {
+        Ok(Ok(())) => "ok\n".into_response(),
+        Ok(Err(fault)) => error_response(ErrorDetail {
+            code: ErrorCode::Unavailable,
+            message: format!(
+                "storage not ready: {fault}; writes are answered 503 until one succeeds"
+            ),
+            status: None,
+        }),
+        Err(source) => CoreError::Task {
+            what: "health",
+            source,
+        }
+        .into_response(),
+    }
 }
 
 async fn not_found() -> CoreError {

@@ -1,4 +1,5 @@
-//! Running the API: bind, serve until asked to stop, and run the billing timers beside it.
+//! Running the API: bind, serve until asked to stop (with the listener's limits, see
+//! [`ServerLimits`]), and run the billing timers beside it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::listen::{serve, ServerLimits};
 use super::router::router;
 use crate::service::{now_ms, Core};
 
@@ -49,23 +51,18 @@ impl RunningServer {
     }
 }
 
-/// Binds `listen` and serves the API; the billing timers run every `tick`.
+/// Binds `listen` and serves the API with `limits`; the billing timers run every `tick`.
 pub async fn start(
     core: Arc<Core>,
     listen: SocketAddr,
     tick: Duration,
+    limits: ServerLimits,
 ) -> std::io::Result<RunningServer> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let (stop, mut stopped) = watch::channel(false);
+    let (stop, stopped) = watch::channel(false);
     let app = router(core.clone());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let server = tokio::spawn(serve(listener, app, limits, stopped));
     let ticker = tokio::spawn(async move {
         let mut iv = tokio::time::interval(tick);
         iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

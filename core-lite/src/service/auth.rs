@@ -1,10 +1,12 @@
 //! Authentication: bearer tokens to callers (with a cache of tokens already seen) and the
-//! AuthClient operation (a client's key and password, rate-limited per key and address).
+//! AuthClient operation (a client's key and password, throttled by [`super::limiter`]).
 
-use service_api::{self as api, AuthClientRequest, AuthClientResponse};
+use std::time::Instant;
 
-use super::checks::{addr_host, check_client_key, check_field, speed_of};
-use super::state::{Caller, Core};
+use service_api::{AuthClientRequest, AuthClientResponse};
+
+use super::limiter::Source;
+use super::state::{speed_of, Caller, Core};
 use crate::error::{CoreError, Result};
 use crate::store::channels::{self, AgentKey};
 use crate::store::tokens::{self, TokenOwner};
@@ -49,6 +51,10 @@ impl Core {
         Ok(caller)
     }
 
+    /// AuthClient, throttled as [`limiter`](super::limiter) says: a refusal of the throttle
+    /// is [`CoreError::RateLimited`]; a wrong password or unknown key is
+    /// [`CoreError::AuthFailed`] carrying the delay to wait before answering (the caller
+    /// waits, off the blocking pool); the right password is answered at once.
     pub fn auth_client(
         &self,
         caller: &Caller,
@@ -63,39 +69,28 @@ impl Core {
                 ))
             }
         };
-        check_client_key(&req.client_key)?;
-        if req.password.expose().len() > api::MAX_FIELD_LEN {
-            return Err(CoreError::BadRequest(format!(
-                "password: at most {} bytes",
-                api::MAX_FIELD_LEN
-            )));
-        }
-        if let Some(a) = &req.client_addr {
-            check_field("clientAddr", a)?;
-        }
-        let key_slot = format!("k:{}", req.client_key.0);
-        let addr_slot = req
-            .client_addr
-            .as_deref()
-            .map(|a| format!("a:{}", addr_host(a)));
-        if self.failures.blocked(&key_slot) {
-            return Err(CoreError::RateLimited(format!(
-                "client key {}",
-                req.client_key
-            )));
-        }
-        if let Some(a) = &addr_slot {
-            if self.failures.blocked(a) {
-                return Err(CoreError::RateLimited(format!("address {}", &a[2..])));
-            }
-        }
-        let ch = self.db.read(|tx| {
+        let source = Source::of(req.client_addr.as_deref());
+        let ticket = self
+            .auth_throttle
+            .admit(&source, Instant::now())
+            .map_err(|r| CoreError::RateLimited {
+                who: r.source.to_string(),
+                retry_after: r.retry_after,
+            })?;
+        let found = self.db.read(|tx| {
             channels::agent(
                 tx,
                 AgentKey::ClientKey(&req.client_key.0),
                 product.as_deref(),
             )
-        })?;
+        });
+        let ch = match found {
+            Ok(ch) => ch,
+            Err(e) => {
+                self.auth_throttle.passed(ticket);
+                return Err(e.into());
+            }
+        };
         let ok = match &ch {
             Some(ch) => self
                 .keys
@@ -109,13 +104,12 @@ impl Core {
             }
         };
         let Some(ch) = ch.filter(|_| ok) else {
-            self.failures.fail(&key_slot);
-            if let Some(a) = &addr_slot {
-                self.failures.fail(a);
-            }
-            return Err(CoreError::AuthFailed);
+            let delay = self
+                .auth_throttle
+                .failed(ticket, &req.client_key.0, Instant::now());
+            return Err(CoreError::AuthFailed { delay });
         };
-        self.failures.reset(&key_slot);
+        self.auth_throttle.passed(ticket);
         if !ch.status.admits_login() {
             return Err(CoreError::ChannelInactive {
                 channel: ch.id,

@@ -1,16 +1,16 @@
 //! Sessions and usage: StartSession, FindSession, UpdateSession and StopSession on either
-//! side (agent: a product's server adapter; client: the client adapter), and the client's
-//! GetAccess.
+//! side (agent: a product's server adapter; client: the client adapter).
 
 use std::collections::BTreeMap;
 
 use service_api::{
-    AccessMessage, FindSessionRequest, GetAccessRequest, ServiceStatus, SessionId,
-    StartSessionRequest, StartSessionResponse, StopSessionRequest, StopSessionResponse,
-    UpdateSessionRequest, UpdateSessionResponse,
+    self as api, FindSessionRequest, ServiceStatus, SessionId, StartSessionRequest,
+    StartSessionResponse, StopSessionRequest, StopSessionResponse, UpdateSessionRequest,
+    UpdateSessionResponse,
 };
 
-use super::checks::{check_client_key, check_field, speed_of};
+use super::access::verified_access;
+use super::state::speed_of;
 use super::state::{new_id, now_ms, Caller, Core};
 use super::status::{apply_billing, set_status};
 use crate::billing;
@@ -48,11 +48,10 @@ fn channel_of(
             let ch = channels::client_by_key(tx, &key.0)?.ok_or_else(|| {
                 CoreError::NotFound(format!("no access message for client key {key}"))
             })?;
-            (
-                ch.id,
-                ch.status,
-                ch.access_message.map(|m| m.additional_params),
-            )
+            let params = verified_access(&ch.access, key)
+                .ok()
+                .map(|a| a.additional_params);
+            (ch.id, ch.status, params)
         }
     })
 }
@@ -70,16 +69,6 @@ impl Core {
         caller: &Caller,
         req: &StartSessionRequest,
     ) -> Result<StartSessionResponse> {
-        check_client_key(&req.client_key)?;
-        for (n, v) in [
-            ("connectionId", &req.connection_id),
-            ("clientAddr", &req.client_addr),
-            ("vpnAddr", &req.vpn_addr),
-        ] {
-            if let Some(v) = v {
-                check_field(n, v)?;
-            }
-        }
         let product = match caller {
             Caller::Product(p) => Some(p.as_str()),
             _ => None,
@@ -153,8 +142,6 @@ impl Core {
         caller: &Caller,
         req: &FindSessionRequest,
     ) -> Result<StartSessionResponse> {
-        check_client_key(&req.client_key)?;
-        check_field("connectionId", &req.connection_id)?;
         let product = match caller {
             Caller::Product(p) => Some(p.as_str()),
             _ => None,
@@ -222,14 +209,6 @@ impl Core {
         bytes_out: u64,
         stop: bool,
     ) -> Result<Usage> {
-        check_field("sessionId", &session_id.0)?;
-        // SQLite integers are signed: bound what a caller can make us add.
-        let limit = u64::try_from(i64::MAX / 4).unwrap_or(u64::MAX);
-        if bytes_in > limit || bytes_out > limit {
-            return Err(CoreError::Invalid(format!(
-                "bytesIn/bytesOut: at most {limit}"
-            )));
-        }
         self.db.write(|tx| {
             let now = now_ms();
             let not_found = || CoreError::NotFound(format!("unknown session {session_id}"));
@@ -254,7 +233,22 @@ impl Core {
             } else {
                 (old_in.max(bytes_in), old_out.max(bytes_out))
             };
-            let delta = (new_in - old_in) + (new_out - old_out);
+            // Counters only grow (per-field maximum), and each is at most MAX_BYTE_COUNT (a
+            // rule of the request), so neither difference underflows; their sum and the
+            // channel's new total are checked.
+            let delta = new_in
+                .saturating_sub(old_in)
+                .checked_add(new_out.saturating_sub(old_out));
+            let total = delta.and_then(|d| s.channel_bytes.checked_add(d));
+            let (Some(delta), Some(channel_bytes)) =
+                (delta, total.filter(|t| *t <= api::MAX_CHANNEL_BYTES))
+            else {
+                return Err(CoreError::UsageOverflow {
+                    channel: s.channel_id.clone(),
+                    total: s.channel_bytes,
+                    delta: delta.unwrap_or(u64::MAX),
+                });
+            };
             let stopped_now = stop && !s.stopped;
             if delta > 0 || stopped_now {
                 sessions::set_counts(tx, &session_id.0, new_in, new_out, now, stopped_now)?;
@@ -273,26 +267,9 @@ impl Core {
                 status,
                 bytes_in: new_in,
                 bytes_out: new_out,
-                channel_bytes: s.channel_bytes.saturating_add(delta),
+                channel_bytes,
                 stopped_now,
             })
         })
-    }
-
-    pub fn get_access(&self, caller: &Caller, req: &GetAccessRequest) -> Result<AccessMessage> {
-        if matches!(caller, Caller::Product(_)) {
-            return Err(CoreError::Forbidden(
-                "GetAccess is a client operation: use a client token".into(),
-            ));
-        }
-        check_client_key(&req.client_key)?;
-        self.db
-            .read(|tx| channels::client_access_message(tx, &req.client_key.0))?
-            .ok_or_else(|| {
-                CoreError::NotFound(format!(
-                    "no access message for client key {} (core-lite access import FILE)",
-                    req.client_key
-                ))
-            })
     }
 }

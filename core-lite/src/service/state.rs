@@ -1,12 +1,14 @@
 //! [`Core`]: one data dir's database and keys, with the Service API's in-memory state (the
-//! failed-login limiter and the cache of known tokens).
+//! AuthClient throttle and the cache of known tokens).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::limiter::FailureLimiter;
+use service_api::SpeedLimits;
+
+use super::limiter::AuthThrottle;
 use crate::keys::AgentKeys;
 use crate::store::Db;
 
@@ -27,7 +29,7 @@ pub struct Core {
     pub db: Db,
     pub keys: AgentKeys,
     data_dir: PathBuf,
-    pub(crate) failures: FailureLimiter,
+    pub(crate) auth_throttle: AuthThrottle,
     /// Token hash → caller, for tokens already seen (tokens are never revoked by this core,
     /// so the cache cannot go stale). Bounded.
     pub(crate) callers: RwLock<HashMap<String, Caller>>,
@@ -40,7 +42,7 @@ impl Core {
             db,
             keys,
             data_dir: data_dir.to_path_buf(),
-            failures: FailureLimiter::default(),
+            auth_throttle: AuthThrottle::default(),
             callers: Default::default(),
         }
     }
@@ -61,4 +63,11 @@ pub fn now_ms() -> i64 {
 /// A new random id with a prefix naming its kind (`p-`, `ch-`, `cc-`, `s-`).
 pub(crate) fn new_id(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The speed limits of a channel's parameters (none when they are unreadable or invalid).
+pub(crate) fn speed_of(params: Option<&BTreeMap<String, String>>) -> SpeedLimits {
+    params
+        .and_then(|m| SpeedLimits::from_params(m).ok())
+        .unwrap_or_default()
 }

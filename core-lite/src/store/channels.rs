@@ -1,11 +1,12 @@
 //! `channels`: on the agent side one sale under an offering (client key, password hash,
-//! deposit, usage, status); on the client side one imported access message. The market's
-//! columns are in [`super::market`].
+//! deposit, usage, status); on the client side one signed access message (imported, or
+//! received when accepting over the market). The market's columns are in [`super::market`].
 
 use std::collections::BTreeMap;
 
 use rusqlite::params;
-use service_api::{AccessMessage, ServiceStatus};
+use service_api::market::SignedAccess;
+use service_api::ServiceStatus;
 
 use super::codec::{from_json, from_sql_u64, status, to_json, to_sql_u64};
 use super::db::Tx;
@@ -278,39 +279,64 @@ pub struct AccessSource {
     pub channel_id: String,
     pub client_key: String,
     pub product_id: String,
+    pub offering_hash: String,
     /// The offering's `additionalParams`.
     pub offering_params: BTreeMap<String, String>,
 }
 
 /// The agent channel with this id or client key, for its access message.
 pub fn access_source(tx: &Tx<'_>, id_or_key: &str) -> Result<Option<AccessSource>, StoreError> {
-    let row: Option<(String, String, String, String)> = tx.opt_row(
-        "SELECT ch.id, ch.client_key, o.product_id, o.additional_params
+    let row: Option<(String, String, String, String, String)> = tx.opt_row(
+        "SELECT ch.id, ch.client_key, o.product_id, o.hash, o.additional_params
          FROM channels ch JOIN offerings o ON o.hash = ch.offering_hash
          WHERE ch.side = 'agent' AND (ch.id = ?1 OR ch.client_key = ?1)",
         [id_or_key],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )?;
-    row.map(|(channel_id, client_key, product_id, params)| {
-        Ok(AccessSource {
-            channel_id,
-            client_key,
-            product_id,
-            offering_params: from_json("offerings.additional_params", &params)?,
-        })
-    })
+    row.map(
+        |(channel_id, client_key, product_id, offering_hash, params)| {
+            Ok(AccessSource {
+                channel_id,
+                client_key,
+                product_id,
+                offering_hash,
+                offering_params: from_json("offerings.additional_params", &params)?,
+            })
+        },
+    )
     .transpose()
 }
 
 // ------------------------------------------------------------------------- client side
+//
+// A client channel's `access_message` holds the agent's signed access message
+// ([`SignedAccess`], with the signed offering it was sold under), exactly as it was checked
+// when it was imported or received. Rows written before access messages were signed hold a
+// bare message: [`StoredAccess::Unsigned`], never served.
+
+/// The access message a client channel stores.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StoredAccess {
+    Signed(Box<SignedAccess>),
+    /// Not a signed access message (stored by an older version, or unreadable).
+    Unsigned,
+}
+
+impl StoredAccess {
+    fn parse(text: &str) -> StoredAccess {
+        match serde_json::from_str::<SignedAccess>(text) {
+            Ok(s) => StoredAccess::Signed(Box::new(s)),
+            Err(_) => StoredAccess::Unsigned,
+        }
+    }
+}
 
 /// A client channel as a session sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ClientChannel {
     pub id: String,
     pub status: ServiceStatus,
-    /// The imported access message; `None` when the stored text does not parse.
-    pub access_message: Option<AccessMessage>,
+    pub access: StoredAccess,
 }
 
 pub fn client_by_key(tx: &Tx<'_>, client_key: &str) -> Result<Option<ClientChannel>, StoreError> {
@@ -323,7 +349,7 @@ pub fn client_by_key(tx: &Tx<'_>, client_key: &str) -> Result<Option<ClientChann
         Ok(ClientChannel {
             id,
             status: status("channels.status", &st)?,
-            access_message: serde_json::from_str(&msg).ok(),
+            access: StoredAccess::parse(&msg),
         })
     })
     .transpose()
@@ -337,27 +363,19 @@ pub fn client_id_by_key(tx: &Tx<'_>, client_key: &str) -> Result<Option<String>,
     )
 }
 
-/// The access message imported for a client key.
-pub fn client_access_message(
-    tx: &Tx<'_>,
-    client_key: &str,
-) -> Result<Option<AccessMessage>, StoreError> {
+/// The signed access message stored for a client key.
+pub fn client_access(tx: &Tx<'_>, client_key: &str) -> Result<Option<StoredAccess>, StoreError> {
     let body: Option<String> = tx.opt_row(
         "SELECT access_message FROM channels WHERE side = 'client' AND client_key = ?1",
         [client_key],
         |r| r.get(0),
     )?;
-    body.map(|b| from_json("channels.access_message", &b))
-        .transpose()
+    Ok(body.map(|b| StoredAccess::parse(&b)))
 }
 
-/// Replaces the access message of a client channel.
-pub fn set_access_message(
-    tx: &Tx<'_>,
-    channel_id: &str,
-    msg: &AccessMessage,
-) -> Result<(), StoreError> {
-    let body = to_json("channels.access_message", msg)?;
+/// Replaces the signed access message of a client channel.
+pub fn set_access(tx: &Tx<'_>, channel_id: &str, signed: &SignedAccess) -> Result<(), StoreError> {
+    let body = to_json("channels.access_message", signed)?;
     tx.exec(
         "UPDATE channels SET access_message = ?1 WHERE id = ?2",
         params![body, channel_id],
@@ -365,18 +383,18 @@ pub fn set_access_message(
     Ok(())
 }
 
-/// A new client channel for an imported access message, `activating`.
+/// A new client channel for an imported signed access message, `activating`.
 pub fn insert_client(
     tx: &Tx<'_>,
     id: &str,
-    msg: &AccessMessage,
+    signed: &SignedAccess,
     now: i64,
 ) -> Result<(), StoreError> {
-    let body = to_json("channels.access_message", msg)?;
+    let body = to_json("channels.access_message", signed)?;
     tx.exec(
         "INSERT INTO channels (id, side, client_key, access_message, status, status_since_ms, created_at_ms)
          VALUES (?1, 'client', ?2, ?3, 'activating', ?4, ?4)",
-        params![id, msg.username.0, body, now],
+        params![id, signed.access.username.0, body, now],
     )?;
     Ok(())
 }

@@ -2,26 +2,44 @@
 //! write is a transaction committed with `synchronous=FULL`, so what a caller was told is
 //! durable; writers arriving together share one commit (group commit).
 //!
+//! A write that the storage cannot take (full disk, I/O error, read-only filesystem) fails
+//! with an error that [`StoreError::is_unavailable`] names, and the pool remembers the fault
+//! ([`Db::fault`]) until a write succeeds again; [`Db::check_writable`] tries a tiny write
+//! when a fault is remembered (what `/health` reports).
+//!
 //! Store functions run on a [`Tx`], the only piece of SQLite the layers above see.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Params, Row};
 
-use super::error::StoreError;
+use super::error::{copy_failure, is_storage_fault, StoreError};
 use super::migrations::migrate;
 
 /// What the store functions run on: the open transaction of [`Db::write`] or a reader
 /// connection of [`Db::read`]. Outside the store it is an opaque handle to pass on.
 pub struct Tx<'c> {
     conn: &'c Connection,
+    /// The first storage fault a statement of this write hit.
+    fault: Option<&'c RefCell<Option<rusqlite::Error>>>,
 }
 
 impl Tx<'_> {
+    /// A statement's error; a storage fault is also noted for the pool.
+    fn failed(&self, e: rusqlite::Error) -> StoreError {
+        if let Some(cell) = self.fault {
+            if is_storage_fault(&e) && cell.borrow().is_none() {
+                *cell.borrow_mut() = copy_failure(&e);
+            }
+        }
+        StoreError::Sql(e)
+    }
+
     /// One row (an error when there is none), through the prepared-statement cache: the hot
     /// paths (AuthClient, UpdateSession) run the same few statements thousands of times.
     pub(super) fn row<T, P: Params>(
@@ -30,7 +48,10 @@ impl Tx<'_> {
         params: P,
         f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        Ok(self.conn.prepare_cached(sql)?.query_row(params, f)?)
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut st| st.query_row(params, f))
+            .map_err(|e| self.failed(e))
     }
 
     /// At most one row (`SELECT ... LIMIT 1`), through the statement cache.
@@ -40,11 +61,10 @@ impl Tx<'_> {
         params: P,
         f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Option<T>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached(sql)?
-            .query_row(params, f)
-            .optional()?)
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut st| st.query_row(params, f).optional())
+            .map_err(|e| self.failed(e))
     }
 
     /// Every row (listings: prepared without the cache).
@@ -54,14 +74,18 @@ impl Tx<'_> {
         params: P,
         f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Vec<T>, StoreError> {
-        let mut st = self.conn.prepare(sql)?;
-        let rows = st.query_map(params, f)?;
-        Ok(rows.collect::<rusqlite::Result<Vec<T>>>()?)
+        let mut st = self.conn.prepare(sql).map_err(|e| self.failed(e))?;
+        let rows = st.query_map(params, f).map_err(|e| self.failed(e))?;
+        rows.collect::<rusqlite::Result<Vec<T>>>()
+            .map_err(|e| self.failed(e))
     }
 
     /// Runs one statement through the statement cache; returns the rows changed.
     pub(super) fn exec<P: Params>(&self, sql: &str, params: P) -> Result<usize, StoreError> {
-        Ok(self.conn.prepare_cached(sql)?.execute(params)?)
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut st| st.execute(params))
+            .map_err(|e| self.failed(e))
     }
 
     /// The SQLite connection itself, for tests that tamper with stored data.
@@ -73,6 +97,35 @@ impl Tx<'_> {
 
 const READERS: usize = 4;
 
+/// How often [`Db::check_writable`] tries a write while a fault is remembered.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A write the storage could not take, remembered until a write succeeds again.
+#[derive(Clone, Debug)]
+pub struct WriteFault {
+    /// When the first failing write of this fault happened (unix ms).
+    pub since_ms: i64,
+    /// The latest failure.
+    pub error: Arc<rusqlite::Error>,
+}
+
+impl std::fmt::Display for WriteFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "writes fail since unix time {} ms: {}",
+            self.since_ms, self.error
+        )
+    }
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// A pool of one writer and a few reader connections to one SQLite file.
 pub struct Db {
     path: PathBuf,
@@ -83,6 +136,10 @@ pub struct Db {
     committed: Condvar,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// The storage fault of the last failing write, until a write succeeds.
+    fault: Mutex<Option<WriteFault>>,
+    /// When [`Db::check_writable`] last tried a write.
+    last_probe: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -96,23 +153,33 @@ struct Writer {
     conn: Connection,
     /// A transaction is open (a group is being collected).
     in_tx: bool,
+    /// A writer of the open group kept changes (its commit proves the storage writable).
+    group_wrote: bool,
     /// Number of the group being collected; bumped at each commit.
     generation: u64,
-    /// Groups whose commit failed (rare; bounded). A group not listed here committed: a
-    /// waiter may wake many commits later and must still learn its group's outcome.
-    failed_generations: VecDeque<u64>,
+    /// Groups whose commit failed, with the error (rare; bounded). A group not listed here
+    /// committed: a waiter may wake many commits later and must still learn its group's
+    /// outcome.
+    failed_generations: VecDeque<(u64, Arc<rusqlite::Error>)>,
 }
 
 impl Writer {
-    fn record_failure(&mut self, generation: u64) {
-        self.failed_generations.push_back(generation);
+    fn record_failure(&mut self, generation: u64, error: Arc<rusqlite::Error>) {
+        self.failed_generations.push_back((generation, error));
         while self.failed_generations.len() > 4096 {
             self.failed_generations.pop_front();
         }
     }
+
+    fn failure_of(&self, generation: u64) -> Option<Arc<rusqlite::Error>> {
+        self.failed_generations
+            .iter()
+            .find(|(g, _)| *g == generation)
+            .map(|(_, e)| e.clone())
+    }
 }
 
-fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll back).
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -175,6 +242,7 @@ impl Db {
             writer: Mutex::new(Writer {
                 conn: writer,
                 in_tx: false,
+                group_wrote: false,
                 generation: 0,
                 failed_generations: VecDeque::new(),
             }),
@@ -182,11 +250,65 @@ impl Db {
             committed: Condvar::new(),
             readers,
             next_reader: AtomicUsize::new(0),
+            fault: Mutex::new(None),
+            last_probe: Mutex::new(None),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The storage fault of the last failing write, until a write succeeds again.
+    pub fn fault(&self) -> Option<WriteFault> {
+        lock(&self.fault).clone()
+    }
+
+    fn note_fault(&self, e: &rusqlite::Error) {
+        let Some(copy) = copy_failure(e).filter(|_| is_storage_fault(e)) else {
+            return;
+        };
+        let mut fault = lock(&self.fault);
+        if fault.is_none() {
+            tracing::error!(error = %e, "storage fault: writes fail (answered 503 until one succeeds)");
+        }
+        let since_ms = fault.as_ref().map_or_else(unix_ms, |f| f.since_ms);
+        *fault = Some(WriteFault {
+            since_ms,
+            error: Arc::new(copy),
+        });
+    }
+
+    fn clear_fault(&self) {
+        if let Some(f) = lock(&self.fault).take() {
+            tracing::warn!(since_ms = f.since_ms, "storage writable again");
+        }
+    }
+
+    /// `Ok` unless a storage fault is remembered; then a tiny write is tried (at most once
+    /// per second), and its success clears the fault.
+    pub fn check_writable(&self) -> Result<(), WriteFault> {
+        let Some(fault) = self.fault() else {
+            return Ok(());
+        };
+        {
+            let mut last = lock(&self.last_probe);
+            if last.is_some_and(|t| t.elapsed() < PROBE_INTERVAL) {
+                return Err(fault);
+            }
+            *last = Some(Instant::now());
+        }
+        let probe = self.write(|tx| {
+            tx.exec(
+                "INSERT INTO health_probe (id, at_ms) VALUES (1, ?1)
+                 ON CONFLICT(id) DO UPDATE SET at_ms = excluded.at_ms",
+                [unix_ms()],
+            )
+        });
+        match probe {
+            Ok(_) => Ok(()),
+            Err(_) => Err(self.fault().unwrap_or(fault)),
+        }
     }
 
     /// Runs `f` in a transaction on the writer connection and returns once its changes are
@@ -195,71 +317,111 @@ impl Db {
     /// Group commit: writers that arrive while another one holds the connection join the
     /// same open transaction, each in its own savepoint (a failing `f` undoes only its own
     /// changes). The last writer of a burst commits for all of them, and every writer gets
-    /// its answer only after that commit: one fsync serves many UpdateSessions.
+    /// its answer only after that commit: one fsync serves many UpdateSessions. When the
+    /// transaction itself is lost (a failed commit, or SQLite rolling it back on a full
+    /// disk), every writer of the group gets the error.
     pub fn write<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let sql = |e| E::from(StoreError::Sql(e));
         self.writers_waiting.fetch_add(1, Ordering::SeqCst);
-        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = lock(&self.writer);
         self.writers_waiting.fetch_sub(1, Ordering::SeqCst);
         if !w.in_tx {
             if let Err(e) = w.conn.execute_batch("BEGIN IMMEDIATE") {
-                return Err(sql(e));
+                self.note_fault(&e);
+                return Err(E::from(StoreError::Sql(e)));
             }
             w.in_tx = true;
+            w.group_wrote = false;
         }
         if let Err(e) = w.conn.execute_batch("SAVEPOINT w") {
-            return Err(sql(e));
+            self.note_fault(&e);
+            let cause = Arc::new(e);
+            self.abandon(&mut w, cause.clone());
+            return Err(E::from(StoreError::CommitFailed { source: cause }));
         }
-        let out = f(&Tx { conn: &w.conn });
+        let changes_before = w.conn.total_changes();
+        let hit = RefCell::new(None);
+        let out = f(&Tx {
+            conn: &w.conn,
+            fault: Some(&hit),
+        });
+        let hit = hit.into_inner();
+        if let Some(e) = &hit {
+            self.note_fault(e);
+        }
         let undo = if out.is_ok() {
             "RELEASE w"
         } else {
             "ROLLBACK TO w; RELEASE w"
         };
-        if let Err(e) = w.conn.execute_batch(undo) {
-            // The transaction is in an unknown state: abandon it for everyone in it.
-            let _ = w.conn.execute_batch("ROLLBACK");
-            w.in_tx = false;
-            let g = w.generation;
-            w.record_failure(g);
-            w.generation += 1;
-            self.committed.notify_all();
-            return Err(sql(e));
+        let undone = w.conn.execute_batch(undo);
+        if undone.is_err() || w.conn.is_autocommit() {
+            // The transaction is lost or in an unknown state (SQLite rolls it back itself on
+            // some errors, e.g. a full disk): abandon it for everyone in it.
+            let cause = hit.or_else(|| undone.err()).unwrap_or_else(|| {
+                rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                    Some("the transaction ended unexpectedly".into()),
+                )
+            });
+            let cause = Arc::new(cause);
+            self.abandon(&mut w, cause.clone());
+            return match out {
+                Err(e) => Err(e),
+                Ok(_) => Err(E::from(StoreError::CommitFailed { source: cause })),
+            };
+        }
+        if out.is_ok() && w.conn.total_changes() > changes_before {
+            w.group_wrote = true;
         }
         let my_generation = w.generation;
         if self.writers_waiting.load(Ordering::SeqCst) == 0 {
             // Nobody behind us: commit the whole group now.
-            let ok = w.conn.execute_batch("COMMIT").is_ok();
-            if !ok {
-                let _ = w.conn.execute_batch("ROLLBACK");
-            }
+            let failure = match w.conn.execute_batch("COMMIT") {
+                Ok(()) => {
+                    if w.group_wrote {
+                        self.clear_fault();
+                    }
+                    None
+                }
+                Err(e) => {
+                    self.note_fault(&e);
+                    let _ = w.conn.execute_batch("ROLLBACK");
+                    let cause = Arc::new(e);
+                    w.record_failure(my_generation, cause.clone());
+                    Some(cause)
+                }
+            };
             w.in_tx = false;
-            if !ok {
-                w.record_failure(my_generation);
-            }
             w.generation += 1;
             self.committed.notify_all();
-            return if ok {
-                out
-            } else {
-                out.and(Err(E::from(StoreError::CommitFailed)))
+            return match failure {
+                None => out,
+                Some(source) => out.and(Err(E::from(StoreError::CommitFailed { source }))),
             };
         }
         // Someone is waiting for the connection: they (or the last of them) commit for us.
         loop {
             w = self.committed.wait(w).unwrap_or_else(|e| e.into_inner());
             if w.generation > my_generation {
-                let ok = !w.failed_generations.contains(&my_generation);
-                return if ok {
-                    out
-                } else {
-                    out.and(Err(E::from(StoreError::CommitFailed)))
+                return match w.failure_of(my_generation) {
+                    None => out,
+                    Some(source) => out.and(Err(E::from(StoreError::CommitFailed { source }))),
                 };
             }
         }
+    }
+
+    /// Ends the open group without committing: everyone in it gets `cause`.
+    fn abandon(&self, w: &mut Writer, cause: Arc<rusqlite::Error>) {
+        let _ = w.conn.execute_batch("ROLLBACK");
+        w.in_tx = false;
+        let g = w.generation;
+        w.record_failure(g, cause);
+        w.generation += 1;
+        self.committed.notify_all();
     }
 
     /// Runs `f` on one of the reader connections (a consistent snapshot per statement).
@@ -269,7 +431,10 @@ impl Db {
     ) -> Result<T, E> {
         let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
         let conn = lock(&self.readers[i]);
-        f(&Tx { conn: &conn })
+        f(&Tx {
+            conn: &conn,
+            fault: None,
+        })
     }
 }
 

@@ -207,7 +207,7 @@ pub struct NewAcceptedChannel<'a> {
 }
 
 pub fn insert_accepted(tx: &Tx<'_>, c: &NewAcceptedChannel<'_>) -> Result<(), StoreError> {
-    let body = to_json("channels.access_message", &c.signed.access)?;
+    let body = to_json("channels.access_message", c.signed)?;
     tx.exec(
         "INSERT INTO channels (id, side, client_key, access_message, deposit, status, status_since_ms,
                                created_at_ms, market_url, remote_channel_id, market_offering)

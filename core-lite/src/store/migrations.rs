@@ -125,6 +125,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX cheques_channel ON cheques(channel_id, id);
     "#,
+    // 3: issue 11. The row `/health` rewrites to learn whether the storage takes writes
+    // again after a fault. (From this version on, `channels.access_message` of the client
+    // side holds the agent's signed access message, `SignedAccess` with its signed offering;
+    // rows imported before hold a bare message, which is never served.)
+    r#"
+    CREATE TABLE health_probe (
+        id     INTEGER PRIMARY KEY CHECK (id = 1),
+        at_ms  INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Brings the database to the newest version (refusing one newer than this code).

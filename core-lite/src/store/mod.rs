@@ -31,5 +31,5 @@ pub mod sessions;
 pub mod status_history;
 pub mod tokens;
 
-pub use db::{Db, Tx};
+pub use db::{Db, Tx, WriteFault};
 pub use error::StoreError;

@@ -231,3 +231,28 @@ fn product_config_document_matches_the_server() {
         ],
     );
 }
+
+#[test]
+fn health_and_usage_overflow_are_documented() {
+    let d = document_json();
+    let health = &d["paths"][paths::HEALTH]["get"]["responses"];
+    assert_eq!(
+        health["200"]["content"]["text/plain"]["schema"]["enum"],
+        json!(["ok\n"])
+    );
+    let codes = &health["503"]["content"]["application/json"]["schema"]["allOf"][1]["properties"]
+        ["error"]["properties"]["code"]["enum"];
+    assert_eq!(codes, &json!(["unavailable"]));
+    // UpdateSession and StopSession answer usage_overflow with 422, saying the bound.
+    for path in [paths::UPDATE_SESSION, paths::STOP_SESSION] {
+        let r = &d["paths"][path]["post"]["responses"]["422"];
+        let codes = &r["content"]["application/json"]["schema"]["allOf"][1]["properties"]["error"]
+            ["properties"]["code"]["enum"];
+        assert_eq!(codes, &json!(["invalid", "usage_overflow"]), "{path}");
+        let text = r["description"].as_str().expect("description");
+        assert!(
+            text.contains(&crate::MAX_CHANNEL_BYTES.to_string()),
+            "{text}"
+        );
+    }
+}

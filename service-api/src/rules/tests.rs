@@ -133,3 +133,23 @@ fn config_rules() {
         );
     }
 }
+
+#[test]
+fn endpoint_rule() {
+    // (Moved here from core-lite's service checks: the rule lives in one place.)
+    assert!(check_endpoint("/e", "vpn.example.org:1194").is_ok());
+    assert!(check_endpoint("/e", "10.1.2.3").is_ok());
+    assert!(check_endpoint("/e", "[2001:db8::1]:1194").is_ok());
+    for bad in [
+        "a b",
+        "x\nremote evil",
+        "",
+        &"a".repeat(ENDPOINT_MAX_LEN + 1),
+    ] {
+        assert_eq!(
+            check_endpoint("/e", bad).expect_err("refused").pointer,
+            "/e",
+            "{bad:?}"
+        );
+    }
+}
