@@ -226,6 +226,8 @@ pub struct PairOptions {
     /// A third namespace, "the internet" (`Agent::internet`): a veth to the agent, which
     /// forwards for the VPN subnet; reachable from a client only through the agent.
     pub internet: bool,
+    /// Further options the server pushes (`push "…"`), e.g. ones the client must ignore.
+    pub push: Vec<String>,
 }
 
 impl Default for PairOptions {
@@ -241,6 +243,7 @@ impl Default for PairOptions {
             dns: true,
             full_tunnel: true,
             internet: false,
+            push: Vec::new(),
         }
     }
 }
@@ -570,6 +573,10 @@ impl<'e> Agent<'e> {
         if opts.full_tunnel {
             builder = builder.extra("push \"redirect-gateway def1\"");
         }
+        for p in &opts.push {
+            ensure!(!p.contains(['"', '\\', '\n']), "unusable push option {p:?}");
+            builder = builder.extra(&format!("push \"{p}\""));
+        }
         builder = match opts.auth {
             AuthMode::Hook => builder.auth_user_pass_verify(&hook, AuthVia::File),
             AuthMode::HookWithSessionScripts => builder
@@ -594,7 +601,7 @@ impl<'e> Agent<'e> {
         ])?;
         let ifb = env.unique_name('i');
         let internet = if opts.internet {
-            Some(Internet::start(env, &ns, subnet)?)
+            Some(Internet::start(env, &ns)?)
         } else {
             None
         };
@@ -971,7 +978,7 @@ impl<'e> Agent<'e> {
 }
 
 /// "The internet": a namespace behind the agent (`10.97.X.2`, veth to the agent's
-/// `10.97.X.1`) with a route back to the VPN subnet through the agent, which forwards.
+/// `10.97.X.1`) whose default route leads back through the agent, which forwards.
 /// A client reaches it only through the agent: over the tunnel (source = its VPN address)
 /// or, without a tunnel, routed by the agent from its underlay address.
 pub struct Internet {
@@ -982,7 +989,7 @@ pub struct Internet {
 }
 
 impl Internet {
-    fn start(env: &TestEnv, agent_ns: &Netns, vpn_subnet: u8) -> Result<Internet> {
+    fn start(env: &TestEnv, agent_ns: &Netns) -> Result<Internet> {
         let ns = env.netns()?;
         let x = env.next_subnet();
         let name = env.unique_name('v');
@@ -995,11 +1002,12 @@ impl Internet {
             &format!("10.97.{x}.2/24"),
         )?;
         agent_ns.run(&["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])?;
+        // Everything back through the agent: the VPN subnet and the clients' underlay.
         ns.run(&[
             "ip",
             "route",
             "add",
-            &format!("10.8.{vpn_subnet}.0/24"),
+            "default",
             "via",
             &link.addr_a().to_string(),
         ])?;

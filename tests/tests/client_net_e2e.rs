@@ -29,6 +29,12 @@ use nix::sys::signal::Signal;
 const SHORT: Duration = Duration::from_secs(3);
 /// A port on the agent's public address that is not the VPN server's.
 const UNDERLAY_PORT: u16 = 7008;
+/// Options a server may push that the client's allow-list ignores.
+const IGNORED_PUSHES: [&str; 3] = [
+    "setenv-safe E2E_PUSHED yes",
+    "dhcp-option NTP 10.8.0.1",
+    "inactive 3600",
+];
 
 fn offering() -> OfferingSpec {
     OfferingSpec::new(100_000, "100", "100")
@@ -198,6 +204,8 @@ fn full_tunnel_routes_traffic_outside_the_vpn_subnet_through_the_tunnel() -> Res
         let opts = PairOptions {
             shaping: false,
             internet: true,
+            // Not on the client's allow-list: OpenVPN must drop them.
+            push: IGNORED_PUSHES.iter().map(|p| p.to_string()).collect(),
             ..PairOptions::default()
         };
         let pair = Pair::start(env, opts)?;
@@ -261,6 +269,11 @@ fn full_tunnel_routes_traffic_outside_the_vpn_subnet_through_the_tunnel() -> Res
                 && conf.contains("pull-filter ignore \"\""),
             "no pull-filter allow-list in the config:\n{conf}"
         );
+        for p in IGNORED_PUSHES {
+            client.with_adapter(|a| {
+                a.wait_for_line(&format!("Pushed option removed by filter: '{p}'"), SHORT)
+            })??;
+        }
 
         let st = client.stop()?;
         ensure!(st.success(), "adapter exit {st}");
@@ -418,6 +431,7 @@ fn kill_switch_lets_nothing_out_but_the_tunnel_while_reconnecting() -> Result<()
             lockdown_tables(&client.ns)? == [table.clone()],
             "the kill switch of a killed adapter must stay until the next start"
         );
+        no_leak("after the adapter was killed")?;
         client.connect()?;
         client.wait_connected(PAIR_TIMEOUT)?;
         client.with_adapter(|p| {
@@ -427,7 +441,6 @@ fn kill_switch_lets_nothing_out_but_the_tunnel_while_reconnecting() -> Result<()
             lockdown_tables(&client.ns)?.is_empty(),
             "the next start (without --lockdown) left a kill-switch table"
         );
-        no_leak("before the kill switch was removed")?;
 
         // Control: without the kill switch the same host is reached, and counted as a leak.
         let st = client.stop()?;
