@@ -65,13 +65,13 @@ DEPOSIT=$((MAX_UNITS * UNIT_PRICE_BASE))
 NS_A=${P}a NS_C=${P}c
 IP_A=10.77.0.1 IP_C=10.77.0.2
 AGENT_API=127.0.0.1:7700 CLIENT_API=127.0.0.1:7701 MARKET=$IP_A:7710
-VPN_PORT=1194 VPN_SERVER_IP=10.8.0.1 IPERF_PORT=5201
+VPN_PORT=1194 VPN_SERVER_IP=10.8.0.1 IPERF_PORT=5201 DNS_ANSWER=198.51.100.53
 TUN_S=tun${P} IFB_S=${P}is TUN_C=${P}tc IFB_C=${P}ic
 
 # ---- tools ---------------------------------------------------------------------------
 missing=()
 for pair in openvpn:openvpn iperf3:iperf3 ip:iproute2 tc:iproute2 openssl:openssl jq:jq \
-  curl:curl setsid:util-linux; do
+  curl:curl setsid:util-linux dnsmasq:dnsmasq-base getent:libc-bin; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -126,7 +126,14 @@ step "Two hosts: namespaces $NS_A and $NS_C joined by a veth pair"
 netns_add "$NS_A"
 netns_add "$NS_C"
 veth_add "$NS_A" "${P}va" "$IP_A/24" "$NS_C" "${P}vc" "$IP_C/24"
-info "agent $IP_A  <->  client $IP_C"
+# The client host's default route leads to the agent (its LAN router), and it has a
+# resolv.conf of its own: `ip netns exec` shows /etc/netns/NS/resolv.conf as
+# /etc/resolv.conf, so the adapter's DNS changes never reach the host's file.
+ip -n "$NS_C" route add default via "$IP_A"
+mkdir -p "/etc/netns/$NS_C"
+printf 'nameserver %s\noptions timeout:1 attempts:1\n' "$IP_A" >"/etc/netns/$NS_C/resolv.conf"
+cp "/etc/netns/$NS_C/resolv.conf" "$WORK/client-resolv.conf.orig"
+info "agent $IP_A  <->  client $IP_C (client: default route via $IP_A, own resolv.conf)"
 
 step "Throw-away PKI (CA, server certificate, tls-crypt key)"
 pki_generate "$WORK/pki"
@@ -194,6 +201,9 @@ client-connect "$HOOK"
 client-disconnect $WORK/client-disconnect.sh
 management $WORK/mgmt.sock unix
 max-clients 8
+# Full tunnel and DNS through it (dnsmasq answers on the server's tunnel address).
+push "redirect-gateway def1"
+push "dhcp-option DNS $VPN_SERVER_IP"
 verb 3
 EOF
 in_a "$BIN/adapter-server" --core-url="http://$AGENT_API" --token-file="$WORK/product.token" \
@@ -211,6 +221,10 @@ spawn monitor "$NS_A" "$BIN/adapter-server" --core-url="http://$AGENT_API" \
   --ifb "$IFB_S" --link-capacity 1gbit --max-clients 8
 wait_until 20 "the monitor's tc setup" in_a tc qdisc show dev "$IFB_S"
 info "OpenVPN on udp $IP_A:$VPN_PORT, tun $TUN_S; monitor shaping $TUN_S (download) and $IFB_S (upload)"
+spawn dnsmasq "$NS_A" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
+  --bind-interfaces --listen-address="$VPN_SERVER_IP" --address="/vpn.demo/$DNS_ANSWER" \
+  --log-queries --log-facility=- --pid-file
+info "dnsmasq on $VPN_SERVER_IP:53 (pushed to clients): *.vpn.demo -> $DNS_ANSWER"
 
 # ---- client --------------------------------------------------------------------------
 step "Client: core-lite (SQLite in $CLIENT) with the payer; fetch the agent's offerings"
@@ -246,6 +260,11 @@ connected() { # shellcheck disable=SC2317 # called through wait_until
   [ "$(jq -r .phase "$WORK/client-state.json" 2>/dev/null)" = connected ]; }
 wait_until 45 "the client to connect (state.json phase connected)" connected
 info "connected: $(jq -c '{vpnAddress, tunDev, sessionId}' "$WORK/client-state.json")"
+pushed_dns() { in_c grep -qx "nameserver $VPN_SERVER_IP" /etc/resolv.conf; }
+wait_until 10 "the pushed DNS server in the client's resolv.conf" pushed_dns
+info "client resolv.conf: $(in_c grep -v '^#' /etc/resolv.conf | tr '\n' ' ')"
+info "lookup probe.vpn.demo in the client namespace: $(in_c getent hosts probe.vpn.demo | tr -s ' ')"
+info "route to 192.0.2.1 (outside the VPN subnet): $(in_c ip route get 192.0.2.1 | head -1)"
 info "agent status: $(agent channel show "$CLIENT_KEY" | jq -r .status)"
 
 # ---- measurements --------------------------------------------------------------------
@@ -301,6 +320,11 @@ if ! alive "$ADAPTER_PID"; then
   wait "$ADAPTER_PID" && ADAPTER_RC=0 || ADAPTER_RC=$?
 fi
 info "adapter-client exited with code $ADAPTER_RC, phase $(jq -r .phase "$WORK/client-state.json")"
+if in_c cmp -s /etc/resolv.conf "$WORK/client-resolv.conf.orig"; then
+  info "client resolv.conf restored exactly"
+else
+  die "the client's resolv.conf was not restored: $(in_c cat /etc/resolv.conf | tr '\n' ' ')"
+fi
 # A new connection through the old tunnel must fail now.
 if in_c timeout 5 iperf3 -c "$VPN_SERVER_IP" -p "$IPERF_PORT" -t 1 --connect-timeout 2000 \
   >/dev/null 2>&1; then

@@ -22,7 +22,7 @@ fi
 # Tools the end-to-end tests run; installed only when a command is missing.
 missing=()
 for pair in openvpn:openvpn iperf3:iperf3 ip:iproute2 tc:iproute2 openssl:openssl jq:jq curl:curl \
-  python3:python3; do
+  python3:python3 nft:nftables dnsmasq:dnsmasq-base getent:libc-bin; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 # scripts/api-fuzz.sh installs schemathesis into a venv: python3 needs venv and ensurepip.

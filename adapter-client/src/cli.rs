@@ -16,12 +16,14 @@ use crate::runtime;
 use crate::state;
 
 mod config;
+mod net;
 
 use config::read_small;
 pub use config::{
     load_file_config, parse_file_config, resolve_connect, resolve_core, CliError, ConfigFileError,
     FileConfig,
 };
+pub use net::{resolve_net, NetArgs};
 
 /// `--token` as a [`Secret`] (its `Debug` never shows it).
 fn secret_arg(s: &str) -> Result<Secret, std::convert::Infallible> {
@@ -81,7 +83,8 @@ pub struct CoreArgs {
     /// TOML config file (keys: core_url, token, token_file, client_key, openvpn, runtime_dir,
     /// state_file, tun_dev, ifb_dev, no_shaping, tc, ip, report_interval_secs,
     /// bytecount_interval_secs, backoff_initial_ms, backoff_max_secs, stop_timeout_secs, verb,
-    /// suspend_poll_secs, max_suspend_wait_secs, halt_grace_secs).
+    /// suspend_poll_secs, max_suspend_wait_secs, halt_grace_secs, dns, lockdown,
+    /// lockdown_allow, nft).
     #[arg(long, env = "ADAPTER_CLIENT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Base URL of the client's core-lite [default: http://127.0.0.1:7701].
@@ -164,6 +167,8 @@ pub struct ConnectArgs {
     /// [default: 5].
     #[arg(long, env = "ADAPTER_CLIENT_HALT_GRACE")]
     pub halt_grace: Option<u64>,
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 #[derive(Debug, Clone, Args)]

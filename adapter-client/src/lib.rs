@@ -6,6 +6,10 @@
 //!   `openvpn` process behind a trait, core calls spawned with their answers as events,
 //!   the connection state as enums with pure transitions.
 //! - [`runtime`], [`state`]: the private runtime directory and the state file.
+//! - [`dns`]: the DNS servers the VPN server pushes, applied through systemd-resolved or
+//!   `/etc/resolv.conf` while the tunnel is up; [`lockdown`]: the kill switch (nftables);
+//!   [`journal`]: what they changed, undone at the next start after a crash;
+//!   [`netguard`]: the connection actor's hooks into them; [`tool`]: their programs.
 //! - [`cli`]: command line and config file.
 //!
 //! The management-interface protocol is the `openvpn-mgmt` crate and the `tc` shaping the
@@ -13,7 +17,12 @@
 
 pub mod cli;
 pub mod connect;
+pub mod dns;
+pub mod journal;
+pub mod lockdown;
+pub mod netguard;
 pub mod openvpn;
 pub mod render;
 pub mod runtime;
 pub mod state;
+pub mod tool;

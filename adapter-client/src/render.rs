@@ -15,6 +15,7 @@
 
 mod blocks;
 mod check;
+pub mod pull;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -441,6 +442,10 @@ pub fn render(msg: &AccessMessage, opts: &RenderOptions) -> Result<RenderedConfi
     line(&format!("auth-user-pass {auth_file}"));
     line("auth-nocache");
     line("auth-retry none");
+    // What the server may push (routes, DNS, the connection's own settings); see `pull`.
+    for l in pull::pull_filter_lines() {
+        line(&l);
+    }
     if proto.is_udp() {
         line("explicit-exit-notify 1");
     }
@@ -490,7 +495,7 @@ pub fn render(msg: &AccessMessage, opts: &RenderOptions) -> Result<RenderedConfi
 }
 
 /// The directives [`render`] can ever write (for tests and documentation).
-pub const EMITTED_DIRECTIVES: [&str; 21] = [
+pub const EMITTED_DIRECTIVES: [&str; 22] = [
     "client",
     "dev",
     "dev-type",
@@ -503,6 +508,7 @@ pub const EMITTED_DIRECTIVES: [&str; 21] = [
     "auth-user-pass",
     "auth-nocache",
     "auth-retry",
+    "pull-filter",
     "explicit-exit-notify",
     "cipher",
     "data-ciphers",

@@ -50,6 +50,9 @@ pub enum Command {
     Status(u8),
     /// `state on`: real-time `>STATE:` notifications.
     StateOn,
+    /// `log on`: real-time `>LOG:` lines (the client adapter reads the server's pushed
+    /// options from OpenVPN's `PUSH: Received control message` line).
+    LogOn,
     /// `hold release`
     HoldRelease,
     /// `signal SIGxxx`
@@ -74,6 +77,7 @@ impl Command {
             Self::ByteCount(n) => format!("bytecount {n}"),
             Self::Status(v) => format!("status {v}"),
             Self::StateOn => "state on".into(),
+            Self::LogOn => "log on".into(),
             Self::HoldRelease => "hold release".into(),
             Self::Signal(s) => format!("signal {}", s.name()),
             // OpenVPN 2.6: `client-kill CID [M]`, M = RESTART (default) or HALT; HALT tells
@@ -118,6 +122,7 @@ mod tests {
             (Command::Status(3), "status 3"),
             (Command::HoldRelease, "hold release"),
             (Command::StateOn, "state on"),
+            (Command::LogOn, "log on"),
             (Command::Signal(Signal::Term), "signal SIGTERM"),
             (Command::Signal(Signal::Hup), "signal SIGHUP"),
             (Command::Signal(Signal::Usr1), "signal SIGUSR1"),

@@ -95,6 +95,10 @@ demo_cleanup() {
     done
   fi
   netns_cleanup "$P"
+  for dev in /etc/netns/"$P"*; do
+    [ -e "$dev" ] && rm -rf -- "$dev"
+  done
+  rmdir /etc/netns 2>/dev/null
   for dev in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
     case $dev in "$P"*) ip link del "$dev" 2>/dev/null ;; esac
   done

@@ -14,7 +14,7 @@ use crate::netns::run_cmd;
 use crate::proc::wait_for;
 
 /// Checks one `TestEnv`'s prefix (get it with `TestEnv::leak_checker`). A leftover is:
-/// a namespace named `<prefix>*`; a device in the host namespace named `<prefix>*` (veth,
+/// a namespace named `<prefix>*` (or its directory `/etc/netns/<prefix>*`); a device in the host namespace named `<prefix>*` (veth,
 /// ifb, tun); a live process whose command line contains the prefix, whose environment has
 /// `E2E_SCOPE=<prefix>`, or that still sits in one of the scope's (deleted) namespaces.
 #[derive(Clone)]
@@ -42,6 +42,17 @@ impl LeakChecker {
         for name in parse_netns_list(&netns) {
             if name.starts_with(&self.prefix) {
                 found.push(format!("namespace {name}"));
+            }
+        }
+        // A namespace's own files (`/etc/netns/NAME/resolv.conf`).
+        for entry in std::fs::read_dir("/etc/netns")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&self.prefix) {
+                found.push(format!("/etc/netns/{name}"));
             }
         }
         let links = run_cmd(Command::new("ip").args(["-o", "link", "show"]))?;

@@ -34,6 +34,7 @@ mod corelite;
 mod env;
 mod iperf;
 mod leaks;
+pub mod netcheck;
 mod netns;
 mod openvpn;
 pub mod pair;

@@ -42,6 +42,7 @@ use crate::corelite::CoreLite;
 use crate::env::{bin_path, TestEnv};
 use crate::iperf::{iperf3_server, Iperf3Result, Iperf3Run};
 use crate::leaks::LeakChecker;
+use crate::netcheck::{DnsResponder, NetnsResolvConf, WhoAmI};
 use crate::netns::{Netns, TcpEcho, Veth};
 use crate::openvpn::{
     AuthVia, OpenVpnClient, OpenVpnClientHandle, OpenVpnServer, OpenVpnServerHandle, INIT_COMPLETED,
@@ -68,6 +69,15 @@ pub const BYTES_PER_UNIT: u64 = service_api::BYTES_PER_UNIT;
 const STOP_GRACE: Duration = Duration::from_secs(20);
 /// Chunk size of `pump`.
 const PUMP_CHUNK: usize = 64 * 1024;
+/// What the agent's DNS responder on its tunnel address answers (every A query): the
+/// server pushes that address (`dhcp-option DNS`).
+pub const TUNNEL_DNS_ANSWER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 53);
+/// What the "underlay" resolver on the agent's public address answers: the resolver the
+/// client namespaces' own resolv.conf names, the one used outside the tunnel.
+pub const UNDERLAY_DNS_ANSWER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 53);
+/// The internet host's TCP services (`PairOptions::internet`).
+pub const INTERNET_WHOAMI_PORT: u16 = 7080;
+pub const INTERNET_ECHO_PORT: u16 = 7007;
 
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
     m.lock().map_err(|_| anyhow!("fixture state lock poisoned"))
@@ -204,6 +214,20 @@ pub struct PairOptions {
     pub grace_period_secs: u64,
     /// Start `adapter-server monitor` (false: only the hook does accounting-free auth).
     pub monitor: bool,
+    /// DNS as a VPN provider offers it: the server pushes `dhcp-option DNS` with its
+    /// tunnel address, where a responder answers `TUNNEL_DNS_ANSWER`; the agent's public
+    /// address runs the "underlay" resolver (`UNDERLAY_DNS_ANSWER`) that each client
+    /// namespace's own resolv.conf (`/etc/netns/NS/resolv.conf`) names.
+    pub dns: bool,
+    /// Full tunnel: the server pushes `redirect-gateway def1`, and each client namespace
+    /// has a default route via the agent's end of its veth (OpenVPN redirects the default
+    /// gateway only when there is one).
+    pub full_tunnel: bool,
+    /// A third namespace, "the internet" (`Agent::internet`): a veth to the agent, which
+    /// forwards for the VPN subnet; reachable from a client only through the agent.
+    pub internet: bool,
+    /// Further options the server pushes (`push "…"`), e.g. ones the client must ignore.
+    pub push: Vec<String>,
 }
 
 impl Default for PairOptions {
@@ -216,6 +240,10 @@ impl Default for PairOptions {
             shaping: true,
             grace_period_secs: 120,
             monitor: true,
+            dns: true,
+            full_tunnel: true,
+            internet: false,
+            push: Vec::new(),
         }
     }
 }
@@ -452,6 +480,9 @@ pub struct Agent<'e> {
     monitor: Mutex<Option<Proc>>,
     server: Mutex<OpenVpnServerHandle>,
     core_proc: Mutex<Option<Proc>>,
+    /// The DNS responders (`PairOptions::dns`): underlay, then tunnel.
+    dns: Vec<DnsResponder>,
+    internet: Option<Internet>,
     pub ns: Netns,
     pub pki: Pki,
     pub core: CoreLite,
@@ -520,7 +551,9 @@ impl<'e> Agent<'e> {
         )?;
         let mgmt_sock = env.path("mgmt.sock");
         let tun = format!("tun{}s", env.prefix());
+        let subnet = env.next_subnet();
         let mut builder = OpenVpnServer::new(env, &ns, &pki)
+            .subnet(subnet)
             .port(VPN_PORT)
             // Bound to the public address: a multi-homed UDP server must answer from the
             // address the client sent to (clients behind the other veths route to it).
@@ -534,6 +567,16 @@ impl<'e> Agent<'e> {
             // `dev-type tun`), so the harness's unique device name is overridden by a later
             // `dev` line (OpenVPN: the last one wins). Still unique: it carries the prefix.
             .extra(&format!("dev {tun}"));
+        if opts.dns {
+            builder = builder.extra(&format!("push \"dhcp-option DNS 10.8.{subnet}.1\""));
+        }
+        if opts.full_tunnel {
+            builder = builder.extra("push \"redirect-gateway def1\"");
+        }
+        for p in &opts.push {
+            ensure!(!p.contains(['"', '\\', '\n']), "unusable push option {p:?}");
+            builder = builder.extra(&format!("push \"{p}\""));
+        }
         builder = match opts.auth {
             AuthMode::Hook => builder.auth_user_pass_verify(&hook, AuthVia::File),
             AuthMode::HookWithSessionScripts => builder
@@ -557,11 +600,18 @@ impl<'e> Agent<'e> {
             &format!("{public}:{VPN_PORT}"),
         ])?;
         let ifb = env.unique_name('i');
-        let agent = Agent {
+        let internet = if opts.internet {
+            Some(Internet::start(env, &ns)?)
+        } else {
+            None
+        };
+        let mut agent = Agent {
             env,
             monitor: Mutex::new(None),
             server: Mutex::new(server),
             core_proc: Mutex::new(Some(core_proc)),
+            dns: Vec::new(),
+            internet,
             ns,
             pki,
             core,
@@ -581,6 +631,21 @@ impl<'e> Agent<'e> {
                 .proc
                 .wait_for_line(INIT_COMPLETED, PAIR_TIMEOUT)
                 .context("starting the OpenVPN server")?;
+        }
+        if opts.dns {
+            // The tunnel address exists once the server is up (and the socket stays bound
+            // across a restart of the server, when the address comes back).
+            let underlay = DnsResponder::start(
+                &agent.ns,
+                SocketAddr::from((public, 53)),
+                UNDERLAY_DNS_ANSWER,
+            )?;
+            let tunnel = DnsResponder::start(
+                &agent.ns,
+                SocketAddr::from((tunnel_ip, 53)),
+                TUNNEL_DNS_ANSWER,
+            )?;
+            agent.dns = vec![underlay, tunnel];
         }
         if opts.monitor {
             agent.start_monitor()?;
@@ -832,8 +897,24 @@ impl<'e> Agent<'e> {
     /// Stops the OpenVPN server (SIGTERM) and starts it again with the same config; returns
     /// once it has initialized.
     pub fn restart_openvpn(&self) -> Result<()> {
+        lock(&self.server)?.proc.terminate(STOP_GRACE)?;
+        self.start_openvpn()
+    }
+
+    /// SIGKILLs the OpenVPN server (no exit notification to its clients); start it again
+    /// with `start_openvpn`.
+    pub fn kill_openvpn(&self) -> Result<()> {
+        let server = lock(&self.server)?;
+        server.proc.signal(Signal::SIGKILL)?;
+        server.proc.wait_exit(PAIR_TIMEOUT)?;
+        Ok(())
+    }
+
+    /// Starts the (stopped) OpenVPN server again with the same config; returns once it has
+    /// initialized.
+    pub fn start_openvpn(&self) -> Result<()> {
         let mut server = lock(&self.server)?;
-        server.proc.terminate(STOP_GRACE)?;
+        ensure!(!server.proc.is_running(), "the OpenVPN server still runs");
         let proc = ProcBuilder::new("openvpn")
             .arg("--config")
             .arg(server.config_path())
@@ -873,10 +954,82 @@ impl<'e> Agent<'e> {
             .start()
     }
 
+    /// The underlay resolver on the public address (`PairOptions::dns`).
+    pub fn dns_underlay(&self) -> Result<&DnsResponder> {
+        self.dns
+            .first()
+            .context("the pair runs without DNS (PairOptions::dns)")
+    }
+
+    /// The DNS responder on the tunnel address, the one the server pushes.
+    pub fn dns_tunnel(&self) -> Result<&DnsResponder> {
+        self.dns
+            .get(1)
+            .context("the pair runs without DNS (PairOptions::dns)")
+    }
+
+    /// The internet host (`PairOptions::internet`).
+    pub fn internet(&self) -> Result<&Internet> {
+        self.internet
+            .as_ref()
+            .context("the pair runs without an internet host (PairOptions::internet)")
+    }
+
     /// The agent core's process (for its log).
     pub fn with_core_proc<R>(&self, f: impl FnOnce(&Proc) -> R) -> Result<R> {
         let slot = lock(&self.core_proc)?;
         Ok(f(slot.as_ref().context("agent core not running")?))
+    }
+}
+
+/// "The internet": a namespace behind the agent (`10.97.X.2`, veth to the agent's
+/// `10.97.X.1`) whose default route leads back through the agent, which forwards.
+/// A client reaches it only through the agent: over the tunnel (source = its VPN address)
+/// or, without a tunnel, routed by the agent from its underlay address.
+pub struct Internet {
+    pub whoami: WhoAmI,
+    pub echo: TcpEcho,
+    pub link: Veth,
+    pub ns: Netns,
+}
+
+impl Internet {
+    fn start(env: &TestEnv, agent_ns: &Netns) -> Result<Internet> {
+        let ns = env.netns()?;
+        let x = env.next_subnet();
+        let name = env.unique_name('v');
+        let link = Veth::create(
+            agent_ns,
+            &format!("{name}a"),
+            &format!("10.97.{x}.1/24"),
+            &ns,
+            &format!("{name}b"),
+            &format!("10.97.{x}.2/24"),
+        )?;
+        agent_ns.run(&["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])?;
+        // Everything back through the agent: the VPN subnet and the clients' underlay.
+        ns.run(&[
+            "ip",
+            "route",
+            "add",
+            "default",
+            "via",
+            &link.addr_a().to_string(),
+        ])?;
+        let host = link.addr_b();
+        let whoami = WhoAmI::start(&ns, SocketAddr::from((host, INTERNET_WHOAMI_PORT)))?;
+        let echo = ns.tcp_echo(SocketAddr::from((host, INTERNET_ECHO_PORT)))?;
+        Ok(Internet {
+            whoami,
+            echo,
+            link,
+            ns,
+        })
+    }
+
+    /// The host's address (outside the VPN subnet, reachable only through the agent).
+    pub fn addr(&self) -> Ipv4Addr {
+        self.link.addr_b()
     }
 }
 
@@ -911,6 +1064,8 @@ pub struct ClientHost<'e> {
     env: &'e TestEnv,
     adapter: Mutex<Option<Proc>>,
     core_proc: Proc,
+    /// The namespace's own resolv.conf (`PairOptions::dns`).
+    resolv_conf: Option<NetnsResolvConf>,
     pub link: Veth,
     pub ns: Netns,
     pub core: CoreLite,
@@ -929,10 +1084,33 @@ impl<'e> ClientHost<'e> {
         env: &'e TestEnv,
         ns: Netns,
         link: Veth,
-        _agent: &Agent<'e>,
+        agent: &Agent<'e>,
         index: usize,
         opts: &PairOptions,
     ) -> Result<ClientHost<'e>> {
+        // Before anything runs in the namespace: `ip netns exec` mounts it from now on.
+        let resolv_conf = if opts.dns {
+            Some(NetnsResolvConf::create(
+                &ns,
+                &format!(
+                    "# the client host's own resolver (the agent's public address)\n\
+                     nameserver {}\noptions timeout:1 attempts:1\n",
+                    agent.public_addr()
+                ),
+            )?)
+        } else {
+            None
+        };
+        if opts.full_tunnel {
+            ns.run(&[
+                "ip",
+                "route",
+                "add",
+                "default",
+                "via",
+                &link.addr_a().to_string(),
+            ])?;
+        }
         let core = CoreLite::new(env, &format!("client{index}-core"))?;
         let module_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/vpn");
         core.cli(&["module", "register", utf8(&module_dir)?])?;
@@ -970,6 +1148,7 @@ impl<'e> ClientHost<'e> {
             env,
             adapter: Mutex::new(None),
             core_proc,
+            resolv_conf,
             link,
             ns,
             core,
@@ -1026,6 +1205,11 @@ impl<'e> ClientHost<'e> {
 
     /// Starts `adapter-client connect` (again) for the accepted channel. Does not wait.
     pub fn connect(&self) -> Result<()> {
+        self.connect_with(&[])
+    }
+
+    /// `connect` with further `connect` flags (e.g. `--lockdown`).
+    pub fn connect_with(&self, extra: &[&str]) -> Result<()> {
         let key = self.client_key()?;
         let mut slot = lock(&self.adapter)?;
         ensure!(
@@ -1056,6 +1240,7 @@ impl<'e> ClientHost<'e> {
             .args(["--report-interval", "1"])
             .args(["--backoff-initial-ms", "200", "--backoff-max", "2"])
             .args(["--stop-timeout", "5"])
+            .args(extra)
             .label(&format!("adapter-client{}", self.index));
         if self.shaping {
             b = b.arg("--ifb-dev").arg(&self.ifb_dev);
@@ -1224,6 +1409,13 @@ impl<'e> ClientHost<'e> {
     /// The client core process (for its log).
     pub fn core_proc(&self) -> &Proc {
         &self.core_proc
+    }
+
+    /// The namespace's own resolv.conf (`PairOptions::dns`).
+    pub fn resolv_conf(&self) -> Result<&NetnsResolvConf> {
+        self.resolv_conf
+            .as_ref()
+            .context("the pair runs without DNS (PairOptions::dns)")
     }
 
     /// The adapter's tun device name.

@@ -39,6 +39,10 @@ pub struct FileConfig {
     pub suspend_poll_secs: Option<u64>,
     pub max_suspend_wait_secs: Option<u64>,
     pub halt_grace_secs: Option<u64>,
+    pub dns: Option<crate::dns::DnsMode>,
+    pub lockdown: Option<bool>,
+    pub lockdown_allow: Option<Vec<String>>,
+    pub nft: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -298,6 +302,7 @@ pub fn resolve_connect(a: &ConnectArgs) -> Result<ConnectSettings, CliError> {
     if let Some(v) = a.halt_grace.or(f.halt_grace_secs) {
         s.halt_grace = Duration::from_secs(v);
     }
+    s.net = super::net::resolve_net(&a.net, &f)?;
     render::check_dev_name(&s.tun_dev).map_err(|e| CliError::Invalid(e.to_string()))?;
     render::check_dev_name(&s.ifb_dev).map_err(|e| CliError::Invalid(e.to_string()))?;
     Ok(s)

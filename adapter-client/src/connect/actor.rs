@@ -21,6 +21,7 @@ use super::conn::{Conn, Due, Goal};
 use super::process::{KillSignal, OpenVpnLauncher, OpenVpnProcess, ProcEvent};
 use super::usage::{Counts, UsageMeter};
 use super::{ConnectSettings, Outcome};
+use crate::netguard::NetGuard;
 use crate::state::{self, now_unix, Phase, Status};
 
 /// What reaches the actor.
@@ -96,6 +97,8 @@ pub(crate) struct Actor<L: OpenVpnLauncher, C: CoreApi> {
     state_write_failed: bool,
     pub(super) last_logged: Counts,
     pub(super) next_traffic_log: Instant,
+    /// Pushed DNS servers and the kill switch.
+    pub(super) net: NetGuard,
 }
 
 impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
@@ -151,7 +154,15 @@ impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
             state_write_failed: false,
             last_logged: Counts::default(),
             next_traffic_log: Instant::now(),
+            net: NetGuard::disabled(),
         }
+    }
+
+    /// Hands the actor the DNS and kill-switch state (`connect::run`; the unit tests run
+    /// without).
+    pub(crate) fn with_net(mut self, net: NetGuard) -> Self {
+        self.net = net;
+        self
     }
 
     /// Stopping, openvpn gone: only the last core calls are awaited.
@@ -204,7 +215,8 @@ impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
                 () = tokio::time::sleep_until(timer) => self.on_timer().await,
             }
         }
-        self.remove_shaping().await;
+        self.tunnel_down().await;
+        self.net.shutdown();
         for req in self.calls.pending_stops() {
             error!(
                 "the core never acknowledged the end of session {} (bytes in {}, out {})",
@@ -253,7 +265,7 @@ impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
                 error!("openvpn did not go away even after SIGKILL; giving up on it");
                 run.proc.stop_reading();
                 self.end_session("openvpn is gone");
-                self.remove_shaping().await;
+                self.tunnel_down().await;
                 if !self.goal.holding_off() {
                     self.schedule_restart("openvpn could not be stopped");
                 }
@@ -371,6 +383,12 @@ impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
             Ok(()) => info!("speed limits applied: {plan}"),
             Err(e) => error!("could not apply the speed limits: {e}"),
         }
+    }
+
+    /// The tunnel is gone (or going): speed limits removed, DNS settings restored.
+    pub(super) async fn tunnel_down(&mut self) {
+        self.remove_shaping().await;
+        self.net.on_down();
     }
 
     pub(super) async fn remove_shaping(&mut self) {

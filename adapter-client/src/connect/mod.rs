@@ -52,9 +52,11 @@ use tc_shaper::Tools;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::render::{self, RenderError, RenderOptions};
+use crate::netguard::{NetError, NetGuard, NetSettings};
+use crate::render::{self, RenderError, RenderOptions, RenderedConfig};
 use crate::runtime::{RuntimeDir, RuntimeError, AUTH_NAME, CONFIG_NAME};
 use crate::state::Phase;
+use crate::{journal, lockdown};
 
 pub use conn::{backoff_delay, suspended_reason};
 pub use usage::Counts;
@@ -94,6 +96,8 @@ pub struct ConnectSettings {
     /// After a server HALT (or refused credentials): how long the core is asked whether
     /// the channel was suspended/terminated before the halt counts as final.
     pub halt_grace: Duration,
+    /// Pushed DNS servers and the kill switch.
+    pub net: NetSettings,
 }
 
 impl ConnectSettings {
@@ -122,6 +126,7 @@ impl ConnectSettings {
             suspend_poll: Duration::from_secs(2),
             max_suspend_wait: None,
             halt_grace: Duration::from_secs(5),
+            net: NetSettings::default(),
         }
     }
 }
@@ -194,6 +199,15 @@ pub enum ConnectError {
     Runtime(#[from] RuntimeError),
     #[error("invalid settings: {0}")]
     Settings(String),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The kill switch needs the server's address; its name did not resolve.
+    #[error("could not resolve the VPN server {host}: {source}")]
+    ResolveEndpoint {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The executable `program` names: a path with a `/` as is, otherwise looked up in `PATH`.
@@ -256,23 +270,44 @@ pub async fn run(s: ConnectSettings, cancel: CancellationToken) -> Result<Outcom
             s.openvpn.display()
         )));
     }
+    // Undo what a killed adapter of this runtime directory left behind (DNS settings,
+    // kill-switch table) before anything else.
+    let journal_path = s.net.journal_path(&s.runtime_dir);
+    for done in journal::recover(&journal_path, &s.net.dns_tools, &s.net.nft) {
+        info!("recovered from an earlier run: {done}");
+    }
     let api = Client::new(&s.core_url, s.token.clone(), s.api_timeout)
         .map_err(ConnectError::CoreClient)?;
     info!(client_key = %s.client_key, core = %s.core_url, "connecting: fetching the access message (GetAccess)");
-    let access = tokio::select! {
+    let mut access = tokio::select! {
         r = fetch_access(&api, &s.client_key) => r?,
         () = cancel.cancelled() => return Ok(Outcome::Stopped),
     };
     let dir = RuntimeDir::create(&s.runtime_dir)?;
-    let rendered = render::render(
-        &access,
-        &RenderOptions {
-            auth_file: dir.auth_path(),
-            mgmt_socket: dir.socket_path(),
-            tun_dev: s.tun_dev.clone(),
-            verb: s.verb,
+    let opts = RenderOptions {
+        auth_file: dir.auth_path(),
+        mgmt_socket: dir.socket_path(),
+        tun_dev: s.tun_dev.clone(),
+        // OpenVPN logs the pushed options (read for DNS) at verb 3.
+        verb: if s.net.dns == crate::dns::DnsMode::Off {
+            s.verb
+        } else {
+            s.verb.max(3)
         },
-    )?;
+    };
+    let mut rendered = render::render(&access, &opts)?;
+    let plan = if s.net.lockdown {
+        // The kill switch lets through the server's address only, and DNS only through the
+        // tunnel: a server name is resolved now, and OpenVPN is given the address.
+        let server = resolve_server(&rendered).await?;
+        if rendered.host.parse::<std::net::IpAddr>().is_err() {
+            access.service_endpoint_address = server.to_string();
+            rendered = render::render(&access, &opts)?;
+        }
+        Some(lockdown_plan(&s, &rendered, server))
+    } else {
+        None
+    };
     if !rendered.ignored_keys.is_empty() {
         warn!(
             "access message: ignored unknown additionalParams keys: {}",
@@ -284,6 +319,7 @@ pub async fn run(s: ConnectSettings, cancel: CancellationToken) -> Result<Outcom
     }
     dir.write_private(AUTH_NAME, rendered.credentials.file_contents().as_bytes())?;
     dir.write_private(CONFIG_NAME, rendered.text.as_bytes())?;
+    let net = NetGuard::start(&s.net, &journal_path, plan.as_ref()).await?;
     info!(
         endpoint = %rendered.endpoint(),
         proto = rendered.proto.directive_arg(),
@@ -298,10 +334,51 @@ pub async fn run(s: ConnectSettings, cancel: CancellationToken) -> Result<Outcom
     );
     let endpoint = rendered.endpoint();
     let speed = rendered.speed;
-    let actor = actor::Actor::new(s, api, launcher, endpoint, speed);
+    let actor = actor::Actor::new(s, api, launcher, endpoint, speed).with_net(net);
     let outcome = actor.run(cancel).await;
     drop(dir);
     Ok(outcome)
+}
+
+/// The VPN server's socket address (its name resolved, the first address).
+async fn resolve_server(r: &RenderedConfig) -> Result<std::net::SocketAddr, ConnectError> {
+    if let Ok(ip) = r.host.parse::<std::net::IpAddr>() {
+        return Ok(std::net::SocketAddr::new(ip, r.port));
+    }
+    let rerr = |e| ConnectError::ResolveEndpoint {
+        host: r.host.clone(),
+        source: e,
+    };
+    tokio::net::lookup_host((r.host.as_str(), r.port))
+        .await
+        .map_err(rerr)?
+        .next()
+        .ok_or_else(|| rerr(std::io::Error::other("no address")))
+}
+
+/// The kill switch of this run: the server (with the config's transport) and the
+/// `--lockdown-allow` entries (TCP).
+fn lockdown_plan(
+    s: &ConnectSettings,
+    r: &RenderedConfig,
+    server: std::net::SocketAddr,
+) -> lockdown::LockdownPlan {
+    let transport = if r.proto.is_udp() {
+        lockdown::Transport::Udp
+    } else {
+        lockdown::Transport::Tcp
+    };
+    lockdown::LockdownPlan {
+        table: lockdown::table_name(std::process::id()),
+        tun: s.tun_dev.clone(),
+        servers: vec![lockdown::Endpoint::new(server, transport)],
+        allowed: s
+            .net
+            .lockdown_allow
+            .iter()
+            .map(|a| lockdown::Endpoint::new(*a, lockdown::Transport::Tcp))
+            .collect(),
+    }
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

@@ -309,7 +309,7 @@ impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
             self.stop_child_for_wait();
         }
         if self.conn.is_down() {
-            self.remove_shaping().await;
+            self.tunnel_down().await;
         }
         self.set_phase(Phase::Suspended, Some(reason));
     }

@@ -39,6 +39,7 @@ impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
     pub(super) fn spawn_child(&mut self) {
         self.gen += 1;
         self.usage.reset();
+        self.net.on_restart();
         self.status.openvpn_states.clear();
         match self
             .launcher
@@ -74,6 +75,9 @@ impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
                 }
                 self.send(Command::StateOn);
                 self.send(Command::ByteCount(self.s.bytecount_interval));
+                if self.net.wants_log() {
+                    self.send(Command::LogOn);
+                }
             }
             ProcEvent::MgmtConnectFailed(e) => {
                 error!(
@@ -116,7 +120,7 @@ impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
         self.status.openvpn_pid = None;
         self.status.openvpn_state = None;
         self.end_session("openvpn exited");
-        self.remove_shaping().await;
+        self.tunnel_down().await;
         if self.goal.holding_off() {
             info!("openvpn exited ({status})");
             if !self.goal.stopping() {
@@ -204,6 +208,10 @@ impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
                     warn!("openvpn asks for a password over the management interface ({text}); it should read the credentials file");
                 }
             }
+            MgmtLine::Log(text) => {
+                tracing::trace!(target: "openvpn", "{text}");
+                self.net.on_log(&text);
+            }
             MgmtLine::Error(text) => warn!("openvpn management command failed: {text}"),
             other => debug!("management -> {other:?}"),
         }
@@ -221,8 +229,9 @@ impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
             OvpnState::Connected => self.on_connected(sc).await,
             OvpnState::Reconnecting => {
                 let reason = sc.description;
+                self.net.on_restart();
                 self.end_session(&format!("connection lost: {reason}"));
-                self.remove_shaping().await;
+                self.tunnel_down().await;
                 if self.goal.holding_off() {
                     return;
                 }
@@ -237,7 +246,7 @@ impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
             OvpnState::Exiting => {
                 let reason = sc.description;
                 self.end_session(&format!("openvpn exiting: {reason}"));
-                self.remove_shaping().await;
+                self.tunnel_down().await;
                 match classify_exit_reason(&reason) {
                     ExitKind::ServerHalt => {
                         self.begin_halt_check(Outcome::ServerHalted {
@@ -303,6 +312,8 @@ impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
         self.status.session_id = None;
         self.set_phase(Phase::Connected, None);
         self.apply_shaping().await;
+        let tun = self.s.tun_dev.clone();
+        self.net.on_connected(&tun).await;
         // Earlier sessions first: the core closes a stale open session when a new one starts.
         self.calls.retry_pending_stops();
         self.start_session();

@@ -57,6 +57,14 @@ fn canonical_key() -> String {
         .collect()
 }
 
+/// The `pull-filter` lines of every config (see `render::pull`).
+fn pull_filters() -> String {
+    super::pull::pull_filter_lines()
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 #[test]
 fn vpn_template_message_renders_expected_config() {
     let r = render(&vpn_message(), &opts()).expect("renders");
@@ -75,6 +83,7 @@ fn vpn_template_message_renders_expected_config() {
          auth-user-pass /run/adapter-client/ck1/auth.txt\n\
          auth-nocache\n\
          auth-retry none\n\
+         {}\
          explicit-exit-notify 1\n\
          cipher AES-256-GCM\n\
          data-ciphers AES-256-GCM:AES-128-GCM\n\
@@ -85,6 +94,7 @@ fn vpn_template_message_renders_expected_config() {
          verb 3\n\
          <ca>\n{CA}</ca>\n\
          <tls-crypt>\n{}</tls-crypt>\n",
+        pull_filters(),
         canonical_key()
     );
     assert_eq!(r.text, expected);

@@ -1,5 +1,6 @@
 mod actor;
 mod fakes;
+mod net;
 
 use super::*;
 
