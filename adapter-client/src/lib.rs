@@ -6,6 +6,9 @@
 //!   `openvpn` process behind a trait, core calls spawned with their answers as events,
 //!   the connection state as enums with pure transitions.
 //! - [`runtime`], [`state`]: the private runtime directory and the state file.
+//! - [`up`]: the end user's commands `up` (from an agent's address to a protected
+//!   connection in one command), `ls` and `down`, on top of the client core's client-role
+//!   Service API and [`connect`].
 //! - [`cli`]: command line and config file.
 //!
 //! The management-interface protocol is the `openvpn-mgmt` crate and the `tc` shaping the
@@ -17,3 +20,4 @@ pub mod openvpn;
 pub mod render;
 pub mod runtime;
 pub mod state;
+pub mod up;
