@@ -7,7 +7,7 @@ use service_api::{
     AcceptOfferingRequest, Client, ClientChannel, ClientKey, FetchOfferingsRequest, OfferingSummary,
 };
 
-use super::offers::{self, matching, parse_deposit, prix, speeds, table, Filters};
+use super::offers::{self, matching, parse_deposit, prix, short, speeds, table, Filters};
 use super::ui::Ui;
 use super::{api_err, AgentUrl, UpArgs, UpError};
 
@@ -129,8 +129,12 @@ pub(super) async fn channel(
             )));
         }
         let q = format!(
-            "Buy offering {} from {agent} with a deposit of {} ({deposit} base units)? [y/N] ",
+            "Buy {} from {} for a deposit of {}? [y/N] ",
             short(&chosen.offering_hash),
+            agent
+                .as_str()
+                .trim_start_matches("http://")
+                .trim_start_matches("https://"),
             prix(deposit)
         );
         let answer = ui.ask(&q).await.unwrap_or_default();
@@ -150,17 +154,12 @@ pub(super) async fn channel(
             short(&chosen.offering_hash)
         )))?;
     ui.done(&format!(
-        "accepted: channel {}, client key {}, deposit {}",
-        acc.channel_id,
+        "bought: client key {}, deposit {}",
         acc.client_key,
         prix(acc.deposit)
     ));
     ui.event(json!({"event": "accepted", "channel": acc}));
     Ok(acc.client_key)
-}
-
-fn short(hash: &str) -> &str {
-    hash.get(..12).unwrap_or(hash)
 }
 
 /// The numbered choice on a terminal (Enter: the first, the cheapest).
@@ -193,13 +192,10 @@ async fn deposit(a: &UpArgs, ui: &mut Ui, o: &OfferingSummary) -> Result<u64, Up
     }
     loop {
         let q = format!(
-            "Deposit in base units, 1 PRIX = 10^8 (Enter: full = {} = {}, for {} {}; min = {} = {}): ",
+            "Deposit in base units (Enter: full = {} = {}; min = {}): ",
             o.full_deposit,
             prix(o.full_deposit),
-            o.max_units,
-            o.unit_name,
             o.min_deposit,
-            prix(o.min_deposit)
         );
         let Some(answer) = ui.ask(&q).await else {
             return Err(UpError::Declined);

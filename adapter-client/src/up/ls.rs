@@ -9,7 +9,7 @@ use service_api::{Client, ClientChannel};
 use super::args::LsArgs;
 use super::core::{self, CoreSpec};
 use super::down::{locals, Local};
-use super::offers::prix;
+use super::offers::prix_number;
 use super::{api_err, UpError, API_TIMEOUT};
 use crate::cli::{load_file_config, resolve_core_url, resolve_token};
 use crate::runtime;
@@ -28,20 +28,19 @@ fn connection(l: Option<&Local>) -> Value {
     }
 }
 
-/// The table of `ls`.
+/// The table of `ls` (amounts in PRIX).
 pub fn table(channels: &[ClientChannel], local: &[Local]) -> String {
     let header = [
         "CLIENT KEY",
         "AGENT",
-        "COUNTRY",
         "STATUS",
-        "CONNECTION",
+        "LOCAL",
         "USED",
         "SPENT",
         "PAID",
         "DEPOSIT",
     ];
-    let rows: Vec<[String; 9]> = channels
+    let rows: Vec<[String; 8]> = channels
         .iter()
         .map(|c| {
             let l = local.iter().find(|l| l.status.client_key == c.client_key.0);
@@ -50,27 +49,28 @@ pub fn table(channels: &[ClientChannel], local: &[Local]) -> String {
                 Some(l) => format!("({})", l.status.phase.as_str()),
                 None => "-".into(),
             };
-            let (agent, country, used) = match &c.offering {
+            let (agent, used) = match &c.offering {
                 Some(o) => (
-                    o.market_url
-                        .trim_start_matches("http://")
-                        .trim_start_matches("https://")
-                        .to_string(),
-                    o.country.clone(),
+                    format!(
+                        "{} {}",
+                        o.market_url
+                            .trim_start_matches("http://")
+                            .trim_start_matches("https://"),
+                        o.country
+                    ),
                     format!("{}/{} {}", c.units_used, o.max_units, o.unit_name),
                 ),
-                None => ("-".into(), "-".into(), format!("{} units", c.units_used)),
+                None => ("-".into(), format!("{} units", c.units_used)),
             };
             [
                 c.client_key.0.clone(),
                 agent,
-                country,
                 c.status.as_str().to_string(),
                 conn,
                 used,
-                c.amount_used.map_or("-".into(), prix),
-                prix(c.amount_paid),
-                prix(c.deposit),
+                c.amount_used.map_or("-".into(), prix_number),
+                prix_number(c.amount_paid),
+                prix_number(c.deposit),
             ]
         })
         .collect();
@@ -157,6 +157,54 @@ pub async fn run_ls(a: LsArgs) -> Result<u8, UpError> {
         println!("no channels yet: buy one with `adapter-client up AGENT_URL`");
     } else {
         print!("{}", table(&channels, &local));
+        println!("(amounts in PRIX; SPENT: the units used, PAID: what the agent acknowledged)");
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use service_api::{ClientKey, ServiceStatus};
+
+    #[test]
+    fn the_table_shows_usage_money_and_the_connection() {
+        let ch = ClientChannel {
+            channel_id: "cc-1".into(),
+            client_key: ClientKey("c-79474bcb15a112c0b2c1".into()),
+            status: ServiceStatus::Active,
+            status_since_ms: 0,
+            created_at_ms: 0,
+            deposit: 3_000_000,
+            bytes_total: 7_500_000,
+            units_used: 7,
+            open_session: None,
+            amount_paid: 800_000,
+            offering: Some(crate::up::offers::tests::offer('a', 100_000, 0, "DE")),
+            amount_used: Some(700_000),
+            payments_paused: false,
+        };
+        let mut imported = ch.clone();
+        imported.client_key = ClientKey("c-imported".into());
+        imported.offering = None;
+        imported.amount_used = None;
+        let t = table(&[ch, imported], &[]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(
+            lines.iter().all(|l| l.len() < 100),
+            "fits a 100-column terminal: {t}"
+        );
+        assert!(lines[0].starts_with("CLIENT KEY "), "{t}");
+        assert!(lines[1].contains("10.77.0.1:7710 DE"), "{t}");
+        assert!(lines[1].contains("7/100 MB"), "{t}");
+        assert!(
+            lines[1].contains("0.007  ") && lines[1].ends_with("0.03"),
+            "{t}"
+        );
+        assert!(
+            lines[2].contains("c-imported") && lines[2].contains("7 units"),
+            "{t}"
+        );
+    }
 }

@@ -205,11 +205,10 @@ async fn up(a: &UpArgs, ui: &mut Ui) -> Result<u8, UpError> {
         return Err(UpError::Usage("no client core".into()));
     };
     match &handle.started {
-        Some(m) => ui.done(&format!(
-            "client core started at {} (data dir {}, log {})",
+        Some(_) => ui.done(&format!(
+            "client core started at {} (its files: {})",
             handle.url,
-            m.data_dir.display(),
-            m.log.display()
+            spec.state_dir.display()
         )),
         None => ui.done(&format!("client core at {} answers", handle.url)),
     }
@@ -318,13 +317,18 @@ async fn report_end(
         with_channel(&mut view, &ch);
     }
     let connections = st.as_ref().map_or(0, |s| s.connections);
-    let mut text = format!(
-        "{} ({}): down {} / up {} in {connections} connection(s)",
-        outcome.phase().as_str(),
-        outcome.reason(),
+    let mut text = outcome.phase().as_str().to_string();
+    if *outcome != Outcome::Stopped {
+        text.push_str(&format!(" ({})", outcome.reason()));
+    }
+    text.push_str(&format!(
+        ": \u{2193} {} \u{2191} {}",
         state::human_bytes(view.bytes_in),
         state::human_bytes(view.bytes_out),
-    );
+    ));
+    if connections != 1 {
+        text.push_str(&format!(" in {connections} connections"));
+    }
     if let (Some(u), Some(m)) = (view.units_used, view.max_units) {
         text.push_str(&format!(
             "; channel {u}/{m} {}",
@@ -335,7 +339,7 @@ async fn report_end(
         text.push_str(&format!(", spent {}", prix(used)));
     }
     if let Some(paid) = view.amount_paid {
-        text.push_str(&format!(", paid {}", prix(paid)));
+        text.push_str(&format!(" (paid {})", prix(paid)));
     }
     match outcome.exit_code() {
         0 => ui.done(&text),

@@ -97,13 +97,24 @@ pub fn parse_deposit(text: &str, o: &OfferingSummary) -> Result<u64, PickError> 
 
 /// An amount in base units as PRIX (`0.001 PRIX`, `12 PRIX`): exact, no float.
 pub fn prix(base_units: u64) -> String {
+    format!("{} PRIX", prix_number(base_units))
+}
+
+/// The number of [`prix`] without the unit (`0.001`, `12`).
+pub fn prix_number(base_units: u64) -> String {
     let whole = base_units / BASE_UNITS_PER_PRIX;
     let frac = base_units % BASE_UNITS_PER_PRIX;
     if frac == 0 {
-        return format!("{whole} PRIX");
+        return whole.to_string();
     }
     let digits = format!("{frac:08}");
-    format!("{whole}.{} PRIX", digits.trim_end_matches('0'))
+    format!("{whole}.{}", digits.trim_end_matches('0'))
+}
+
+/// The first 8 hex digits of an offering hash: what the table shows and the shortest
+/// prefix `--offering` takes.
+pub fn short(hash: &str) -> &str {
+    hash.get(..8).unwrap_or(hash)
 }
 
 /// Speeds as `down / up Mbit/s` (`-` for a direction the offering does not bound).
@@ -134,13 +145,13 @@ pub fn table(offers: &[&OfferingSummary]) -> String {
         .map(|(i, o)| {
             [
                 (i + 1).to_string(),
-                o.offering_hash.chars().take(12).collect(),
+                short(&o.offering_hash).to_string(),
                 o.country.clone(),
                 format!("{}/{}", prix(o.unit_price), o.unit_name),
                 prix(o.setup_price),
                 speeds(o),
                 format!("{}-{} {}", o.min_units, o.max_units, o.unit_name),
-                format!("{} every {}", o.billing_type, o.billing_interval),
+                format!("{}/{}", o.billing_type, o.billing_interval),
                 prix(o.min_deposit),
             ]
         })
@@ -170,7 +181,7 @@ pub fn table(offers: &[&OfferingSummary]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn offer(hash: char, price: u64, setup: u64, country: &str) -> OfferingSummary {
@@ -324,17 +335,18 @@ mod tests {
         let t = table(&[&a, &b]);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3, "{t}");
+        assert!(lines[0].starts_with("#  OFFERING  COUNTRY  PRICE"), "{t}");
         assert!(
-            lines[0].starts_with("#  OFFERING      COUNTRY  PRICE"),
-            "{t}"
-        );
-        assert!(
-            lines[1].starts_with("1  aaaaaaaaaaaa  DE       0.001 PRIX/MB"),
+            lines[1].starts_with("1  aaaaaaaa  DE       0.001 PRIX/MB"),
             "{t}"
         );
         assert!(lines[2].contains("1 PRIX"), "setup price: {t}");
         assert!(lines[1].contains("8 / 4"), "speeds: {t}");
-        assert!(lines[1].contains("prepaid every 10"), "billing: {t}");
+        assert!(
+            lines.iter().all(|l| l.len() < 98),
+            "fits a 100-column terminal: {t}"
+        );
+        assert!(lines[1].contains("prepaid/10"), "billing: {t}");
         assert!(lines[1].contains("1-100 MB"), "units: {t}");
     }
 }

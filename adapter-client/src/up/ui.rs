@@ -84,17 +84,58 @@ impl Drop for LogLine {
     }
 }
 
+/// While the live line is on a terminal, the terminal does not echo `^C`: the echo would
+/// land after the line (indicatif keeps the cursor at the right edge) and the line could
+/// no longer be cleared. Restored when dropped.
+struct NoEchoCtl(Option<nix::sys::termios::Termios>);
+
+impl NoEchoCtl {
+    fn new() -> NoEchoCtl {
+        use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            return NoEchoCtl(None);
+        }
+        let Ok(saved) = tcgetattr(&stdin) else {
+            return NoEchoCtl(None);
+        };
+        let mut t = saved.clone();
+        t.local_flags.remove(LocalFlags::ECHOCTL);
+        match tcsetattr(&stdin, SetArg::TCSANOW, &t) {
+            Ok(()) => NoEchoCtl(Some(saved)),
+            Err(_) => NoEchoCtl(None),
+        }
+    }
+}
+
+impl Drop for NoEchoCtl {
+    fn drop(&mut self) {
+        if let Some(saved) = self.0.take() {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                &saved,
+            );
+        }
+    }
+}
+
 /// The user's view of a command's progress.
 pub struct Ui {
     mode: Mode,
     bar: Option<ProgressBar>,
+    echo: Option<NoEchoCtl>,
 }
 
 const TICK: Duration = Duration::from_millis(120);
 
 impl Ui {
     pub fn new(mode: Mode) -> Ui {
-        Ui { mode, bar: None }
+        Ui {
+            mode,
+            bar: None,
+            echo: None,
+        }
     }
 
     pub fn mode(&self) -> Mode {
@@ -184,6 +225,7 @@ impl Ui {
     pub fn live(&mut self, line: &str) {
         match self.mode {
             Mode::Terminal => {
+                self.echo.get_or_insert_with(NoEchoCtl::new);
                 self.spinner(line);
             }
             Mode::Plain => eprintln!("  {line}"),
@@ -194,6 +236,7 @@ impl Ui {
     /// Removes the spinner or live line.
     pub fn end_live(&mut self) {
         self.clear();
+        self.echo = None;
     }
 
     /// Asks a question on the terminal; `None` when stdin ends (or cannot be read).
