@@ -21,6 +21,9 @@
 #      DEMO_TOLERANCE_PCT  allowed throughput deviation (default 10)
 #      DEMO_KEEP=1    keep the temporary directory (configs, logs, databases)
 #      DEMO_PREFIX    name prefix of namespaces/devices (default demo<pid>, max 12 chars)
+#      DEMO_RECORD_UP=DIR  instead of the client steps and the table: record the end user's
+#                     `adapter-client up` in a real terminal (tmux + script) into DIR
+#                     (scripts/lib/demo-record.sh; the README's first section shows it)
 #
 # Exit: 0 = the table was printed and every check passed; 3 = the table was printed and
 # a check failed; 1 = the demo could not get to the table.
@@ -70,8 +73,10 @@ TUN_S=tun${P} IFB_S=${P}is TUN_C=${P}tc IFB_C=${P}ic
 
 # ---- tools ---------------------------------------------------------------------------
 missing=()
+RECORD_TOOLS=
+[ -n "${DEMO_RECORD_UP:-}" ] && RECORD_TOOLS="tmux:tmux script:bsdutils"
 for pair in openvpn:openvpn iperf3:iperf3 ip:iproute2 tc:iproute2 openssl:openssl jq:jq \
-  curl:curl setsid:util-linux dnsmasq:dnsmasq-base getent:libc-bin; do
+  curl:curl setsid:util-linux dnsmasq:dnsmasq-base getent:libc-bin $RECORD_TOOLS; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -225,6 +230,14 @@ spawn dnsmasq "$NS_A" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-re
   --bind-interfaces --listen-address="$VPN_SERVER_IP" --address="/vpn.demo/$DNS_ANSWER" \
   --log-queries --log-facility=- --pid-file
 info "dnsmasq on $VPN_SERVER_IP:53 (pushed to clients): *.vpn.demo -> $DNS_ANSWER"
+
+# ---- recording mode ------------------------------------------------------------------
+if [ -n "${DEMO_RECORD_UP:-}" ]; then
+  # shellcheck source=scripts/lib/demo-record.sh
+  source "$ROOT/scripts/lib/demo-record.sh"
+  record_up "$DEMO_RECORD_UP"
+  exit 0
+fi
 
 # ---- client --------------------------------------------------------------------------
 step "Client: core-lite (SQLite in $CLIENT) with the payer; fetch the agent's offerings"

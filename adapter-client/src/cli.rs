@@ -14,14 +14,15 @@ use crate::connect::{self, ConnectError};
 use crate::render::{self, RenderOptions};
 use crate::runtime;
 use crate::state;
+use crate::up::{DownArgs, LsArgs, UpArgs};
 
 mod config;
 mod net;
 
 use config::read_small;
 pub use config::{
-    load_file_config, parse_file_config, resolve_connect, resolve_core, CliError, ConfigFileError,
-    FileConfig,
+    load_file_config, parse_file_config, resolve_connect, resolve_core, resolve_core_url,
+    resolve_token, CliError, ConfigFileError, FileConfig,
 };
 pub use net::{resolve_net, NetArgs};
 
@@ -47,28 +48,47 @@ stops for good when the core answers terminating/terminated, or when the server 
 client (or refuses the credentials) and the core still admits the channel after
 --halt-grace seconds.
 
-Exit codes of `connect`: 0 stopped by SIGINT/SIGTERM (also while suspended); 1 error;
-2 usage error; 3 terminated by the core (or still suspended after --max-suspend-wait);
-4 halted by the server; 5 credentials refused.";
+Exit codes of `connect` and `up`: 0 stopped by SIGINT/SIGTERM or `down` (also while
+suspended); 1 error; 2 usage error; 3 terminated by the core (or still suspended after
+--max-suspend-wait); 4 halted by the server; 5 credentials refused; `up`, `down` also:
+6 nothing matched (no offering, no such channel, nothing running); 7 the deposit was
+declined at the prompt.
+
+The end user's one command: adapter-client up http://AGENT:7710 (see `up --help`).";
 
 #[derive(Debug, Parser)]
 #[command(name = "adapter-client", version, about = "VPN client adapter: GetAccess → OpenVPN client with accounting and speed limits", long_about = LONG_ABOUT)]
 pub struct Cli {
     /// Log filter (tracing EnvFilter syntax, e.g. `info`, `debug`, `adapter_client=debug,openvpn=debug`).
-    /// Log lines go to stderr.
-    #[arg(
-        long,
-        env = "ADAPTER_CLIENT_LOG",
-        default_value = "info",
-        global = true
-    )]
-    pub log: String,
+    /// Log lines go to stderr [default: `warn` for up, ls and down, else `info`].
+    #[arg(long, env = "ADAPTER_CLIENT_LOG", global = true)]
+    pub log: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
 
+impl Cli {
+    /// The log filter: `--log`, else `warn` for the end user's commands (their own output
+    /// says what happens), else `info`.
+    pub fn log_filter(&self) -> &str {
+        match (&self.log, &self.command) {
+            (Some(l), _) => l,
+            (None, Command::Up(_) | Command::Ls(_) | Command::Down(_)) => "warn",
+            (None, _) => "info",
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Buy VPN service from an agent and connect, in one command: starts or reuses the
+    /// client core, fetches and verifies the agent's offerings, lets you pick one, accepts
+    /// it with a deposit you confirm, connects and shows a live status line until Ctrl-C.
+    Up(Box<UpArgs>),
+    /// List the client's channels: status, usage, money, and their running connection.
+    Ls(LsArgs),
+    /// Stop a running `up` or `connect` cleanly (final counts reported).
+    Down(DownArgs),
     /// Connect and stay connected until SIGINT/SIGTERM or until the service ends.
     Connect(Box<ConnectArgs>),
     /// Print the state of a running `connect` (or of the last one) from its state file.
@@ -213,6 +233,9 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             let outcome = connect::run(s, cancel).await?;
             Ok(outcome.exit_code())
         }
+        Command::Up(a) => Ok(crate::up::run_up(*a).await?),
+        Command::Ls(a) => Ok(crate::up::run_ls(a).await?),
+        Command::Down(a) => Ok(crate::up::run_down(a).await?),
         Command::Status(a) => status(&a).map(|()| 0),
         Command::Render(a) => {
             let text = render_cmd(&a).await?;
@@ -343,13 +366,13 @@ pub async fn render_cmd(a: &RenderArgs) -> Result<String, CliError> {
     Ok(out)
 }
 
-/// Logging to stderr with an EnvFilter.
+/// Logging to stderr with an EnvFilter (above the spinner of `up` when one is on screen).
 pub fn init_tracing(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::up::ui::LogWriter)
         // Colour only on a terminal: logs go to files and journals too.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();

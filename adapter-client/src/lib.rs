@@ -10,6 +10,9 @@
 //!   `/etc/resolv.conf` while the tunnel is up; [`lockdown`]: the kill switch (nftables);
 //!   [`journal`]: what they changed, undone at the next start after a crash;
 //!   [`netguard`]: the connection actor's hooks into them; [`tool`]: their programs.
+//! - [`up`]: the end user's commands `up` (from an agent's address to a protected
+//!   connection in one command), `ls` and `down`, on top of the client core's client-role
+//!   Service API and [`connect`].
 //! - [`cli`]: command line and config file.
 //!
 //! The management-interface protocol is the `openvpn-mgmt` crate and the `tc` shaping the
@@ -26,3 +29,4 @@ pub mod render;
 pub mod runtime;
 pub mod state;
 pub mod tool;
+pub mod up;

@@ -4,7 +4,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = adapter_client::cli::Cli::parse();
-    adapter_client::cli::init_tracing(&cli.log);
+    adapter_client::cli::init_tracing(cli.log_filter());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

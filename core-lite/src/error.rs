@@ -116,6 +116,14 @@ pub enum MarketCallError {
     Unreadable(#[source] serde_json::Error),
     #[error("HTTP {0}")]
     Status(u16),
+    /// The other core answered an error that the caller of this core cannot act on as its
+    /// own (a client-role operation passes the agent's `not_found`, `conflict` and
+    /// `invalid` on, and reports anything else as this).
+    #[error("it answered {code:?}: {message}")]
+    Answered { code: ErrorCode, message: String },
+    /// Its answer came but does not hold (a signature or the access template).
+    #[error("its answer does not verify: {0}")]
+    Unverified(String),
 }
 
 impl CoreError {
@@ -132,7 +140,7 @@ impl CoreError {
             CoreError::Invalid(_) => ErrorCode::Invalid,
             CoreError::UsageOverflow { .. } => ErrorCode::UsageOverflow,
             CoreError::RateLimited { .. } => ErrorCode::RateLimited,
-            CoreError::MarketUnreachable { .. } => ErrorCode::Unavailable,
+            CoreError::MarketUnreachable { .. } => ErrorCode::BadGateway,
             CoreError::Remote { code, .. } => *code,
             CoreError::Store(e) if e.is_unavailable() => ErrorCode::Unavailable,
             CoreError::Signing(e) if e.is_refusal() => ErrorCode::Forbidden,

@@ -144,6 +144,30 @@ impl Client {
     pub async fn get_access(&self, req: &GetAccessRequest) -> Result<AccessMessage, ApiError> {
         self.post(paths::GET_ACCESS, req).await
     }
+    /// Client role: fetch and verify an agent's offerings (the core calls the agent).
+    pub async fn fetch_offerings(
+        &self,
+        req: &FetchOfferingsRequest,
+    ) -> Result<FetchOfferingsResponse, ApiError> {
+        self.post(paths::FETCH_OFFERINGS, req).await
+    }
+    /// Client role: the offerings fetched so far.
+    pub async fn list_offerings(&self) -> Result<ListOfferingsResponse, ApiError> {
+        self.post(paths::LIST_OFFERINGS, &ListOfferingsRequest {})
+            .await
+    }
+    /// Client role: accept a fetched offering with a deposit (the core calls the agent).
+    pub async fn accept_offering(
+        &self,
+        req: &AcceptOfferingRequest,
+    ) -> Result<AcceptOfferingResponse, ApiError> {
+        self.post(paths::ACCEPT_OFFERING, req).await
+    }
+    /// Client role: the client's channels with usage, status and money.
+    pub async fn list_channels(&self) -> Result<ListChannelsResponse, ApiError> {
+        self.post(paths::LIST_CHANNELS, &ListChannelsRequest {})
+            .await
+    }
     /// Admin token only.
     pub async fn channel_info(&self, id_or_client_key: &str) -> Result<ChannelInfo, ApiError> {
         let url = format!(

@@ -44,6 +44,9 @@ pub enum ErrorCode {
     RateLimited,
     /// 503: storage unavailable.
     Unavailable,
+    /// 502: another core this one had to ask (an agent's market) could not be reached, or
+    /// did not answer as a market (the message says which URL and why).
+    BadGateway,
     /// 500: a bug; never caused by input.
     Internal,
 }
@@ -61,6 +64,7 @@ impl ErrorCode {
             Self::Invalid | Self::UsageOverflow => 422,
             Self::RateLimited => 429,
             Self::Unavailable => 503,
+            Self::BadGateway => 502,
             Self::Internal => 500,
         }
     }

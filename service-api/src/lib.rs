@@ -5,6 +5,8 @@
 //!   and secrets ([`ids`]), the service status ([`status`]), speed limits ([`speed`]),
 //!   stable error codes ([`error`]) and a typed HTTP client ([`Client`]) whose errors never
 //!   repeat a response body ([`body`]: field path and kind, never a value);
+//! - the client-role operations ([`buyer`]): fetch, list and accept an agent's offerings
+//!   through the client's own core, and list the client's channels with usage and money;
 //! - the market protocol between an agent's and a client's core ([`market`]);
 //! - the rules of the request fields ([`rules`]) and, with the feature `openapi`, the
 //!   OpenAPI 3.1 document generated from these types (`openapi::document`).
@@ -17,6 +19,7 @@
 //! `{ "error": { "code": "...", "message": "..." } }` with a stable [`ErrorCode`].
 
 pub mod body;
+pub mod buyer;
 pub mod client;
 pub mod error;
 pub mod ids;
@@ -29,6 +32,7 @@ pub mod speed;
 pub mod status;
 
 pub use body::BodyError;
+pub use buyer::*;
 pub use client::Client;
 pub use error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
 pub use ids::{ClientKey, Secret, SessionId};
@@ -46,6 +50,10 @@ pub mod paths {
     pub const UPDATE_SESSION: &str = "/v1/UpdateSession";
     pub const STOP_SESSION: &str = "/v1/StopSession";
     pub const GET_ACCESS: &str = "/v1/GetAccess";
+    pub const FETCH_OFFERINGS: &str = "/v1/FetchOfferings";
+    pub const LIST_OFFERINGS: &str = "/v1/ListOfferings";
+    pub const ACCEPT_OFFERING: &str = "/v1/AcceptOffering";
+    pub const LIST_CHANNELS: &str = "/v1/ListChannels";
     /// Admin: `GET /v1/admin/channels/{channel-id-or-client-key}` → [`ChannelInfo`](crate::ChannelInfo).
     pub const ADMIN_CHANNELS: &str = "/v1/admin/channels";
     pub const OPENAPI: &str = "/openapi.json";

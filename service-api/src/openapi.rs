@@ -22,9 +22,10 @@ use utoipa::{PartialSchema, ToSchema};
 
 use crate::rules::{
     CONFIG_KEY_PATTERN, CONFIG_MAX_KEYS, CONFIG_VALUE_MAX_LEN, CONFIG_VALUE_PATTERN, ENDPOINT_KEY,
-    ENDPOINT_MAX_LEN, ENDPOINT_PATTERN, MAX_BYTE_COUNT, MAX_FIELD_LEN, PRINTABLE_ASCII_PATTERN,
+    ENDPOINT_MAX_LEN, ENDPOINT_PATTERN, MARKET_URL_MAX_LEN, MARKET_URL_PATTERN, MAX_AMOUNT,
+    MAX_BYTE_COUNT, MAX_FIELD_LEN, OFFERING_HASH_PATTERN, PRINTABLE_ASCII_PATTERN,
 };
-use crate::{paths, ClientKey, ErrorCode, Secret, SessionId};
+use crate::{ClientKey, ErrorCode, Secret, SessionId};
 
 const JSON: &str = "application/json";
 const BEARER: &str = "bearer";
@@ -120,6 +121,50 @@ pub fn counter() -> Schema {
         .into()
 }
 
+/// Schema of an amount (base units) of a request.
+pub fn amount() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(0))
+        .maximum(Some(utoipa::Number::UInt(
+            usize::try_from(MAX_AMOUNT).unwrap_or(usize::MAX),
+        )))
+        .description(Some(
+            "Base units (1 PRIX = 10^8). A number with a zero fraction (1.0, 1e3) is an \
+             integer. Above the maximum: 422 `invalid`.",
+        ))
+        .build()
+        .into()
+}
+
+/// Schema of the agent market URL of FetchOfferings.
+pub fn market_url() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some("http://x".len()))
+        .max_length(Some(MARKET_URL_MAX_LEN))
+        .pattern(Some(MARKET_URL_PATTERN))
+        .description(Some(
+            "The agent's market URL (`http://HOST:PORT`). One the core cannot reach or use: \
+             502 `bad_gateway`.",
+        ))
+        .build()
+        .into()
+}
+
+/// Schema of an offering hash.
+pub fn offering_hash() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(OFFERING_HASH_PATTERN))
+        .description(Some(
+            "The offering's hash: lowercase hex SHA-256 of its JCS form.",
+        ))
+        .build()
+        .into()
+}
+
 /// Schema of the product config map of SetProductConfig.
 pub fn config() -> Schema {
     let value = ObjectBuilder::new()
@@ -182,246 +227,9 @@ fn error(description: &str, codes: &[ErrorCode]) -> Response {
         .build()
 }
 
-/// What an operation may answer besides 200: (status, description, codes).
-type Answers = &'static [(u16, &'static str, &'static [ErrorCode])];
+mod ops;
 
-const BAD_REQUEST: (u16, &str, &[ErrorCode]) = (
-    400,
-    "The body is not JSON, does not match the request schema, or a field breaks its rule",
-    &[ErrorCode::BadRequest],
-);
-const UNAUTHORIZED: (u16, &str, &[ErrorCode]) = (
-    401,
-    "Missing or unknown bearer token",
-    &[ErrorCode::Unauthorized],
-);
-const TOO_LARGE: (u16, &str, &[ErrorCode]) = (
-    413,
-    "The body is larger than 65536 bytes",
-    &[ErrorCode::PayloadTooLarge],
-);
-const NOT_JSON: (u16, &str, &[ErrorCode]) = (
-    415,
-    "The body is not declared as JSON (Content-Type: application/json)",
-    &[ErrorCode::UnsupportedMediaType],
-);
-const NOT_FOUND: (u16, &str, &[ErrorCode]) = (404, "Unknown", &[ErrorCode::NotFound]);
-const INVALID: (u16, &str, &[ErrorCode]) = (
-    422,
-    "A rule of the request is broken (the message names a JSON pointer)",
-    &[ErrorCode::Invalid],
-);
-const USAGE_INVALID: (u16, &str, &[ErrorCode]) = (
-    422,
-    "`invalid`: a rule of the request is broken (the message names a JSON pointer); \
-     `usage_overflow`: the report would take the channel's byte total beyond \
-     9223372036854775807 (nothing is recorded)",
-    &[ErrorCode::Invalid, ErrorCode::UsageOverflow],
-);
-const INTERNAL: (u16, &str, &[ErrorCode]) = (
-    500,
-    "A bug in the core (never caused by input)",
-    &[ErrorCode::Internal],
-);
-const UNAVAILABLE: (u16, &str, &[ErrorCode]) = (
-    503,
-    "Storage unavailable; retry later",
-    &[ErrorCode::Unavailable],
-);
-
-/// One operation of the Service API.
-struct Op {
-    method: HttpMethod,
-    path: &'static str,
-    id: &'static str,
-    summary: &'static str,
-    callers: &'static str,
-    /// Request and response schema names (`None`: no body).
-    request: Option<&'static str>,
-    response: &'static str,
-    answers: Answers,
-}
-
-const OPS: &[Op] = &[
-    Op {
-        method: HttpMethod::Post,
-        path: paths::AUTH_CLIENT,
-        id: "AuthClient",
-        summary: "Verify a client key and password",
-        callers: "agent (product token, or the admin token)",
-        request: Some("AuthClientRequest"),
-        response: "AuthClientResponse",
-        answers: &[
-            BAD_REQUEST,
-            UNAUTHORIZED,
-            (
-                403,
-                "`forbidden`: a client token; `auth_failed`: unknown client key or wrong \
-                 password; `channel_inactive`: the channel's status (in `status`) admits no login",
-                &[
-                    ErrorCode::Forbidden,
-                    ErrorCode::AuthFailed,
-                    ErrorCode::ChannelInactive,
-                ],
-            ),
-            TOO_LARGE,
-            NOT_JSON,
-            (
-                429,
-                "Too many failed attempts for this client key or address; retry later",
-                &[ErrorCode::RateLimited],
-            ),
-            INTERNAL,
-            UNAVAILABLE,
-        ],
-    },
-    Op {
-        method: HttpMethod::Post,
-        path: paths::SET_PRODUCT_CONFIG,
-        id: "SetProductConfig",
-        summary: "Store the product config pushed by the server adapter",
-        callers: "agent (the product's token)",
-        request: Some("SetProductConfigRequest"),
-        response: "SetProductConfigResponse",
-        answers: &[
-            BAD_REQUEST,
-            UNAUTHORIZED,
-            (403, "Not a product token", &[ErrorCode::Forbidden]),
-            TOO_LARGE,
-            NOT_JSON,
-            INVALID,
-            INTERNAL,
-            UNAVAILABLE,
-        ],
-    },
-    Op {
-        method: HttpMethod::Post,
-        path: paths::START_SESSION,
-        id: "StartSession",
-        summary: "Open a session of a channel",
-        callers: "agent (product token), client (client token)",
-        request: Some("StartSessionRequest"),
-        response: "StartSessionResponse",
-        answers: &[
-            BAD_REQUEST,
-            UNAUTHORIZED,
-            (
-                403,
-                "The channel's status (in `status`) admits no new session",
-                &[ErrorCode::ChannelInactive],
-            ),
-            (404, "Unknown client key", &[ErrorCode::NotFound]),
-            TOO_LARGE,
-            NOT_JSON,
-            INTERNAL,
-            UNAVAILABLE,
-        ],
-    },
-    Op {
-        method: HttpMethod::Post,
-        path: paths::FIND_SESSION,
-        id: "FindSession",
-        summary: "Find the session of a connection id; never opens one",
-        callers: "agent (product token), client (client token)",
-        request: Some("FindSessionRequest"),
-        response: "StartSessionResponse",
-        answers: &[
-            BAD_REQUEST,
-            UNAUTHORIZED,
-            (
-                404,
-                "Unknown client key, or no session has this connection id",
-                &[ErrorCode::NotFound],
-            ),
-            TOO_LARGE,
-            NOT_JSON,
-            INTERNAL,
-            UNAVAILABLE,
-        ],
-    },
-    Op {
-        method: HttpMethod::Post,
-        path: paths::UPDATE_SESSION,
-        id: "UpdateSession",
-        summary: "Report cumulative usage; answers the service status",
-        callers: "agent (product token), client (client token)",
-        request: Some("UpdateSessionRequest"),
-        response: "UpdateSessionResponse",
-        answers: &[
-            BAD_REQUEST,
-            UNAUTHORIZED,
-            (404, "Unknown session", &[ErrorCode::NotFound]),
-            TOO_LARGE,
-            NOT_JSON,
-            USAGE_INVALID,
-            INTERNAL,
-            UNAVAILABLE,
-        ],
-    },
-    Op {
-        method: HttpMethod::Post,
-        path: paths::STOP_SESSION,
-        id: "StopSession",
-        summary: "Close a session with final cumulative counts",
-        callers: "agent (product token), client (client token)",
-        request: Some("StopSessionRequest"),
-        response: "StopSessionResponse",
-        answers: &[
-            BAD_REQUEST,
-            UNAUTHORIZED,
-            (404, "Unknown session", &[ErrorCode::NotFound]),
-            TOO_LARGE,
-            NOT_JSON,
-            USAGE_INVALID,
-            INTERNAL,
-            UNAVAILABLE,
-        ],
-    },
-    Op {
-        method: HttpMethod::Post,
-        path: paths::GET_ACCESS,
-        id: "GetAccess",
-        summary: "The access message for a client key",
-        callers: "client (client token, or the admin token)",
-        request: Some("GetAccessRequest"),
-        response: "AccessMessage",
-        answers: &[
-            BAD_REQUEST,
-            UNAUTHORIZED,
-            (403, "A product token", &[ErrorCode::Forbidden]),
-            (
-                404,
-                "No access message for this client key",
-                &[ErrorCode::NotFound],
-            ),
-            TOO_LARGE,
-            NOT_JSON,
-            INTERNAL,
-            UNAVAILABLE,
-        ],
-    },
-    Op {
-        method: HttpMethod::Get,
-        path: "/v1/admin/channels/{id}",
-        id: "GetChannel",
-        summary: "A channel with its status history",
-        callers: "the admin token",
-        request: None,
-        response: "ChannelInfo",
-        answers: &[
-            (
-                400,
-                "The id is not valid percent-encoded UTF-8",
-                &[ErrorCode::BadRequest],
-            ),
-            UNAUTHORIZED,
-            (403, "Not the admin token", &[ErrorCode::Forbidden]),
-            NOT_FOUND,
-            INTERNAL,
-            UNAVAILABLE,
-        ],
-    },
-];
+use ops::{Op, OPS};
 
 fn operation(op: &Op) -> PathItem {
     let mut b = OperationBuilder::new()
@@ -562,6 +370,14 @@ pub fn document() -> OpenApi {
     c = with::<GetAccessRequest>(c);
     c = with::<AccessMessage>(c);
     c = with::<ChannelInfo>(c);
+    c = with::<FetchOfferingsRequest>(c);
+    c = with::<FetchOfferingsResponse>(c);
+    c = with::<ListOfferingsRequest>(c);
+    c = with::<ListOfferingsResponse>(c);
+    c = with::<AcceptOfferingRequest>(c);
+    c = with::<AcceptOfferingResponse>(c);
+    c = with::<ListChannelsRequest>(c);
+    c = with::<ListChannelsResponse>(c);
     c = with::<ErrorBody>(c);
 
     let mut p = PathsBuilder::new();

@@ -54,6 +54,19 @@ pub const ENDPOINT_MAX_LEN: usize = 255;
 /// Pattern of an endpoint: letters, digits, `.`, `-`, `:`, `[`, `]`.
 pub const ENDPOINT_PATTERN: &str = r"^[A-Za-z0-9.:\[\]-]{1,255}$";
 
+/// Longest agent market URL (`http://HOST:PORT` or `https://…`), in characters.
+pub const MARKET_URL_MAX_LEN: usize = 256;
+/// Pattern of an agent market URL: `http://` or `https://` and printable ASCII without
+/// spaces. Whether the rest is a URL the core can use is told by calling it (502
+/// `bad_gateway` when not).
+pub const MARKET_URL_PATTERN: &str = r"^https?://[!-~]+$";
+/// Pattern of an offering hash: lowercase hex SHA-256.
+pub const OFFERING_HASH_PATTERN: &str = r"^[0-9a-f]{64}$";
+/// Largest amount (deposit, in base units: 1 PRIX = 10^8) a request may carry: the core
+/// stores money as signed 64-bit integers and adds amounts up, so it is bounded well
+/// inside `i64` like the byte counters. Above it: 422 `invalid`.
+pub const MAX_AMOUNT: u64 = i64::MAX as u64 / 4;
+
 /// A text field that breaks its rule (refused with 400 `bad_request`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {min}..={max} printable ASCII characters (U+0020..U+007E), got {got}")]
@@ -139,10 +152,83 @@ pub mod field {
     pub fn vpn_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         opt_text(d, "vpnAddr")
     }
+    /// `url` of FetchOfferings: [`MARKET_URL_PATTERN`], at most
+    /// [`MARKET_URL_MAX_LEN`] characters.
+    pub fn market_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let s = String::deserialize(d)?;
+        super::check_market_url(&s).map_err(de::Error::custom)?;
+        Ok(s)
+    }
+    /// `offeringHash`: 64 lowercase hex digits.
+    pub fn offering_hash<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let s = String::deserialize(d)?;
+        if !super::is_offering_hash(&s) {
+            return Err(de::Error::custom(
+                "offeringHash: 64 lowercase hex digits (the offering's SHA-256)",
+            ));
+        }
+        Ok(s)
+    }
+    /// The body of an operation without parameters: exactly `{}` (an object without
+    /// members; `[]`, `null` or any member is refused).
+    pub fn empty_object<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+        struct Empty;
+        impl<'de> Visitor<'de> for Empty {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an empty JSON object")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+                match map.next_key::<String>()? {
+                    None => Ok(()),
+                    Some(k) => Err(de::Error::unknown_field(&k, &[])),
+                }
+            }
+        }
+        d.deserialize_map(Empty)
+    }
     /// A byte counter, see [`counter`](super::counter).
     pub fn counter<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         super::counter(d)
     }
+}
+
+/// True for 64 lowercase hex digits ([`OFFERING_HASH_PATTERN`]).
+pub fn is_offering_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Checks an agent market URL against [`MARKET_URL_PATTERN`] and [`MARKET_URL_MAX_LEN`].
+pub fn check_market_url(s: &str) -> Result<(), TextError> {
+    let err = |got: String| TextError {
+        field: "url",
+        min: "http://x".len(),
+        max: MARKET_URL_MAX_LEN,
+        got,
+    };
+    check_text("url", s, 1, MARKET_URL_MAX_LEN).map_err(|e| err(e.got))?;
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+        .ok_or_else(|| err("no http:// or https:// at the start".into()))?;
+    if rest.is_empty() {
+        return Err(err("nothing after the scheme".into()));
+    }
+    if rest.contains(' ') {
+        return Err(err("a space".into()));
+    }
+    Ok(())
+}
+
+/// Checks an amount (base units) against [`MAX_AMOUNT`].
+pub fn check_amount(pointer: &str, v: u64) -> Result<(), Invalid> {
+    if v > MAX_AMOUNT {
+        return Err(Invalid {
+            pointer: pointer.into(),
+            reason: format!("at most {MAX_AMOUNT} base units (an amount the core can add up)"),
+        });
+    }
+    Ok(())
 }
 
 /// Reads a byte counter: a JSON number whose value is a non-negative integer below 2^64.

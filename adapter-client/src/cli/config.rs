@@ -84,6 +84,14 @@ pub enum CliError {
     State(#[from] state::StateError),
     #[error("no state file found in {0} (is `adapter-client connect` running?)")]
     NoStateFile(PathBuf),
+    #[error(transparent)]
+    Up(Box<crate::up::UpError>),
+}
+
+impl From<crate::up::UpError> for CliError {
+    fn from(e: crate::up::UpError) -> Self {
+        CliError::Up(Box::new(e))
+    }
 }
 
 impl CliError {
@@ -94,6 +102,7 @@ impl CliError {
             | Self::MissingToken
             | Self::MissingClientKey
             | Self::Invalid(_) => 2,
+            Self::Up(e) => e.exit_code(),
             _ => 1,
         }
     }
@@ -191,20 +200,23 @@ fn read_token_file(path: &Path) -> Result<Secret, CliError> {
     Ok(Secret(tok))
 }
 
-/// Core URL, token and client key from flags/env, then the file.
-pub fn resolve_core(
-    a: &CoreArgs,
-    f: &FileConfig,
-    need_token: bool,
-) -> Result<(String, Option<Secret>, ClientKey), CliError> {
-    let url = a
-        .core_url
-        .clone()
+/// The core URL from the flag/env, then the file, then [`DEFAULT_CORE_URL`].
+pub fn resolve_core_url(flag: Option<&str>, f: &FileConfig) -> String {
+    flag.map(str::to_string)
         .or_else(|| f.core_url.clone())
-        .unwrap_or_else(|| DEFAULT_CORE_URL.to_string());
-    let token = if let Some(t) = &a.token {
+        .unwrap_or_else(|| DEFAULT_CORE_URL.to_string())
+}
+
+/// The token from `--token`, `--token-file` (or their env vars), then the file's `token`,
+/// `token_file`; `None` when none is given.
+pub fn resolve_token(
+    token: Option<&Secret>,
+    token_file: Option<&Path>,
+    f: &FileConfig,
+) -> Result<Option<Secret>, CliError> {
+    Ok(if let Some(t) = token {
         Some(Secret(t.expose().trim().to_string()))
-    } else if let Some(p) = &a.token_file {
+    } else if let Some(p) = token_file {
         Some(read_token_file(p)?)
     } else if let Some(t) = &f.token {
         Some(Secret(t.expose().trim().to_string()))
@@ -212,7 +224,17 @@ pub fn resolve_core(
         Some(read_token_file(p)?)
     } else {
         None
-    };
+    })
+}
+
+/// Core URL, token and client key from flags/env, then the file.
+pub fn resolve_core(
+    a: &CoreArgs,
+    f: &FileConfig,
+    need_token: bool,
+) -> Result<(String, Option<Secret>, ClientKey), CliError> {
+    let url = resolve_core_url(a.core_url.as_deref(), f);
+    let token = resolve_token(a.token.as_ref(), a.token_file.as_deref(), f)?;
     if need_token && token.as_ref().is_none_or(|t| t.expose().is_empty()) {
         return Err(CliError::MissingToken);
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use service_api::market::{ChannelStatus, Cheque, SignedAccess, SignedOffering};
+use service_api::market::{AcceptRequest, ChannelStatus, Cheque, SignedAccess, SignedOffering};
 use service_api::{ClientKey, ServiceStatus};
 
 use super::http::MarketClient;
@@ -251,12 +251,22 @@ impl Core {
 /// that verify (signature, schema, rules), and stores them.
 pub async fn fetch_offerings(core: &Core, market: &MarketClient, url: &str) -> Result<FetchReport> {
     let list = market.offerings(url).await?;
+    verify_and_store(core, url, &list.offerings)
+}
+
+/// Client: the second half of [`fetch_offerings`], after the network: verifies each offering
+/// of `url`'s list and stores those that verify.
+pub(crate) fn verify_and_store(
+    core: &Core,
+    url: &str,
+    offerings: &[SignedOffering],
+) -> Result<FetchReport> {
     let registered = core.db.read(modules::offering_templates)?;
     let mut report = FetchReport {
         accepted: Vec::new(),
         rejected: Vec::new(),
     };
-    for (i, signed) in list.offerings.iter().enumerate() {
+    for (i, signed) in offerings.iter().enumerate() {
         let label = offering::offering_hash(&signed.offering).unwrap_or_else(|_| format!("#{i}"));
         match offering::verify_offering(signed, |h| registered.get(h).cloned()) {
             Ok((hash, terms)) => {
@@ -279,29 +289,75 @@ pub async fn accept_offering(
     offering_hash: &str,
     deposit: Option<u64>,
 ) -> Result<(String, ClientKey)> {
-    let fetched = core
-        .db
-        .read(|tx| market::offering(tx, offering_hash))?
-        .ok_or_else(|| {
-            CoreError::NotFound(format!(
-                "offering {offering_hash} was not fetched (core-lite offering fetch URL)"
-            ))
-        })?;
-    let (url, terms) = (fetched.market_url, fetched.terms);
-    let deposit = match deposit {
-        Some(d) => d,
-        None => billing::min_deposit(&terms.billing_terms())
-            .ok_or_else(|| CoreError::Invalid("minimum deposit overflows".into()))?,
-    };
-    let nonce = uuid::Uuid::new_v4().to_string();
-    let req = signed_accept(&core.keys, offering_hash, deposit, &nonce)?;
-    let signed = market.accept(&url, &req).await?;
-    // The same checks as `access import`: the offering it carries is the one accepted (same
-    // hash as the one fetched; its signature and terms), and its agent key signed the access
-    // message.
-    core.verify_signed_access(&signed, Some(offering_hash))?;
-    let id = core.store_accepted(offering_hash, &url, deposit, &signed)?;
+    let prepared = core.prepare_accept(offering_hash, deposit)?;
+    let signed = market.accept(&prepared.url, &prepared.request).await?;
+    let id = core.finish_accept(&prepared, &signed)?;
     Ok((id, signed.access.username))
+}
+
+/// An accept signed and ready to send ([`Core::prepare_accept`]), with what checking the
+/// agent's answer needs ([`Core::finish_accept`]).
+pub(crate) struct PreparedAccept {
+    /// The offering's market.
+    pub url: String,
+    pub offering_hash: String,
+    pub terms: OfferingTerms,
+    pub deposit: u64,
+    pub request: AcceptRequest,
+}
+
+impl Core {
+    /// Client: the first half of an accept, before the network: the fetched offering's
+    /// terms and the accept signed with this core's key.
+    pub(crate) fn prepare_accept(
+        &self,
+        offering_hash: &str,
+        deposit: Option<u64>,
+    ) -> Result<PreparedAccept> {
+        let fetched = self
+            .db
+            .read(|tx| market::offering(tx, offering_hash))?
+            .ok_or_else(|| {
+                CoreError::NotFound(format!(
+                    "offering {offering_hash} was not fetched (core-lite offering fetch URL)"
+                ))
+            })?;
+        let (url, terms) = (fetched.market_url, fetched.terms);
+        let deposit = match deposit {
+            Some(d) => d,
+            None => billing::min_deposit(&terms.billing_terms())
+                .ok_or_else(|| CoreError::Invalid("minimum deposit overflows".into()))?,
+        };
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let request = signed_accept(&self.keys, offering_hash, deposit, &nonce)?;
+        Ok(PreparedAccept {
+            url,
+            offering_hash: offering_hash.to_string(),
+            terms,
+            deposit,
+            request,
+        })
+    }
+
+    /// Client: the second half of an accept, after the agent answered: the signed access
+    /// message is checked like `access import` checks it, then stored (GetAccess serves
+    /// it). Returns the local channel id.
+    pub(crate) fn finish_accept(
+        &self,
+        prepared: &PreparedAccept,
+        signed: &SignedAccess,
+    ) -> Result<String> {
+        // The same checks as `access import`: the offering it carries is the one accepted
+        // (same hash as the one fetched; its signature and terms), and its agent key signed
+        // the access message.
+        self.verify_signed_access(signed, Some(&prepared.offering_hash))?;
+        self.store_accepted(
+            &prepared.offering_hash,
+            &prepared.url,
+            prepared.deposit,
+            signed,
+        )
+    }
 }
 
 /// One round of the client's payer over every market channel.

@@ -18,10 +18,12 @@
 //! |---|---|
 //! | `agent` | the agent's operations (offerings, accept, cheque, channel status) |
 //! | `client` | fetch, accept, the payer ([`client_payment`], [`pay_round`], [`run_payer`]) |
+//! | [`buyer`] | the client-role Service API operations (FetchOfferings, ListOfferings, AcceptOffering, ListChannels) |
 //! | [`http`] | [`MarketClient`], the HTTP client of one agent's market |
 //! | `sign` | signing accepts and cheques (the rules of signatures: [`crate::signing`]) |
 
 mod agent;
+pub mod buyer;
 mod client;
 pub mod http;
 mod sign;

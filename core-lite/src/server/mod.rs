@@ -5,12 +5,14 @@
 //! | module | holds |
 //! |---|---|
 //! | `router` | the Service API's handlers and router |
+//! | `buyer` | the handlers of the client-role operations (FetchOfferings, ListOfferings, AcceptOffering, ListChannels) |
 //! | `market` | the market API's handlers, router and listener |
 //! | `extract` | [`ApiJson`] (bounded JSON body, 415 unless declared JSON), [`Valid`] (the body plus its type's rules), [`Authed`] (the bearer token's caller) |
 //! | `error` | [`CoreError`](crate::error::CoreError) as an HTTP answer |
 //! | `run` | [`start`], [`RunningServer`] |
 //! | `listen` | the accept loop under both: [`ServerLimits`] (connection cap, idle and header timeouts), graceful shutdown |
 
+mod buyer;
 mod error;
 mod extract;
 mod listen;

@@ -1,6 +1,7 @@
-//! The Service API's router: one handler per operation of DESIGN §3, an admin read
-//! endpoint, the OpenAPI document and a health check (which reports whether the storage
-//! takes writes). Every handler runs its database work on the blocking pool.
+//! The Service API's router: one handler per operation of DESIGN §3 (the client-role
+//! operations' handlers are in `buyer`), an admin read endpoint, the OpenAPI document and a
+//! health check (which reports whether the storage takes writes). Every handler runs its
+//! database work on the blocking pool.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use service_api::{self as api, paths, ErrorCode, ErrorDetail};
 
+use super::buyer;
 use super::error::error_response;
 use super::extract::{path_param, Authed, Valid};
 use crate::error::CoreError;
@@ -184,6 +186,26 @@ pub fn api_routes() -> Vec<(Method, String, MethodRouter<Arc<Core>>)> {
         ),
         (Method::POST, paths::STOP_SESSION.into(), post(stop_session)),
         (Method::POST, paths::GET_ACCESS.into(), post(get_access)),
+        (
+            Method::POST,
+            paths::FETCH_OFFERINGS.into(),
+            post(buyer::fetch_offerings),
+        ),
+        (
+            Method::POST,
+            paths::LIST_OFFERINGS.into(),
+            post(buyer::list_offerings),
+        ),
+        (
+            Method::POST,
+            paths::ACCEPT_OFFERING.into(),
+            post(buyer::accept_offering),
+        ),
+        (
+            Method::POST,
+            paths::LIST_CHANNELS.into(),
+            post(buyer::list_channels),
+        ),
         (
             Method::GET,
             format!("{}/:id", paths::ADMIN_CHANNELS),

@@ -16,12 +16,14 @@
 //! | [`sessions`] | `sessions` |
 //! | [`status_history`] | `status_history` |
 //! | [`market`] | `market_offerings`, `cheques` and the market columns of `channels` |
+//! | [`buyer`] | the client's channels as ListChannels shows them (`channels`, `sessions`, `market_offerings`) |
 
 mod codec;
 mod db;
 mod error;
 mod migrations;
 
+pub mod buyer;
 pub mod channels;
 pub mod market;
 pub mod modules;

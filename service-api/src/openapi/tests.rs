@@ -2,7 +2,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::rules::{Validate, CONFIG_VALUE_MAX_LEN};
+use crate::rules::{Validate, CONFIG_VALUE_MAX_LEN, MAX_AMOUNT};
 use crate::*;
 
 /// A validator of one component schema of the document (JSON Schema 2020-12).
@@ -53,6 +53,10 @@ fn document_is_openapi_3_1_with_every_operation() {
         "StopSession",
         "GetAccess",
         "GetChannel",
+        "FetchOfferings",
+        "ListOfferings",
+        "AcceptOffering",
+        "ListChannels",
         "Health",
     ] {
         assert!(ids.iter().any(|i| i == want), "{want} missing from {ids:?}");
@@ -101,11 +105,11 @@ fn every_error_answer_carries_codes_of_its_status() {
             }
         }
     }
-    for s in ["409", "429", "422", "404", "403"] {
-        let used = statuses.contains(s);
-        // 409 is answered by no Service API operation (only by the admin commands and the
-        // market protocol); the others are.
-        assert_eq!(used, s != "409", "{s}");
+    for s in ["409", "429", "422", "404", "403", "502"] {
+        // 409 (a sold-out offering) and 502 (an agent's market out of reach) come from
+        // the client-role operations that call an agent; every status is answered by some
+        // operation.
+        assert!(statuses.contains(s), "{s}");
     }
 }
 
@@ -254,5 +258,62 @@ fn health_and_usage_overflow_are_documented() {
             text.contains(&crate::MAX_CHANNEL_BYTES.to_string()),
             "{text}"
         );
+    }
+}
+
+#[test]
+fn client_role_documents_match_the_server() {
+    let hash = "0123456789abcdef".repeat(4);
+    agree::<FetchOfferingsRequest>(
+        "FetchOfferingsRequest",
+        &[
+            json!({"url": "http://10.77.0.1:7710"}),
+            json!({"url": "https://agent.example.org"}),
+            json!({"url": "http://x"}),
+            json!({"url": "http://"}),
+            json!({"url": "ftp://x"}),
+            json!({"url": "HTTP://x"}),
+            json!({"url": "http://a b"}),
+            json!({"url": "http://x\n"}),
+            json!({"url": "http://é"}),
+            json!({"url": format!("http://{}", "x".repeat(249))}),
+            json!({"url": format!("http://{}", "x".repeat(250))}),
+            json!({"url": ""}),
+            json!({"url": 1}),
+            json!({}),
+            json!({"url": "http://x", "extra": true}),
+        ],
+    );
+    agree::<AcceptOfferingRequest>(
+        "AcceptOfferingRequest",
+        &[
+            json!({"offeringHash": hash, "deposit": 0}),
+            json!({"offeringHash": hash, "deposit": 1e3}),
+            json!({"offeringHash": hash, "deposit": 1.5}),
+            json!({"offeringHash": hash, "deposit": -1}),
+            json!({"offeringHash": hash, "deposit": MAX_AMOUNT}),
+            json!({"offeringHash": hash, "deposit": MAX_AMOUNT + 1}),
+            json!({"offeringHash": hash, "deposit": u64::MAX}),
+            json!({"offeringHash": hash.to_uppercase(), "deposit": 1}),
+            json!({"offeringHash": &hash[1..], "deposit": 1}),
+            json!({"offeringHash": format!("{hash}0"), "deposit": 1}),
+            json!({"offeringHash": hash.replace('a', "g"), "deposit": 1}),
+            json!({"offeringHash": hash}),
+            json!({"offeringHash": hash, "deposit": 1, "nonce": "n"}),
+        ],
+    );
+    for name in ["ListOfferingsRequest", "ListChannelsRequest"] {
+        let bodies = [
+            json!({}),
+            json!({"x": 1}),
+            json!([]),
+            json!(null),
+            json!(""),
+        ];
+        if name == "ListOfferingsRequest" {
+            agree::<ListOfferingsRequest>(name, &bodies);
+        } else {
+            agree::<ListChannelsRequest>(name, &bodies);
+        }
     }
 }
