@@ -53,7 +53,14 @@ fn unpaid_client_is_cut_off_and_let_back_in_after_paying() -> Result<()> {
         client.ns.wait_for_tcp(addr, PAIR_TIMEOUT)?;
 
         // Paying client: 10 MB of tunnel traffic; the payer sends cheques for whole intervals.
-        pump(&client.ns, addr, 5_000_000, Duration::from_secs(30), false)?;
+        pump(&client.ns, addr, 5_000_000, Duration::from_secs(30), false).with_context(|| {
+            format!(
+                "paying phase; agent channel {:?}; market view {:?}\n{}",
+                agent.channel(&key).ok(),
+                market_view(&pair, &key).ok(),
+                client.adapter_log_tail(30)
+            )
+        })?;
         let deadline = Instant::now() + PAIR_TIMEOUT;
         loop {
             let v = market_view(&pair, &key)?;
