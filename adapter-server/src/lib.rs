@@ -304,3 +304,55 @@ pub fn monitor_config(
     }
     Ok(cfg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn monitor_args(extra: &[&str]) -> MonitorArgs {
+        let mut argv = vec![
+            "adapter-server",
+            "monitor",
+            "--management",
+            "/m.sock",
+            "--no-shaping",
+        ];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).expect("parse").command {
+            Cmd::Monitor(m) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn handoff_socket_only_when_asked_and_owned_by_openvpns_user() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("server.conf");
+        std::fs::write(&conf, "dev tun0\nuser 4321\ngroup nogroup\n").expect("conf");
+        let conf_s = conf.display().to_string();
+        let file = FileConfig::default();
+        let sock = || Some(std::path::PathBuf::from("/run/x/hook.sock"));
+        let owner = |extra: &[&str]| {
+            monitor_config(&monitor_args(extra), &file, sock())
+                .expect("config")
+                .handoff
+                .map(|h| h.owner)
+        };
+        assert_eq!(owner(&[]), Some(0), "root without a server config");
+        assert_eq!(owner(&["--server-config", &conf_s]), Some(4321));
+        assert_eq!(
+            owner(&["--server-config", &conf_s, "--handoff-user", "77"]),
+            Some(77)
+        );
+        assert_eq!(owner(&["--handoff-user", "root"]), Some(0));
+        assert!(monitor_config(
+            &monitor_args(&["--handoff-user", "no-such-user-x"]),
+            &file,
+            sock()
+        )
+        .is_err());
+        let off = monitor_config(&monitor_args(&[]), &file, None).expect("config");
+        assert_eq!(off.handoff, None);
+    }
+}
