@@ -473,6 +473,19 @@ fn storm(
     let (storm_gap, got) = prober.max_gap(t0, t1);
     let expected = (t1 - t0).as_millis() as f64 / 10.0;
     let loss_pct = (100.0 * (1.0 - got as f64 / expected)).max(0.0);
+    if auth == AuthMode::Handoff {
+        // The figure is the hand-off's only if the monitor took every login (the hook's
+        // fallback, the full adapter-server, would answer them too).
+        let taken = s._monitor.as_ref().map_or(0, |m| {
+            m.log()
+                .lines()
+                .filter(|l| l.contains("hand-off received") && l.contains("user-pass-verify"))
+                .count()
+        });
+        if taken < connected {
+            bail!("the monitor took {taken} of {connected} logins by hand-off");
+        }
+    }
     drop(prober);
     stop_all(clients);
     drop(c);
