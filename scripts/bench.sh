@@ -42,7 +42,7 @@ t_start=$(date +%s)
 if [ "$build" = 1 ]; then
     echo "bench.sh: building release binaries into $target" >&2
     CARGO_TARGET_DIR="$target" cargo build --release --locked \
-        -p core-lite -p adapter-server -p bench >&2
+        -p core-lite -p adapter-server -p adapter-server-hook -p bench >&2
 fi
 t_built=$(date +%s)
 export BENCH_BIN_DIR="$bin"

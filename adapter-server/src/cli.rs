@@ -21,7 +21,8 @@ pub struct CommonArgs {
     /// TOML config file; keys: core_url, token, token_file, core_timeout_ms, sync, state_dir,
     /// management, management_password_file, bytecount_interval, grace_period_secs,
     /// client_auth, release_hold, server_config, endpoint, no_shaping, tun, ifb,
-    /// link_capacity, max_clients, netns. Flags and env vars win over the file.
+    /// link_capacity, max_clients, netns, handoff_socket, handoff_user. Flags and env vars
+    /// win over the file.
     #[arg(long, env = "ADAPTER_SERVER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Base URL of the core's Service API [default: http://127.0.0.1:7700].
@@ -42,8 +43,15 @@ pub struct CommonArgs {
     /// Timeout of one core call in milliseconds [default: 3000].
     #[arg(long, env = "ADAPTER_SERVER_CORE_TIMEOUT_MS", global = true)]
     pub core_timeout_ms: Option<u64>,
+    /// Unix socket of the hook hand-off: `monitor` listens on it (only when it is given)
+    /// and `adapter-server-hook` hands OpenVPN's script events to it (the hook's default:
+    /// /run/adapter-server/hook.sock); `hook` itself ignores it.
+    #[arg(long, env = "ADAPTER_SERVER_HANDOFF_SOCKET", global = true)]
+    pub handoff_socket: Option<PathBuf>,
 }
 
+// Parsed once at start: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// OpenVPN script hook: auth-user-pass-verify (via-file or via-env), client-connect,
@@ -81,7 +89,11 @@ detached worker writes 1/0 to the control file (and the reason to
 auth_failed_reason_file). --sync (or no auth_control_file) answers with the exit code:
 0 = accept, 1 = deny. Any failure denies (fail closed). client-connect calls StartSession,
 client-disconnect StopSession with bytes_received / bytes_sent; both use the connection id
-\"<username>|<untrusted_ip>:<untrusted_port>|<time_unix>\" like the monitor.";
+\"<username>|<untrusted_ip>:<untrusted_port>|<time_unix>\" like the monitor.
+
+With `adapter-server monitor --handoff-socket PATH` running, put the small
+`adapter-server-hook` in front of the same command line instead (same arguments): it hands
+each event to the monitor and starts this binary only when no monitor takes it.";
 
 const MONITOR_HELP: &str = "\
 Accounting daemon on OpenVPN's management interface. In the server config:
@@ -93,6 +105,12 @@ Accounting daemon on OpenVPN's management interface. In the server config:
 then run `adapter-server --config /etc/adapter-server/config.toml monitor
 --management /run/openvpn-server/mgmt.sock --server-config /etc/openvpn/server/server.conf
 [--client-auth]`.
+
+With --handoff-socket PATH it also takes OpenVPN's script events from the small
+`adapter-server-hook` (auth-user-pass-verify, client-connect, client-disconnect): logins
+are answered through auth_control_file, connects and disconnects become StartSession /
+StopSession with the event's data (OpenVPN's exact final counters). The socket is made mode
+0600 and owned by --handoff-user (OpenVPN's user), and only that user and root may use it.
 
 It enables `bytecount`, reports cumulative usage per client (UpdateSession), kills a client
 with `client-kill CID HALT` as soon as the core answers suspending/terminating, sends the
@@ -173,6 +191,11 @@ pub struct MonitorArgs {
     /// Longest wait between reconnect attempts, seconds [default: 30].
     #[arg(long, env = "ADAPTER_SERVER_RECONNECT_MAX_SECS")]
     pub reconnect_max_secs: Option<u64>,
+    /// OpenVPN's user (name or uid), the user its scripts run as: owner of the hand-off
+    /// socket and, with root, the only peer it accepts [default: `user` of
+    /// --server-config, else root].
+    #[arg(long, env = "ADAPTER_SERVER_HANDOFF_USER")]
+    pub handoff_user: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -1,24 +1,27 @@
 //! adapter-server: glues an OpenVPN server to core-lite (DESIGN.md §4).
 //!
 //! - [`hook`]: the script OpenVPN runs for auth-user-pass-verify / client-connect /
-//!   client-disconnect (deferred auth, fail closed).
+//!   client-disconnect (deferred auth, fail closed), on its own or as the fallback of the
+//!   small `adapter-server-hook` (crate `adapter-server-hook`).
 //! - [`monitor`]: the management-interface daemon (usage, kills, reconnects, shaping,
-//!   config re-push).
+//!   config re-push, and the hand-off socket where `adapter-server-hook` passes it the
+//!   script events).
 //! - [`push_config`]: OpenVPN server config → product config (SetProductConfig).
 //! - [`script_env`]: pure parser of script environments.
 //! - [`files`]: how files named by OpenVPN or a peer are opened (never through a link,
-//!   never created).
+//!   never created); shared with `adapter-server-hook`, which owns it.
 //!
 //! The management-interface protocol is the `openvpn-mgmt` crate and the `tc` shaping the
 //! `tc-shaper` crate, both shared with adapter-client.
 
 pub mod cli;
-pub mod files;
 pub mod hook;
 pub mod monitor;
 pub mod push_config;
 pub mod script_env;
 pub mod settings;
+
+pub use adapter_server_hook::files;
 
 use std::time::Duration;
 
@@ -103,7 +106,12 @@ pub fn run(cli: Cli) -> Result<u8, RunError> {
         Cmd::Monitor(m) => {
             let file = load_file_config(&cli)?;
             let core = core_settings(&cli, &file)?;
-            let cfg = monitor_config(m, &file)?;
+            let socket = cli
+                .common
+                .handoff_socket
+                .clone()
+                .or_else(|| file.handoff_socket.clone());
+            let cfg = monitor_config(m, &file, socket)?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -168,10 +176,37 @@ fn run_push_config(cli: &Cli, file: &FileConfig, p: &PushConfigArgs) -> Result<u
     Ok(0)
 }
 
-/// Builds the monitor settings from flags (+env) and the config file.
+/// Reads and parses the OpenVPN server config.
+fn read_server_config(p: &std::path::Path) -> Result<push_config::ServerConfig, RunError> {
+    let text = settings::read_bounded(p, push_config::MAX_CONFIG_BYTES).map_err(|e| {
+        push_config::PushConfigError::Read {
+            path: p.to_path_buf(),
+            source: e,
+        }
+    })?;
+    Ok(push_config::parse_server_config(&String::from_utf8_lossy(
+        &text,
+    ))?)
+}
+
+/// A user name or numeric uid → uid.
+fn resolve_uid(user: &str) -> Result<u32, RunError> {
+    if let Ok(uid) = user.parse::<u32>() {
+        return Ok(uid);
+    }
+    match nix::unistd::User::from_name(user) {
+        Ok(Some(u)) => Ok(u.uid.as_raw()),
+        Ok(None) => Err(RunError::Option(format!("no such user {user:?}"))),
+        Err(e) => Err(RunError::Option(format!("looking up user {user:?}: {e}"))),
+    }
+}
+
+/// Builds the monitor settings from flags (+env) and the config file; `handoff_socket`
+/// (the global `--handoff-socket` or the file's key) turns the hand-off socket on.
 pub fn monitor_config(
     m: &MonitorArgs,
     file: &FileConfig,
+    handoff_socket: Option<std::path::PathBuf>,
 ) -> Result<monitor::MonitorConfig, RunError> {
     let addr = m
         .management
@@ -215,22 +250,27 @@ pub fn monitor_config(
     if let Some(s) = m.reconnect_max_secs {
         cfg.reconnect_max = Duration::from_secs(s.max(1));
     }
+    if let Some(path) = handoff_socket {
+        // OpenVPN's user: as given, else the server config's `user`, else root.
+        let user = match m.handoff_user.clone().or_else(|| file.handoff_user.clone()) {
+            Some(u) => Some(u),
+            None => match &cfg.server_config {
+                Some(p) => read_server_config(p)?.user,
+                None => None,
+            },
+        };
+        let owner = match user {
+            Some(u) => resolve_uid(&u)?,
+            None => 0,
+        };
+        cfg.handoff = Some(monitor::HandoffConfig { path, owner });
+    }
     let no_shaping = m.no_shaping || file.no_shaping.unwrap_or(false);
     if !no_shaping {
         let tun = match m.tun.clone().or_else(|| file.tun.clone()) {
             Some(t) => t,
             None => match &cfg.server_config {
-                Some(p) => {
-                    let text =
-                        settings::read_bounded(p, push_config::MAX_CONFIG_BYTES).map_err(|e| {
-                            push_config::PushConfigError::Read {
-                                path: p.clone(),
-                                source: e,
-                            }
-                        })?;
-                    let parsed = push_config::parse_server_config(&String::from_utf8_lossy(&text))?;
-                    push_config::tun_device(&parsed)?
-                }
+                Some(p) => push_config::tun_device(&read_server_config(p)?)?,
                 None => "tun0".into(),
             },
         };
@@ -263,4 +303,56 @@ pub fn monitor_config(
         });
     }
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn monitor_args(extra: &[&str]) -> MonitorArgs {
+        let mut argv = vec![
+            "adapter-server",
+            "monitor",
+            "--management",
+            "/m.sock",
+            "--no-shaping",
+        ];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).expect("parse").command {
+            Cmd::Monitor(m) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn handoff_socket_only_when_asked_and_owned_by_openvpns_user() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("server.conf");
+        std::fs::write(&conf, "dev tun0\nuser 4321\ngroup nogroup\n").expect("conf");
+        let conf_s = conf.display().to_string();
+        let file = FileConfig::default();
+        let sock = || Some(std::path::PathBuf::from("/run/x/hook.sock"));
+        let owner = |extra: &[&str]| {
+            monitor_config(&monitor_args(extra), &file, sock())
+                .expect("config")
+                .handoff
+                .map(|h| h.owner)
+        };
+        assert_eq!(owner(&[]), Some(0), "root without a server config");
+        assert_eq!(owner(&["--server-config", &conf_s]), Some(4321));
+        assert_eq!(
+            owner(&["--server-config", &conf_s, "--handoff-user", "77"]),
+            Some(77)
+        );
+        assert_eq!(owner(&["--handoff-user", "root"]), Some(0));
+        assert!(monitor_config(
+            &monitor_args(&["--handoff-user", "no-such-user-x"]),
+            &file,
+            sock()
+        )
+        .is_err());
+        let off = monitor_config(&monitor_args(&[]), &file, None).expect("config");
+        assert_eq!(off.handoff, None);
+    }
 }

@@ -67,6 +67,8 @@ pub struct ServerConfig {
     pub cd: Option<PathBuf>,
     pub uses_tls_crypt_v2: bool,
     pub management: Option<Vec<String>>,
+    /// `user`: who OpenVPN (and so its scripts) runs as after start-up.
+    pub user: Option<String>,
 }
 
 /// Splits one config line into tokens (OpenVPN lexer rules: whitespace separated,
@@ -246,6 +248,7 @@ pub fn parse_server_config(text: &str) -> Result<ServerConfig, PushConfigError> 
             }
             "cd" => cfg.cd = Some(PathBuf::from(one_arg("cd", args)?)),
             "management" => cfg.management = Some(args.to_vec()),
+            "user" => cfg.user = Some(one_arg("user", args)?),
             _ => {}
         }
     }

@@ -77,6 +77,18 @@ impl RawEnv {
         Self { vars: out }
     }
 
+    /// From the variables of a hook hand-off (raw bytes; a value that is not UTF-8 is kept
+    /// as unusable, like [`RawEnv::from_os`] does).
+    pub fn from_bytes<'a, I: IntoIterator<Item = (&'a str, Vec<u8>)>>(vars: I) -> Self {
+        let mut out = HashMap::new();
+        for (k, v) in vars {
+            if let Some(name) = KNOWN_VARS.iter().find(|n| **n == k) {
+                out.insert(*name, String::from_utf8(v).ok());
+            }
+        }
+        Self { vars: out }
+    }
+
     pub fn from_strs<'a, I: IntoIterator<Item = (&'a str, &'a str)>>(vars: I) -> Self {
         let mut out = HashMap::new();
         for (k, v) in vars {
@@ -378,6 +390,23 @@ mod tests {
                 (got, want) => panic!("{input:?}: got {got:?}, want {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_hand_off_carries_every_variable_read_here() {
+        let mut carried: Vec<&str> = adapter_server_hook::wire::ENV_VARS.to_vec();
+        carried.push("script_type"); // carried as the event kind
+        carried.sort_unstable();
+        let mut known = KNOWN_VARS.to_vec();
+        known.sort_unstable();
+        assert_eq!(carried, known);
+        let raw = RawEnv::from_bytes(vec![
+            ("username", b"al\xffice".to_vec()),
+            ("password", b"pw".to_vec()),
+            ("PATH", b"/bin".to_vec()),
+        ]);
+        assert_eq!(raw.get("username", 256), Err(EnvError::NotUtf8("username")));
+        assert_eq!(raw.get("password", 256), Ok(Some("pw")));
     }
 
     #[test]

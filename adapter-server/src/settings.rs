@@ -76,6 +76,10 @@ pub struct FileConfig {
     pub link_capacity: Option<String>,
     pub max_clients: Option<u32>,
     pub netns: Option<String>,
+    /// Monitor: listen for `adapter-server-hook` hand-offs on this socket.
+    pub handoff_socket: Option<PathBuf>,
+    /// Monitor: OpenVPN's user (name or uid), owner of the hand-off socket.
+    pub handoff_user: Option<String>,
 }
 
 /// Reads a small file with a size bound.

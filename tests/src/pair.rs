@@ -92,8 +92,13 @@ fn utf8(path: &Path) -> Result<&str> {
 /// that nothing of the scope is left behind (namespaces, host devices, processes). Skips
 /// like `TestEnv::with_bins` does.
 pub fn run_pair_test(name: &str, f: impl FnOnce(&TestEnv) -> Result<()>) -> Result<()> {
-    let Some(env) = TestEnv::with_bins(name, &["core-lite", "adapter-server", "adapter-client"])?
-    else {
+    let bins = [
+        "core-lite",
+        "adapter-server",
+        "adapter-server-hook",
+        "adapter-client",
+    ];
+    let Some(env) = TestEnv::with_bins(name, &bins)? else {
         return Ok(());
     };
     let leaks = env.leak_checker();
@@ -196,6 +201,11 @@ pub enum AuthMode {
     /// recorder), which OpenVPN runs with the exact final counters: the operator's way to
     /// get sessions closed without `management-client-auth`.
     HookWithSessionScripts,
+    /// The small `adapter-server-hook` as auth-user-pass-verify, client-connect and
+    /// client-disconnect (after the recorder), handing every event to the monitor's
+    /// hand-off socket; its fallback (the full `adapter-server`) goes through a script that
+    /// records each run (`Agent::fallback_runs`).
+    Handoff,
 }
 
 /// What `Pair::start` builds.
@@ -491,6 +501,8 @@ pub struct Agent<'e> {
     token_file: PathBuf,
     recorder: PathBuf,
     mgmt_sock: PathBuf,
+    handoff_sock: PathBuf,
+    fallback_record: PathBuf,
     ifb: String,
     tunnel_ip: Ipv4Addr,
     tun: String,
@@ -535,10 +547,31 @@ impl<'e> Agent<'e> {
             utf8(&token_file)?,
             utf8(&env.path("hook-state"))?
         );
+        // The small hook: the same command line in front of the hand-off socket, and a
+        // fallback that records being run before it execs the full binary.
+        let handoff_sock = env.path("handoff.sock");
+        let fallback_record = env.path("fallback-runs.txt");
+        let fallback = env.path("fallback.sh");
+        write_script(
+            &fallback,
+            &format!(
+                "#!/bin/sh\necho \"$script_type\" >> '{}'\nexec {} \"$@\"\n",
+                utf8(&fallback_record)?,
+                utf8(&server_bin)?
+            ),
+        )?;
+        // (The socket and the state dir come through `setenv`: OpenVPN refuses config
+        // lines longer than 256 characters.)
+        let small_hook = format!(
+            "{} --core-url={core_url} --token-file={} hook",
+            utf8(&bin_path("adapter-server-hook")?)?,
+            utf8(&token_file)?,
+        );
         // After recording, the disconnect goes on to the hook when it handles sessions
         // (OpenVPN has one client-disconnect command; the environment passes through).
         let then_hook = match opts.auth {
             AuthMode::HookWithSessionScripts => format!("exec {hook} \"$@\"\n"),
+            AuthMode::Handoff => format!("exec {small_hook} \"$@\"\n"),
             _ => String::new(),
         };
         write_script(
@@ -583,6 +616,12 @@ impl<'e> Agent<'e> {
                 .auth_user_pass_verify(&hook, AuthVia::File)
                 .client_connect(&hook),
             AuthMode::ManagementClientAuth => builder.management_client_auth(true),
+            AuthMode::Handoff => builder
+                .auth_user_pass_verify(&small_hook, AuthVia::File)
+                .client_connect(&small_hook)
+                .setenv("ADAPTER_SERVER_HANDOFF_SOCKET", utf8(&handoff_sock)?)
+                .setenv("ADAPTER_SERVER_STATE_DIR", utf8(&env.path("hook-state"))?)
+                .setenv("ADAPTER_SERVER_HOOK_FALLBACK", utf8(&fallback)?),
         };
         let server = builder.start_no_wait()?;
         let server_config = server.config_path().to_path_buf();
@@ -620,6 +659,8 @@ impl<'e> Agent<'e> {
             token_file,
             recorder,
             mgmt_sock,
+            handoff_sock,
+            fallback_record,
             ifb,
             tunnel_ip,
             tun,
@@ -679,6 +720,9 @@ impl<'e> Agent<'e> {
             .label("adapter-server-monitor");
         if self.opts.auth == AuthMode::ManagementClientAuth {
             b = b.arg("--client-auth");
+        }
+        if self.opts.auth == AuthMode::Handoff {
+            b = b.arg("--handoff-socket").arg(&self.handoff_sock);
         }
         if self.opts.shaping {
             b = b
@@ -799,6 +843,16 @@ impl<'e> Agent<'e> {
             .get("access")
             .cloned()
             .with_context(|| format!("access export printed no signed access message: {signed}"))
+    }
+
+    /// The script types of the runs of the full `adapter-server` by `adapter-server-hook`
+    /// (`AuthMode::Handoff`): empty while every event was handed off.
+    pub fn fallback_runs(&self) -> Result<Vec<String>> {
+        match std::fs::read_to_string(&self.fallback_record) {
+            Ok(text) => Ok(text.lines().map(str::to_string).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", self.fallback_record.display())),
+        }
     }
 
     /// OpenVPN's own final counters, one entry per ended connection, in order.

@@ -51,6 +51,15 @@ fn connect_and_usage_accounted_on_both_cores_with_hook_session_scripts() -> Resu
     accounting(AuthMode::HookWithSessionScripts)
 }
 
+/// Test 1 with the small `adapter-server-hook` handing auth, client-connect and
+/// client-disconnect to the monitor (issue 12, item 1): the hand-off is used for every event
+/// (the full `adapter-server` never starts) and the agent's bytes equal OpenVPN's own final
+/// counters to the byte.
+#[test]
+fn connect_and_usage_accounted_on_both_cores_with_the_handoff_hook() -> Result<()> {
+    accounting(AuthMode::Handoff)
+}
+
 fn accounting(auth: AuthMode) -> Result<()> {
     run_pair_test("pair_accounting", |env| {
         let opts = PairOptions {
@@ -132,6 +141,26 @@ fn accounting(auth: AuthMode) -> Result<()> {
                 .client_classes()
                 .is_ok_and(|(d, u)| d.is_empty() && u.is_empty())
         })?;
+
+        if auth == AuthMode::Handoff {
+            // Every event went through the monitor; the big binary never ran.
+            let runs = agent.fallback_runs()?;
+            ensure!(runs.is_empty(), "the full adapter-server ran for {runs:?}");
+            let log = agent.with_monitor(|m| m.log())?;
+            for event in ["user-pass-verify", "client-connect", "client-disconnect"] {
+                ensure!(
+                    log.lines()
+                        .any(|l| l.contains("hand-off received") && l.contains(event)),
+                    "no {event} hand-off in the monitor's log"
+                );
+            }
+            let server_log = agent.with_server(|s| s.proc.log())?;
+            ensure!(
+                server_log.contains("handed off to the monitor")
+                    && !server_log.contains("running the full hook"),
+                "the hook's lines in OpenVPN's log do not show the hand-off"
+            );
+        }
 
         // Client core: its own count, close to the server's.
         let cch = client.wait_channel("the client session closed", PAIR_TIMEOUT, |c| {

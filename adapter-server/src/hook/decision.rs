@@ -81,8 +81,8 @@ pub(super) async fn auth_call(
     )
 }
 
-/// The decision's log line (`mode`: sync or deferred).
-pub(super) fn log_decision(user: &ClientKey, addr: Option<&str>, d: &Decision, mode: &str) {
+/// The decision's log line (`mode`: sync, deferred or hand-off).
+pub(crate) fn log_decision(user: &ClientKey, addr: Option<&str>, d: &Decision, mode: &str) {
     match d {
         Decision::Accept { channel_id, status } => info!(
             user = %user, addr = addr.unwrap_or("-"), mode, channel = %channel_id, %status,
@@ -104,9 +104,24 @@ pub fn write_answer(
     reason_file: Option<&Path>,
     decision: &Decision,
 ) -> Result<(), HookError> {
+    write_answer_as(control, reason_file, decision, None)
+}
+
+/// [`write_answer`] for files that must belong to user `owner` (the monitor answering a
+/// login handed off by a hook of that user).
+pub fn write_answer_as(
+    control: &Path,
+    reason_file: Option<&Path>,
+    decision: &Decision,
+    owner: Option<u32>,
+) -> Result<(), HookError> {
     // Both files exist (OpenVPN made them): never created, never written through a link.
     let write = |p: &Path, data: &[u8]| -> Result<(), HookError> {
-        crate::files::write_existing(p, data).map_err(|e| HookError::WriteFile {
+        match owner {
+            Some(uid) => crate::files::write_existing_owned_by(p, data, uid),
+            None => crate::files::write_existing(p, data),
+        }
+        .map_err(|e| HookError::WriteFile {
             path: p.to_path_buf(),
             source: e,
         })

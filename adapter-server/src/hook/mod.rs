@@ -25,7 +25,8 @@ use tracing::error;
 use crate::script_env::{EnvError, RawEnv, ScriptType};
 use crate::settings::CoreSettings;
 
-pub use decision::{decide, write_answer, Decision};
+pub(crate) use decision::log_decision;
+pub use decision::{decide, write_answer, write_answer_as, Decision};
 pub use session::state_file_name;
 pub use worker::{run_worker, WorkerJob, WORKER_SUBCOMMAND};
 

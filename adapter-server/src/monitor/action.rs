@@ -29,6 +29,9 @@ pub enum Action {
     Update { session: SessionId, counts: Counts },
     /// StopSession with the final counts (answered by `Client::on_stopped`).
     Stop { session: SessionId, fin: Counts },
+    /// FindSession by the connection id of a departed connection that was unknown here
+    /// (answered by `Client::on_found`).
+    Find,
     /// `client-kill CID HALT`.
     Kill { cid: u64, why: &'static str },
     /// Install the client's speed limits for its VPN addresses (IPv4 and, when it has one,

@@ -5,8 +5,9 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use adapter_server_hook::wire::Kind;
 use openvpn_mgmt::{self as mgmt, ClientEventKind, Command, Event as MgmtEvent};
-use service_api::StartSessionRequest;
+use service_api::{FindSessionRequest, StartSessionRequest};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -16,6 +17,7 @@ use super::client_auth;
 use super::config_push::ConfigPush;
 use super::core_calls::{BoundedCore, CoreHealth};
 use super::event::Ev;
+use super::handoff::{HandoffEvent, PendingLogins};
 use super::mgmt_conn::{self, Pending, Replies};
 use super::shaping::ShapingHandle;
 use super::table::{ClientTable, Todo};
@@ -45,6 +47,8 @@ pub struct Actor {
     push: ConfigPush,
     health: CoreHealth,
     warned_client_auth: bool,
+    /// Handed-off logins waiting for the core.
+    logins: PendingLogins,
 }
 
 impl Actor {
@@ -71,6 +75,7 @@ impl Actor {
             table: ClientTable::default(),
             last_status_req: None,
             warned_client_auth: false,
+            logins: PendingLogins::default(),
         }
     }
 
@@ -147,6 +152,16 @@ impl Actor {
                     self.core.spawn_update(&self.tx, conn, session, counts)
                 }
                 Action::Stop { session, fin } => self.core.spawn_stop(&self.tx, conn, session, fin),
+                Action::Find => {
+                    let Some(c) = self.table.get(&conn) else {
+                        continue;
+                    };
+                    let req = FindSessionRequest {
+                        client_key: c.id.username.clone(),
+                        connection_id: conn.clone(),
+                    };
+                    self.core.spawn_find(&self.tx, conn, req);
+                }
                 Action::Kill { cid, why } => {
                     warn!(cid, connection = %conn, "killing client: {why}");
                     self.send_cmd(Command::ClientKill { cid });
@@ -223,6 +238,13 @@ impl Actor {
                 let todos = self.table.with(&conn_id, |c| c.on_stopped(result));
                 self.run(todos);
             }
+            Ev::Found { conn_id, result } => {
+                self.health.observe("FindSession", &result, Instant::now());
+                let todos = self.table.with(&conn_id, |c| c.on_found(result));
+                self.run(todos);
+            }
+            Ev::Handoff(h) => self.on_handoff(h),
+            Ev::HandoffAuthDone { id, result } => self.logins.done(id, result),
             Ev::AuthDone {
                 gen,
                 cid,
@@ -379,6 +401,35 @@ impl Actor {
         }
     }
 
+    /// An event handed over by `adapter-server-hook` (the monitor owns it now).
+    fn on_handoff(&mut self, h: HandoffEvent) {
+        info!(
+            event = h.kind.script_type(),
+            uid = h.peer_uid,
+            "hand-off received"
+        );
+        match h.kind {
+            Kind::Auth => self.logins.start(&self.core, &self.tx, h),
+            Kind::ClientConnect => match ClientIdentity::from_env(&h.env) {
+                Ok(id) => {
+                    let ctx = self.ctx();
+                    let todos = self.table.handoff_connect(id, &ctx);
+                    self.run(todos);
+                }
+                Err(e) => warn!("client-connect hand-off without a usable identity ({e}); the client is accounted once OpenVPN reports it established"),
+            },
+            Kind::ClientDisconnect => match ClientIdentity::from_env(&h.env) {
+                Ok(id) => {
+                    let todos = self
+                        .table
+                        .handoff_disconnect(id, script_env::final_counts(&h.env));
+                    self.run(todos);
+                }
+                Err(e) => warn!("client-disconnect hand-off without a usable identity: {e}"),
+            },
+        }
+    }
+
     fn on_client_auth(&mut self, cid: u64, kid: u64, env: &RawEnv) {
         if !self.cfg.client_auth {
             if !self.warned_client_auth {
@@ -410,10 +461,12 @@ impl Actor {
         self.push.maybe_push(&self.core, &self.tx, Instant::now());
     }
 
-    /// Gives the pending StopSessions a short chance, closes the management connection and
-    /// removes the shaping.
-    pub async fn shutdown(&mut self) {
+    /// Denies the handed-off logins still waiting (and `unstarted_logins`, committed but not
+    /// handled), gives the pending StopSessions a short chance, closes the management
+    /// connection and removes the shaping.
+    pub async fn shutdown(&mut self, unstarted_logins: Vec<HandoffEvent>) {
         info!("monitor stopping");
+        self.logins.deny_all(unstarted_logins).await;
         let stops: Vec<_> = self
             .table
             .clients()

@@ -9,8 +9,7 @@
 use std::time::Instant;
 
 use service_api::{
-    ApiError, ErrorCode, SessionId, SpeedLimits, StartSessionResponse, StopSessionResponse,
-    UpdateSessionResponse,
+    ApiError, ErrorCode, SessionId, SpeedLimits, StartSessionResponse, UpdateSessionResponse,
 };
 use tc_shaper::ClientAddrs;
 use tracing::{debug, error, info, warn};
@@ -50,8 +49,18 @@ pub enum Closing {
     AwaitStart,
     /// An UpdateSession sent before the disconnect is still in flight; StopSession follows.
     AwaitUpdate { id: SessionId },
-    /// StopSession with the final counts, in flight or to be retried.
-    Stopping { id: SessionId, in_flight: bool },
+    /// StopSession with the final counts; `sending` holds the counts of the call in flight
+    /// (None: to be sent or retried). Final counts that rise while a call is in flight (a
+    /// client-disconnect hand-off after the client list showed the client gone) are sent
+    /// when it returns.
+    Stopping {
+        id: SessionId,
+        sending: Option<Counts>,
+    },
+    /// The connection was unknown here (a `client-disconnect` hand-off of a client whose
+    /// session the monitor never saw): FindSession by its connection id, then StopSession;
+    /// a connection without a session gets none.
+    Finding { in_flight: bool },
 }
 
 /// Where a connection stands.
@@ -76,8 +85,13 @@ pub enum Phase {
 pub struct Client {
     /// Unique per monitor run (the shaping key).
     pub serial: u64,
-    /// OpenVPN's client id on the current management connection.
-    pub cid: u64,
+    /// OpenVPN's client id on the current management connection (None while the client is
+    /// known only from a client-connect hand-off).
+    pub cid: Option<u64>,
+    /// Since when the client is known only from a client-connect hand-off (the management
+    /// interface has not shown it yet: OpenVPN runs client-connect before the client is
+    /// established and listed).
+    pub announced: Option<Instant>,
     pub id: ClientIdentity,
     pub conn_id: String,
     /// The highest counts seen.
@@ -92,10 +106,11 @@ fn is_transient(e: &ApiError) -> bool {
 
 impl Client {
     /// A connected client without a session (call [`Client::start`] next).
-    pub fn new(serial: u64, cid: u64, id: ClientIdentity, counts: Counts) -> Self {
+    pub fn new(serial: u64, cid: Option<u64>, id: ClientIdentity, counts: Counts) -> Self {
         Self {
             serial,
             cid,
+            announced: None,
             conn_id: id.connection_id(),
             id,
             counts,
@@ -190,7 +205,7 @@ impl Client {
                         info!(connection = %conn_id, session = %r.session_id, status = %r.status, "session started");
                         *closing = Closing::Stopping {
                             id: r.session_id.clone(),
-                            in_flight: true,
+                            sending: Some(*fin),
                         };
                         vec![Action::Stop {
                             session: r.session_id,
@@ -356,7 +371,7 @@ impl Client {
                 let id = id.clone();
                 *closing = Closing::Stopping {
                     id: id.clone(),
-                    in_flight: true,
+                    sending: Some(*fin),
                 };
                 vec![Action::Stop {
                     session: id,
@@ -368,9 +383,13 @@ impl Client {
     }
 
     /// Asks for `client-kill` (once per management connection; a departed client is not
-    /// killed).
+    /// killed; a client without a client id yet is killed once it has one).
     pub fn kill(&mut self, why: &'static str, ctx: &Ctx) -> Vec<Action> {
         let Phase::Connected { kill, .. } = &mut self.phase else {
+            return vec![];
+        };
+        let Some(cid) = self.cid else {
+            *kill = Kill::Wanted { sent_gen: None };
             return vec![];
         };
         if let Kill::Wanted {
@@ -388,7 +407,7 @@ impl Client {
         *kill = Kill::Wanted {
             sent_gen: Some(ctx.gen),
         };
-        vec![Action::Kill { cid: self.cid, why }]
+        vec![Action::Kill { cid, why }]
     }
 
     /// Installs the speed limits of a connected client with an open session and a VPN
@@ -450,80 +469,6 @@ impl Client {
         }
     }
 
-    /// OpenVPN dropped the client; `fin` are its final counts. Drives the session towards
-    /// StopSession.
-    pub fn disconnect(&mut self, fin: Counts) -> Vec<Action> {
-        self.counts = max2(self.counts, fin);
-        let mut out = self.unshape();
-        let closing = match &self.phase {
-            Phase::Connected { session, .. } => match session {
-                Session::Starting { in_flight: true } => Closing::AwaitStart,
-                Session::Starting { in_flight: false } => {
-                    // No session is known and none is started for a departed client
-                    // (docs/INTERFACES.md): its usage cannot be reported.
-                    warn!(connection = %self.conn_id, bytes_in = fin.0, bytes_out = fin.1, "client left before its session was opened; no session is started for it");
-                    out.push(Action::Forget);
-                    return out;
-                }
-                Session::Open {
-                    id,
-                    sending: Some(_),
-                    ..
-                } => Closing::AwaitUpdate { id: id.clone() },
-                Session::Open { id, .. } => Closing::Stopping {
-                    id: id.clone(),
-                    in_flight: false,
-                },
-            },
-            Phase::Gone { closing, .. } => closing.clone(),
-        };
-        self.phase = Phase::Gone { fin, closing };
-        out.extend(self.finish_gone());
-        out
-    }
-
-    /// A departed client's next call: StopSession once the session is known and nothing is
-    /// in flight.
-    fn finish_gone(&mut self) -> Vec<Action> {
-        let Phase::Gone { fin, closing } = &mut self.phase else {
-            return vec![];
-        };
-        match closing {
-            Closing::Stopping { id, in_flight } if !*in_flight => {
-                *in_flight = true;
-                vec![Action::Stop {
-                    session: id.clone(),
-                    fin: *fin,
-                }]
-            }
-            _ => vec![],
-        }
-    }
-
-    /// The StopSession answer.
-    pub fn on_stopped(&mut self, result: Result<StopSessionResponse, ApiError>) -> Vec<Action> {
-        let conn_id = self.conn_id.clone();
-        let Phase::Gone {
-            closing: Closing::Stopping { in_flight, .. },
-            ..
-        } = &mut self.phase
-        else {
-            return vec![];
-        };
-        *in_flight = false;
-        match result {
-            Ok(r) => {
-                info!(connection = %conn_id, session = %r.session_id, bytes_in = r.bytes_in, bytes_out = r.bytes_out, status = %r.status, "session stopped");
-                vec![Action::Forget]
-            }
-            Err(e) if is_transient(&e) => vec![],
-            Err(e) => {
-                warn!(connection = %conn_id, "StopSession refused: {e}");
-                vec![Action::Forget]
-            }
-        }
-    }
-
     /// Housekeeping: retries what failed, reports what is new, cuts a client that is to be
     /// killed or whose reports have failed for longer than the grace period.
     pub fn tick(&mut self, ctx: &Ctx) -> Vec<Action> {
@@ -569,6 +514,8 @@ impl Client {
         out
     }
 }
+
+mod gone;
 
 #[cfg(test)]
 pub(super) mod tests;

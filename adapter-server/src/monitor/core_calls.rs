@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use service_api::{
-    ApiError, AuthClientRequest, AuthClientResponse, Client as CoreClient, ErrorCode, SessionId,
-    StartSessionRequest, StartSessionResponse, StopSessionRequest, StopSessionResponse,
-    UpdateSessionRequest, UpdateSessionResponse,
+    ApiError, AuthClientRequest, AuthClientResponse, Client as CoreClient, ErrorCode,
+    FindSessionRequest, SessionId, StartSessionRequest, StartSessionResponse, StopSessionRequest,
+    StopSessionResponse, UpdateSessionRequest, UpdateSessionResponse,
 };
 use tokio::sync::mpsc;
 use tracing::{info, warn, Instrument};
@@ -51,6 +51,7 @@ bounded_calls! {
     update_session(UpdateSessionRequest) -> UpdateSessionResponse;
     stop_session(StopSessionRequest) -> StopSessionResponse;
     auth_client(AuthClientRequest) -> AuthClientResponse;
+    find_session(FindSessionRequest) -> StartSessionResponse;
 }
 
 impl std::ops::Deref for BoundedCore {
@@ -75,6 +76,18 @@ impl BoundedCore {
             async move {
                 let result = core.start_session(&req).await;
                 let _ = tx.send(Ev::Started { conn_id, result }).await;
+            }
+            .in_current_span(),
+        );
+    }
+
+    /// FindSession in a task; answers [`Ev::Found`].
+    pub fn spawn_find(&self, tx: &mpsc::Sender<Ev>, conn_id: String, req: FindSessionRequest) {
+        let (core, tx) = (self.clone(), tx.clone());
+        tokio::spawn(
+            async move {
+                let result = core.find_session(&req).await;
+                let _ = tx.send(Ev::Found { conn_id, result }).await;
             }
             .in_current_span(),
         );

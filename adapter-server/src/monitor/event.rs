@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::client::Counts;
+use super::handoff::HandoffEvent;
 
 /// One event for the actor. `gen` is the generation of the management connection an event
 /// belongs to (events of an older connection are dropped).
@@ -45,6 +46,17 @@ pub enum Ev {
     Stopped {
         conn_id: String,
         result: Result<StopSessionResponse, ApiError>,
+    },
+    Found {
+        conn_id: String,
+        result: Result<StartSessionResponse, ApiError>,
+    },
+    /// An event handed over by `adapter-server-hook` (committed: the monitor owns it).
+    Handoff(HandoffEvent),
+    /// The AuthClient answer of handed-off login `id`.
+    HandoffAuthDone {
+        id: u64,
+        result: Result<AuthClientResponse, ApiError>,
     },
     AuthDone {
         gen: u64,

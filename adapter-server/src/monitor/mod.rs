@@ -21,6 +21,12 @@
 //! replayed (with a capped exponential backoff); a client whose reports have kept failing
 //! for the grace period is cut.
 //!
+//! With a hand-off socket (`handoff/`), `adapter-server-hook` passes OpenVPN's script events
+//! to the actor: logins are answered through `auth_control_file`, client-connect opens the
+//! session (ESTABLISHED later only gives the client id), client-disconnect stops it with
+//! OpenVPN's exact final counters, merged by connection id with `>CLIENT:DISCONNECT` and the
+//! client list, so the core gets the highest counts.
+//!
 //! Rules (docs/INTERFACES.md): a byte count the core would refuse (above
 //! [`service_api::MAX_BYTE_COUNT`]) or did refuse (422) is dropped and never raises the
 //! reported counts, and starts the grace timer like a failed report; a departed connection
@@ -34,6 +40,7 @@ mod client_auth;
 mod config_push;
 mod core_calls;
 mod event;
+mod handoff;
 mod mgmt_conn;
 mod shaping;
 mod table;
@@ -51,6 +58,8 @@ use tracing::Instrument;
 use self::actor::Actor;
 use self::core_calls::BoundedCore;
 use self::event::Ev;
+
+pub use self::handoff::{HandoffConfig, HandoffError};
 
 /// Capacity of the actor's event channel.
 const EVENT_QUEUE: usize = 8192;
@@ -114,6 +123,8 @@ pub struct MonitorConfig {
     pub reconnect_max: Duration,
     /// Housekeeping interval (retries, grace checks).
     pub tick: Duration,
+    /// Listen for `adapter-server-hook` hand-offs (None: no socket).
+    pub handoff: Option<HandoffConfig>,
 }
 
 impl MonitorConfig {
@@ -132,6 +143,7 @@ impl MonitorConfig {
             reconnect_min: Duration::from_millis(250),
             reconnect_max: Duration::from_secs(30),
             tick: Duration::from_secs(1),
+            handoff: None,
         }
     }
 }
@@ -141,6 +153,8 @@ impl MonitorConfig {
 pub enum MonitorError {
     #[error("watching config files: {0}")]
     Watch(#[source] notify::Error),
+    #[error("setting up the hand-off socket: {0}")]
+    Handoff(#[from] HandoffError),
 }
 
 /// Runs the monitor until `cancel` fires.
@@ -150,6 +164,10 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), MonitorError> {
     let (tx, mut rx) = mpsc::channel::<Ev>(EVENT_QUEUE);
+    let listener = match &cfg.handoff {
+        Some(h) => Some(handoff::Listener::bind(h)?.spawn(tx.clone(), cancel.clone())),
+        None => None,
+    };
     spawn_ticker(tx.clone(), cfg.tick, cancel.clone());
     let mut actor = Actor::new(cfg, BoundedCore::new(core), tx, cancel.clone());
     actor.start();
@@ -162,7 +180,22 @@ pub async fn run(
             },
         }
     }
-    actor.shutdown().await;
+    if let Some(l) = listener {
+        let _ = l.await;
+    }
+    // Hand-offs committed but not handled yet: disconnects still reach the table (their
+    // final counts are sent below), logins are denied so that their clients retry.
+    rx.close();
+    let mut logins = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        if let Ev::Handoff(h) = ev {
+            match h.kind {
+                adapter_server_hook::wire::Kind::Auth => logins.push(h),
+                _ => actor.handle(Ev::Handoff(h)),
+            }
+        }
+    }
+    actor.shutdown(logins).await;
     Ok(())
 }
 

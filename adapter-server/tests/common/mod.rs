@@ -209,3 +209,44 @@ pub fn client_block(header: &str, env: &[(&str, &str)]) -> Vec<String> {
     v.push(">CLIENT:ENV,END".into());
     v
 }
+
+/// The small `adapter-server-hook` binary, next to `adapter-server` in the target dir.
+/// `cargo test --workspace` (and `cargo build --workspace --bins`, which scripts/test.sh
+/// runs first) builds it; a test run of this package alone builds it here.
+pub fn hook_bin() -> anyhow::Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| build_hook_bin().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build_hook_bin() -> anyhow::Result<PathBuf> {
+    let full = PathBuf::from(env!("CARGO_BIN_EXE_adapter-server"));
+    let small = full.with_file_name("adapter-server-hook");
+    let profile_dir = full.parent().context("binary without a directory")?;
+    let target_dir = profile_dir
+        .parent()
+        .context("profile dir without a parent")?;
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "adapter-server-hook",
+        "--bin",
+        "adapter-server-hook",
+    ])
+    .env("CARGO_TARGET_DIR", target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().context("running cargo build")?;
+    if !status.success() || !small.is_file() {
+        bail!(
+            "{} is missing and `cargo build -p adapter-server-hook` failed ({status})",
+            small.display()
+        );
+    }
+    Ok(small)
+}

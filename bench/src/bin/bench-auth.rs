@@ -1,9 +1,10 @@
 //! One login through the auth path, end to end, against a running core-lite (its own
 //! process): the classic synchronous script (sh + blocking curl, the baseline), the
 //! adapter-server hook in sync mode, the hook deferred (process start → control file
-//! written) and the monitor with `--client-auth` (>CLIENT:CONNECT written → client-auth-nt
-//! received). The hook is run exactly as OpenVPN runs it: empty environment plus OpenVPN's
-//! script variables.
+//! written), the small `adapter-server-hook` handing the login to a running monitor
+//! (process start → control file written by the monitor) and the monitor with
+//! `--client-auth` (>CLIENT:CONNECT written → client-auth-nt received). The hooks are run
+//! exactly as OpenVPN runs them: empty environment plus OpenVPN's script variables.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,7 +23,8 @@ use clap::Parser;
     about = "auth: one login end to end, hook deferred / sync / monitor --client-auth vs a sh+curl script"
 )]
 struct Args {
-    /// Directory with the release binaries core-lite and adapter-server.
+    /// Directory with the release binaries core-lite, adapter-server and
+    /// adapter-server-hook.
     #[arg(long, env = "BENCH_BIN_DIR")]
     bin_dir: PathBuf,
     /// Logins per variant.
@@ -80,6 +82,14 @@ fn run_script(argv: &[String], env: &[(String, String)]) -> Result<(Duration, Op
     Ok((t.elapsed(), status.code()))
 }
 
+/// The answer files as OpenVPN leaves them for the script: created, empty (the hook never
+/// creates them).
+fn answer_files(control: &Path) -> Result<()> {
+    std::fs::write(control, b"")?;
+    std::fs::write(format!("{}.reason", control.display()), b"")?;
+    Ok(())
+}
+
 /// Deferred: spawn → exit (OpenVPN resumes) and spawn → control file holds the answer.
 fn run_deferred(
     argv: &[String],
@@ -117,6 +127,7 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let core_bin = binary(&args.bin_dir, "core-lite")?;
     let adapter = binary(&args.bin_dir, "adapter-server")?;
+    let small_hook = binary(&args.bin_dir, "adapter-server-hook")?;
     let tmp = TempDir::new("bench-auth")?;
     let dir = tmp.path().to_path_buf();
     let prep = prepare_core(
@@ -198,6 +209,7 @@ fn main() -> Result<()> {
     for i in 0..n {
         let c = &creds[i % creds.len()];
         let control = dir.join(format!("acf-{i}"));
+        answer_files(&control)?;
         let (e, a, text) = run_deferred(
             &with_file(hook(false), creds_file(&dir, c)?),
             &auth_env(c, i, Some(&control)),
@@ -213,6 +225,26 @@ fn main() -> Result<()> {
     results.push((
         "adapter-server hook (deferred), process start → control file written".into(),
         Summary::of(&answer).context("no samples")?,
+        format!(
+            "OpenVPN blocked only until the hook exits: p50 {} ms, p99 {} ms",
+            ms(exit_s.p50),
+            ms(exit_s.p99)
+        ),
+    ));
+
+    eprintln!("bench-auth: adapter-server-hook hand-off × {n}");
+    let (exit_s, answer_s) = handoff_logins(
+        &small_hook,
+        &adapter,
+        &core,
+        &prep.token_file,
+        creds,
+        &dir,
+        n,
+    )?;
+    results.push((
+        "adapter-server-hook, hand-off to the monitor, process start → control file written".into(),
+        answer_s,
         format!(
             "OpenVPN blocked only until the hook exits: p50 {} ms, p99 {} ms",
             ms(exit_s.p50),
@@ -256,6 +288,89 @@ fn main() -> Result<()> {
     println!("{}", t.render());
     drop(core);
     Ok(())
+}
+
+/// `n` sequential logins through `adapter-server-hook` handing them to a monitor (on a
+/// fake management socket, `--handoff-socket`): (spawn → exit, spawn → answer written).
+/// The hook's fallback points to nothing, so a login that was not handed off fails the run.
+fn handoff_logins(
+    small_hook: &Path,
+    adapter: &Path,
+    core: &CoreProc,
+    token_file: &Path,
+    creds: &[Cred],
+    dir: &Path,
+    n: usize,
+) -> Result<(Summary, Summary)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mgmt = dir.join("mgmt-handoff.sock");
+        let fake = FakeMgmt::bind(&mgmt)?;
+        let socket = dir.join("handoff.sock");
+        let log = std::fs::File::create(dir.join("monitor-handoff.log"))?;
+        let mut child = Command::new(adapter)
+            .arg(format!("--core-url={}", core.url))
+            .arg(format!("--token-file={}", token_file.display()))
+            .args(["monitor", "--no-shaping", "--management"])
+            .arg(&mgmt)
+            .arg("--handoff-socket")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting the monitor")?;
+        let r = async {
+            let _conn = tokio::time::timeout(Duration::from_secs(10), fake.accept())
+                .await
+                .context("the monitor did not connect")??;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !socket.exists() {
+                if Instant::now() > deadline {
+                    bail!("the monitor made no hand-off socket");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let argv = vec![
+                small_hook.display().to_string(),
+                format!("--core-url={}", core.url),
+                format!("--token-file={}", token_file.display()),
+                "hook".to_string(),
+                format!("--handoff-socket={}", socket.display()),
+            ];
+            let (mut exit, mut answer) = (Vec::new(), Vec::new());
+            for i in 0..n {
+                let c = &creds[i % creds.len()];
+                let control = dir.join(format!("acf-handoff-{i}"));
+                answer_files(&control)?;
+                let mut env = auth_env(c, i, Some(&control));
+                env.push((
+                    "ADAPTER_SERVER_HOOK_FALLBACK".into(),
+                    "/nonexistent/adapter-server".into(),
+                ));
+                let (e, a, text) = run_deferred(
+                    &with_file(argv.clone(), creds_file(dir, c)?),
+                    &env,
+                    &control,
+                )?;
+                if text != "1" {
+                    bail!("the hand-off answered {text:?} for a valid login");
+                }
+                exit.push(e);
+                answer.push(a);
+            }
+            Ok((
+                Summary::of(&exit).context("no samples")?,
+                Summary::of(&answer).context("no samples")?,
+            ))
+        }
+        .await;
+        bench::terminate_child(&mut child);
+        r
+    })
 }
 
 /// The monitor with --client-auth on a fake management socket: `n` sequential

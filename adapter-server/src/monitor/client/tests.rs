@@ -50,7 +50,7 @@ pub(crate) fn started(status: ServiceStatus) -> Result<StartSessionResponse, Api
     })
 }
 
-fn updated(status: ServiceStatus) -> Result<UpdateSessionResponse, ApiError> {
+pub(crate) fn updated(status: ServiceStatus) -> Result<UpdateSessionResponse, ApiError> {
     Ok(UpdateSessionResponse {
         session_id: SessionId("s-1".into()),
         status,
@@ -61,7 +61,7 @@ fn updated(status: ServiceStatus) -> Result<UpdateSessionResponse, ApiError> {
     })
 }
 
-fn stopped() -> Result<StopSessionResponse, ApiError> {
+pub(crate) fn stopped() -> Result<StopSessionResponse, ApiError> {
     Ok(StopSessionResponse {
         session_id: SessionId("s-1".into()),
         status: ServiceStatus::Active,
@@ -88,7 +88,12 @@ fn sid() -> SessionId {
 
 /// A connected client with an open session and its limits installed.
 fn active() -> Client {
-    let mut c = Client::new(1, 7, identity(Some(Ipv4Addr::new(10, 8, 0, 6))), (0, 0));
+    let mut c = Client::new(
+        1,
+        Some(7),
+        identity(Some(Ipv4Addr::new(10, 8, 0, 6))),
+        (0, 0),
+    );
     assert_eq!(c.start(), vec![Action::Start]);
     c.on_started(started(ServiceStatus::Active), &ctx());
     c
@@ -96,7 +101,12 @@ fn active() -> Client {
 
 #[test]
 fn start_once_then_shape_and_report() {
-    let mut c = Client::new(1, 7, identity(Some(Ipv4Addr::new(10, 8, 0, 6))), (0, 0));
+    let mut c = Client::new(
+        1,
+        Some(7),
+        identity(Some(Ipv4Addr::new(10, 8, 0, 6))),
+        (0, 0),
+    );
     assert_eq!(c.start(), vec![Action::Start]);
     assert_eq!(
         c.start(),
@@ -140,11 +150,16 @@ fn start_once_then_shape_and_report() {
 
 #[test]
 fn no_shaping_without_vpn_address_or_limits() {
-    let mut c = Client::new(1, 7, identity(None), (0, 0));
+    let mut c = Client::new(1, Some(7), identity(None), (0, 0));
     c.start();
     let got = c.on_started(started(ServiceStatus::Active), &ctx());
     assert!(!got.iter().any(|a| matches!(a, Action::Shape { .. })));
-    let mut c = Client::new(2, 8, identity(Some(Ipv4Addr::new(10, 8, 0, 7))), (0, 0));
+    let mut c = Client::new(
+        2,
+        Some(8),
+        identity(Some(Ipv4Addr::new(10, 8, 0, 7))),
+        (0, 0),
+    );
     c.start();
     let mut r = started(ServiceStatus::Active).expect("ok");
     r.speed = SpeedLimits::default();
@@ -186,7 +201,7 @@ fn core_says_stop_kills_once_per_management_connection() {
 
 #[test]
 fn kill_waits_for_a_management_connection() {
-    let mut c = Client::new(1, 7, identity(None), (0, 0));
+    let mut c = Client::new(1, Some(7), identity(None), (0, 0));
     c.start();
     let down = Ctx {
         mgmt_up: false,
@@ -244,7 +259,7 @@ fn refused_session_kills() {
             why: "session refused by core"
         }]
     );
-    let mut c = Client::new(1, 7, identity(None), (0, 0));
+    let mut c = Client::new(1, Some(7), identity(None), (0, 0));
     c.start();
     let got = c.on_started(Err(api(ErrorCode::ChannelInactive)), &ctx());
     assert_eq!(
@@ -298,7 +313,7 @@ fn disconnect_unshapes_waits_for_the_update_then_stops() {
 
 #[test]
 fn disconnect_before_the_session_is_known() {
-    let mut c = Client::new(1, 7, identity(None), (0, 0));
+    let mut c = Client::new(1, Some(7), identity(None), (0, 0));
     c.start();
     assert_eq!(
         c.disconnect((10, 10)),
@@ -412,7 +427,7 @@ fn ipv6_address_is_shaped() {
     let v6: std::net::Ipv6Addr = "fd00:8::1000".parse().expect("v6");
     let mut id = identity(Some(Ipv4Addr::new(10, 8, 0, 6)));
     id.vpn_addr6 = Some(v6);
-    let mut c = Client::new(1, 7, id, (0, 0));
+    let mut c = Client::new(1, Some(7), id, (0, 0));
     c.start();
     let got = c.on_started(started(ServiceStatus::Active), &ctx());
     let addrs = tc_shaper::ClientAddrs {
@@ -439,13 +454,13 @@ fn ipv6_address_is_shaped() {
 /// Issue 11, item 15: a departed client never gets a StartSession.
 #[test]
 fn a_departed_client_never_starts_a_session() {
-    let mut c = Client::new(1, 7, identity(None), (0, 0));
+    let mut c = Client::new(1, Some(7), identity(None), (0, 0));
     c.start();
     // The start failed (core down); the client leaves before a retry.
     c.on_started(Err(api(ErrorCode::Unavailable)), &ctx());
     assert_eq!(c.disconnect((10, 10)), vec![Action::Forget]);
     // A StartSession in flight when it left: a failure is not retried.
-    let mut c = Client::new(1, 7, identity(None), (0, 0));
+    let mut c = Client::new(1, Some(7), identity(None), (0, 0));
     c.start();
     assert_eq!(c.disconnect((10, 10)), vec![]);
     assert_eq!(c.tick(&ctx()), vec![]);

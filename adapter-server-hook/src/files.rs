@@ -8,6 +8,11 @@
 //! one is an error (the answer is not written and OpenVPN denies the login when its
 //! deferred-auth time runs out). Only the hook's own state files in its private state
 //! directory are created (mode 0600, also without following links).
+//!
+//! The monitor writes the answer files of a handed-off login as root on behalf of the hook
+//! (OpenVPN's user): it uses [`write_existing_owned_by`], which also requires the file to
+//! belong to the user whose hook handed the login over, so a peer on the hand-off socket
+//! can never make it write a file that this user could not write itself.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -18,7 +23,7 @@ use std::path::Path;
 /// a FIFO never waits for a peer (the file is checked to be regular right after).
 const FLAGS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
 
-fn check_regular(f: &File) -> std::io::Result<()> {
+fn check_regular(f: &File, owner: Option<u32>) -> std::io::Result<()> {
     let m = f.metadata()?;
     if !m.is_file() {
         return Err(std::io::Error::new(
@@ -32,16 +37,34 @@ fn check_regular(f: &File) -> std::io::Result<()> {
             "the file has other hard links",
         ));
     }
+    if let Some(uid) = owner {
+        if m.uid() != uid {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("owned by uid {}, not by uid {uid}", m.uid()),
+            ));
+        }
+    }
     Ok(())
 }
 
 /// Replaces the contents of an existing regular file (never a link, never created).
 pub fn write_existing(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_existing_checked(path, data, None)
+}
+
+/// [`write_existing`] for a file that must also belong to user `uid` (checked on the open
+/// file, so the check and the write concern the same file).
+pub fn write_existing_owned_by(path: &Path, data: &[u8], uid: u32) -> std::io::Result<()> {
+    write_existing_checked(path, data, Some(uid))
+}
+
+fn write_existing_checked(path: &Path, data: &[u8], owner: Option<u32>) -> std::io::Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .custom_flags(FLAGS)
         .open(path)?;
-    check_regular(&f)?;
+    check_regular(&f, owner)?;
     f.set_len(0)?;
     f.write_all(data)
 }
@@ -53,7 +76,7 @@ pub fn read_bounded_nofollow(path: &Path, max: u64) -> std::io::Result<Vec<u8>> 
         .read(true)
         .custom_flags(FLAGS)
         .open(path)?;
-    check_regular(&f)?;
+    check_regular(&f, None)?;
     let mut buf = Vec::new();
     f.take(max + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > max {
@@ -73,7 +96,7 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
         .mode(0o600)
         .custom_flags(FLAGS)
         .open(path)?;
-    check_regular(&f)?;
+    check_regular(&f, None)?;
     f.set_len(0)?;
     f.write_all(data)
 }
@@ -117,5 +140,22 @@ mod tests {
         write_private(&private, b"abc").expect("private");
         write_private(&private, b"d").expect("private again");
         assert_eq!(std::fs::read(&private).expect("read"), b"d");
+    }
+
+    #[test]
+    fn owned_by_checks_the_owner_of_the_opened_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("acf");
+        std::fs::write(&f, b"").expect("acf");
+        let me = nix::unistd::geteuid().as_raw();
+        write_existing_owned_by(&f, b"1", me).expect("own file");
+        assert_eq!(std::fs::read(&f).expect("read"), b"1");
+        let err = write_existing_owned_by(&f, b"0", me.wrapping_add(1)).expect_err("other uid");
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+        assert_eq!(std::fs::read(&f).expect("read"), b"1", "written anyway");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&f, &link).expect("symlink");
+        assert!(write_existing_owned_by(&link, b"0", me).is_err());
+        assert!(write_existing_owned_by(&dir.path().join("absent"), b"0", me).is_err());
     }
 }
