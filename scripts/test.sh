@@ -21,8 +21,11 @@ fi
 
 # Tools the end-to-end tests run; installed only when a command is missing.
 missing=()
+# promtool checks every metrics scrape, prometheus scrapes them (issue 15); chromium and
+# chromedriver run the web console's browser test.
 for pair in openvpn:openvpn iperf3:iperf3 ip:iproute2 tc:iproute2 openssl:openssl jq:jq curl:curl \
-  python3:python3 nft:nftables dnsmasq:dnsmasq-base getent:libc-bin; do
+  python3:python3 nft:nftables dnsmasq:dnsmasq-base getent:libc-bin \
+  promtool:prometheus prometheus:prometheus chromium:chromium chromedriver:chromium-driver; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 # scripts/api-fuzz.sh installs schemathesis into a venv: python3 needs venv and ensurepip.
@@ -34,8 +37,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing $pkgs"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # Packages that ship a service (prometheus) must not start it here: policy-rc.d says no
+  # for the time of the install (unless the machine has its own).
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && own_policy=1
+  fi
+  status=0
   # shellcheck disable=SC2086 # word splitting of the package list is intended
-  apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+  apt-get install -y -qq --no-install-recommends $pkgs >/dev/null || status=$?
+  if [ "$own_policy" = 1 ]; then rm -f "$policy"; fi
+  [ "$status" = 0 ] || exit "$status"
 fi
 if [ ! -c /dev/net/tun ]; then
   mkdir -p /dev/net

@@ -50,9 +50,9 @@ pub struct CommonArgs {
     pub handoff_socket: Option<PathBuf>,
 }
 
-// Parsed once at start: the size of the variants does not matter.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Cmd {
     /// OpenVPN script hook: auth-user-pass-verify (via-file or via-env), client-connect,
     /// client-disconnect (dispatches on the `script_type` env var).
@@ -196,6 +196,10 @@ pub struct MonitorArgs {
     /// --server-config, else root].
     #[arg(long, env = "ADAPTER_SERVER_HANDOFF_USER")]
     pub handoff_user: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (a loopback address, e.g.
+    /// 127.0.0.1:9187; plain HTTP) [default: no metrics].
+    #[arg(long, env = "ADAPTER_SERVER_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

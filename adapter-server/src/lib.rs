@@ -265,6 +265,7 @@ pub fn monitor_config(
         };
         cfg.handoff = Some(monitor::HandoffConfig { path, owner });
     }
+    cfg.metrics_listen = m.metrics_listen.or(file.metrics_listen);
     let no_shaping = m.no_shaping || file.no_shaping.unwrap_or(false);
     if !no_shaping {
         let tun = match m.tun.clone().or_else(|| file.tun.clone()) {

@@ -80,6 +80,8 @@ pub struct FileConfig {
     pub handoff_socket: Option<PathBuf>,
     /// Monitor: OpenVPN's user (name or uid), owner of the hand-off socket.
     pub handoff_user: Option<String>,
+    /// Monitor: where to serve the Prometheus metrics (loopback `HOST:PORT`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Reads a small file with a size bound.

@@ -106,6 +106,10 @@ pub struct ServeArgs {
     /// is closed.
     #[arg(long, env = "CORE_LITE_IDLE_TIMEOUT_MS", default_value_t = 5_000)]
     pub idle_timeout_ms: u64,
+    /// Resolution of the usage series the web console plots (/ui): seconds per bucket (at
+    /// least 1; the last 1440 buckets of each channel are kept).
+    #[arg(long, env = "CORE_LITE_USAGE_BUCKET_SECS", default_value_t = 60)]
+    pub usage_bucket_secs: u64,
 }
 
 impl ServeArgs {
@@ -480,6 +484,8 @@ fn token(data_dir: &Path, role: &str, out: Option<PathBuf>) -> anyhow::Result<()
 
 async fn serve(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     let core = Arc::new(open(data_dir)?);
+    core.usage_series
+        .set_width(Duration::from_secs(args.usage_bucket_secs.max(1)));
     let market = matches!(args.role, Role::Agent | Role::Both);
     let limits = args.limits(1 + usize::from(market));
     let server = crate::server::start(

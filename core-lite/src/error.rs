@@ -74,6 +74,13 @@ pub enum CoreError {
     },
     #[error(transparent)]
     Canonicalize(#[from] JcsError),
+    /// An offering the agent's input describes is refused (422 `invalid`); its
+    /// [`OfferingError::Invalid`] names the JSON pointer of every bad field.
+    #[error("offering rejected: {0}")]
+    OfferingRejected(#[source] OfferingError),
+    /// The metrics could not be encoded.
+    #[error("encoding the metrics: {0}")]
+    Metrics(#[source] std::fmt::Error),
     /// The offering a signed access message carries is rejected (403).
     #[error("access message refused: the offering it carries is rejected: {0}")]
     AccessOffering(#[source] OfferingError),
@@ -137,7 +144,7 @@ impl CoreError {
             CoreError::ChannelInactive { .. } => ErrorCode::ChannelInactive,
             CoreError::NotFound(_) => ErrorCode::NotFound,
             CoreError::Conflict(_) => ErrorCode::Conflict,
-            CoreError::Invalid(_) => ErrorCode::Invalid,
+            CoreError::Invalid(_) | CoreError::OfferingRejected(_) => ErrorCode::Invalid,
             CoreError::UsageOverflow { .. } => ErrorCode::UsageOverflow,
             CoreError::RateLimited { .. } => ErrorCode::RateLimited,
             CoreError::MarketUnreachable { .. } => ErrorCode::BadGateway,
@@ -153,6 +160,7 @@ impl CoreError {
             | CoreError::Missing { .. }
             | CoreError::Task { .. }
             | CoreError::Panicked
+            | CoreError::Metrics(_)
             | CoreError::HttpClient(_) => ErrorCode::Internal,
         }
     }

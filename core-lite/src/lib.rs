@@ -20,6 +20,9 @@
 //! | [`signing`] | signed messages between cores: the agent's signed access message, what a signature covers |
 //! | [`keys`], [`jcs`], [`validation`] | keys and secrets, canonical JSON and hashes, field errors |
 //! | [`openapi`] | the OpenAPI document served at `/openapi.json` |
+//! | [`metrics`] | Prometheus metrics (`GET /metrics`): the request layer, the store's commits, numbers read from the database |
+//! | [`ui`] | the web console at `/ui` and its admin JSON endpoints under `/v1/admin/` |
+//! | [`usage_series`] | a channel's usage over time at a fixed resolution (the console's plot) |
 //!
 //! With the cargo feature `testkit`, `testkit` runs an in-process core for tests (a real
 //! server on loopback over a temporary data dir); production builds do not contain it.
@@ -34,6 +37,7 @@ pub mod error;
 pub mod jcs;
 pub mod keys;
 pub mod market;
+pub mod metrics;
 pub mod offering;
 pub mod openapi;
 pub mod server;
@@ -43,4 +47,6 @@ pub mod store;
 pub mod template;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod ui;
+pub mod usage_series;
 pub mod validation;

@@ -1,6 +1,7 @@
 //! [`Shaper`]: runs the per-client plan and remembers what each client has installed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use service_api::SpeedLimits;
 use tracing::warn;
@@ -25,6 +26,9 @@ pub struct Shaper {
     ready: bool,
     /// The IPv6 classification is installed (made on the first client with IPv6).
     v6_ready: bool,
+    /// Commands run and failed so far ([`Shaper::command_counts`]).
+    commands_run: AtomicU64,
+    commands_failed: AtomicU64,
 }
 
 impl Shaper {
@@ -37,11 +41,35 @@ impl Shaper {
             clients: HashMap::new(),
             ready: false,
             v6_ready: false,
+            commands_run: AtomicU64::new(0),
+            commands_failed: AtomicU64::new(0),
         }
     }
 
     async fn run(&self, cmd: TcCommand) -> Result<(), ShapingError> {
-        cmd.in_netns(self.cfg.netns.as_deref()).run().await
+        self.commands_run.fetch_add(1, Ordering::Relaxed);
+        let r = cmd.in_netns(self.cfg.netns.as_deref()).run().await;
+        if r.is_err() {
+            self.commands_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Runs a command whose failure is expected and ignored (removing leftovers that may
+    /// not be there, undoing a half-made change): counted as run, never as failed.
+    async fn run_best_effort(&self, cmd: TcCommand) {
+        self.commands_run.fetch_add(1, Ordering::Relaxed);
+        let _ = cmd.in_netns(self.cfg.netns.as_deref()).run().await;
+    }
+
+    /// `tc`/`ip` commands run so far, and how many of them failed (not counting a removal of
+    /// something already gone, nor best-effort cleanup whose failure is expected), for the
+    /// monitor's metrics.
+    pub fn command_counts(&self) -> (u64, u64) {
+        (
+            self.commands_run.load(Ordering::Relaxed),
+            self.commands_failed.load(Ordering::Relaxed),
+        )
     }
 
     fn forget_all(&mut self) {
@@ -54,7 +82,7 @@ impl Shaper {
     /// Removes leftovers and builds the trees. Forgets every client (callers re-apply).
     pub async fn setup(&mut self) -> Result<(), ShapingError> {
         for c in setup_cleanup_commands(&self.cfg, &self.tools) {
-            let _ = self.run(c).await;
+            self.run_best_effort(c).await;
         }
         self.forget_all();
         for c in setup_commands(&self.cfg, &self.tools) {
@@ -72,7 +100,7 @@ impl Shaper {
         for c in ipv6_setup_commands(&self.cfg, &self.tools) {
             if let Err(e) = self.run(c).await {
                 for r in ipv6_cleanup_commands(&self.cfg, &self.tools) {
-                    let _ = self.run(r).await;
+                    self.run_best_effort(r).await;
                 }
                 return Err(e);
             }
@@ -109,7 +137,7 @@ impl Shaper {
             if let Err(e) = self.run(c).await {
                 // Undo the part that was installed, then give the slot back.
                 for r in client_remove_commands(&self.cfg, &self.tools, &shape) {
-                    let _ = self.run(r).await;
+                    self.run_best_effort(r).await;
                 }
                 self.slots.release(slot);
                 return Err(e);
@@ -134,7 +162,7 @@ impl Shaper {
     /// Removes the whole setup.
     pub async fn teardown(&mut self) {
         for c in setup_cleanup_commands(&self.cfg, &self.tools) {
-            let _ = self.run(c).await;
+            self.run_best_effort(c).await;
         }
         self.forget_all();
     }

@@ -66,6 +66,14 @@ impl CoreLite {
             .with_context(|| format!("core-lite {}: no string `{key}` in {v}", args.join(" ")))
     }
 
+    /// The metrics token the core wrote into its data dir.
+    pub fn metrics_token(&self) -> Result<String> {
+        let path = self.data_dir.join("metrics.token");
+        std::fs::read_to_string(&path)
+            .map(|t| t.trim().to_string())
+            .with_context(|| format!("reading {}", path.display()))
+    }
+
     /// The admin token the core wrote into its data dir.
     pub fn admin_token(&self) -> Result<String> {
         let path = self.data_dir.join("admin.token");
@@ -77,11 +85,23 @@ impl CoreLite {
     /// `core-lite serve --listen ADDR` (inside `ns` when given); returns once `listen`
     /// accepts TCP connections.
     pub fn serve(&self, env: &TestEnv, ns: Option<&Netns>, listen: SocketAddr) -> Result<Proc> {
+        self.serve_with(env, ns, listen, &[])
+    }
+
+    /// [`CoreLite::serve`] with more `serve` arguments.
+    pub fn serve_with(
+        &self,
+        env: &TestEnv,
+        ns: Option<&Netns>,
+        listen: SocketAddr,
+        extra: &[&str],
+    ) -> Result<Proc> {
         let mut b = ProcBuilder::new(&self.bin)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["serve", "--listen"])
             .arg(listen.to_string())
+            .args(extra.iter().copied())
             .label("core-lite");
         if let Some(ns) = ns {
             b = b.netns(ns);

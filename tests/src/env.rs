@@ -54,7 +54,7 @@ fn find_in_path(tool: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-fn required() -> bool {
+pub(crate) fn required() -> bool {
     std::env::var(REQUIRED_ENV).is_ok_and(|v| v == "1")
 }
 

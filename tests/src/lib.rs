@@ -31,6 +31,7 @@
 
 pub mod adapters;
 mod corelite;
+pub mod dashboard;
 mod env;
 mod iperf;
 mod leaks;
@@ -40,7 +41,9 @@ mod openvpn;
 pub mod pair;
 mod pki;
 mod proc;
+pub mod prom;
 mod topo;
+pub mod webdriver;
 
 pub use corelite::CoreLite;
 pub use env::{bin_path, check_requirements, TestEnv, REQUIRED_ENV, SCOPE_ENV};

@@ -18,6 +18,7 @@ use super::config_push::ConfigPush;
 use super::core_calls::{BoundedCore, CoreHealth};
 use super::event::Ev;
 use super::handoff::{HandoffEvent, PendingLogins};
+use super::metrics::MonitorMetrics;
 use super::mgmt_conn::{self, Pending, Replies};
 use super::shaping::ShapingHandle;
 use super::table::{ClientTable, Todo};
@@ -49,6 +50,7 @@ pub struct Actor {
     warned_client_auth: bool,
     /// Handed-off logins waiting for the core.
     logins: PendingLogins,
+    metrics: MonitorMetrics,
 }
 
 impl Actor {
@@ -57,13 +59,17 @@ impl Actor {
         core: BoundedCore,
         tx: mpsc::Sender<Ev>,
         cancel: CancellationToken,
+        metrics: MonitorMetrics,
     ) -> Self {
         let now = Instant::now();
         Self {
             backoff: cfg.reconnect_min,
             push: ConfigPush::new(cfg.server_config.clone(), cfg.endpoint.clone(), now),
             health: CoreHealth::new(cfg.reconnect_min, cfg.reconnect_max, now),
-            shaper: cfg.shaping.clone().map(ShapingHandle::spawn),
+            shaper: cfg
+                .shaping
+                .clone()
+                .map(|s| ShapingHandle::spawn(s, metrics.clone())),
             cfg,
             core,
             tx,
@@ -76,6 +82,7 @@ impl Actor {
             last_status_req: None,
             warned_client_auth: false,
             logins: PendingLogins::default(),
+            metrics,
         }
     }
 
@@ -127,6 +134,9 @@ impl Actor {
         if lines.send(line).is_err() {
             return false;
         }
+        if matches!(cmd, Command::ClientKill { .. }) {
+            self.metrics.killed();
+        }
         self.replies.sent(Pending::Cmd(cmd.multi_line()));
         true
     }
@@ -146,12 +156,17 @@ impl Actor {
                         continue;
                     };
                     let req = start_request(c);
+                    self.metrics.call_started("StartSession");
                     self.core.spawn_start(&self.tx, conn, req);
                 }
                 Action::Update { session, counts } => {
+                    self.metrics.call_started("UpdateSession");
                     self.core.spawn_update(&self.tx, conn, session, counts)
                 }
-                Action::Stop { session, fin } => self.core.spawn_stop(&self.tx, conn, session, fin),
+                Action::Stop { session, fin } => {
+                    self.metrics.call_started("StopSession");
+                    self.core.spawn_stop(&self.tx, conn, session, fin)
+                }
                 Action::Find => {
                     let Some(c) = self.table.get(&conn) else {
                         continue;
@@ -160,6 +175,7 @@ impl Actor {
                         client_key: c.id.username.clone(),
                         connection_id: conn.clone(),
                     };
+                    self.metrics.call_started("FindSession");
                     self.core.spawn_find(&self.tx, conn, req);
                 }
                 Action::Kill { cid, why } => {
@@ -194,6 +210,7 @@ impl Actor {
                 if gen != self.gen {
                     return;
                 }
+                self.metrics.management_connect_failed();
                 self.connecting = false;
                 warn!(management = %self.cfg.management, retry_in = ?self.backoff, "cannot connect to OpenVPN management: {error}");
                 self.schedule_reconnect();
@@ -206,6 +223,7 @@ impl Actor {
                     c.cancel();
                 }
                 self.replies.clear();
+                self.metrics.management_down();
                 warn!(management = %self.cfg.management, "management connection lost: {reason}");
                 self.schedule_reconnect();
             }
@@ -215,6 +233,7 @@ impl Actor {
                 }
             }
             Ev::Started { conn_id, result } => {
+                self.metrics.call_done("StartSession", &result);
                 self.health.observe("StartSession", &result, Instant::now());
                 let ctx = self.ctx();
                 let todos = self.table.with(&conn_id, |c| c.on_started(result, &ctx));
@@ -225,6 +244,7 @@ impl Actor {
                 sent,
                 result,
             } => {
+                self.metrics.call_done("UpdateSession", &result);
                 self.health
                     .observe("UpdateSession", &result, Instant::now());
                 let ctx = self.ctx();
@@ -234,6 +254,7 @@ impl Actor {
                 self.run(todos);
             }
             Ev::Stopped { conn_id, result } => {
+                self.metrics.call_done("StopSession", &result);
                 self.health.observe("StopSession", &result, Instant::now());
                 let todos = self.table.with(&conn_id, |c| c.on_stopped(result));
                 self.run(todos);
@@ -252,12 +273,14 @@ impl Actor {
                 user,
                 result,
             } => {
+                self.metrics.call_answered("AuthClient", &result);
                 // A new management connection: OpenVPN asks again if still waiting.
                 if gen == self.gen {
                     self.send_cmd(client_auth::answer(cid, kid, &user, result));
                 }
             }
             Ev::Pushed { result, transient } => {
+                self.metrics.pushed(result.is_ok());
                 self.push
                     .on_pushed(result, transient, &self.tx, Instant::now())
             }
@@ -284,6 +307,7 @@ impl Actor {
             self.replies.sent(Pending::Password);
         }
         self.conn = Some((lines, conn_cancel));
+        self.metrics.management_up();
         info!(management = %self.cfg.management, "connected to OpenVPN management");
         if let Some(s) = &self.shaper {
             s.setup();
@@ -459,6 +483,7 @@ impl Actor {
         let todos = self.table.tick(&ctx);
         self.run(todos);
         self.push.maybe_push(&self.core, &self.tx, Instant::now());
+        self.metrics.table(self.table.clients());
     }
 
     /// Denies the handed-off logins still waiting (and `unstarted_logins`, committed but not

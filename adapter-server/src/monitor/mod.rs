@@ -41,10 +41,12 @@ mod config_push;
 mod core_calls;
 mod event;
 mod handoff;
+pub mod metrics;
 mod mgmt_conn;
 mod shaping;
 mod table;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -58,6 +60,7 @@ use tracing::Instrument;
 use self::actor::Actor;
 use self::core_calls::BoundedCore;
 use self::event::Ev;
+use self::metrics::MonitorMetrics;
 
 pub use self::handoff::{HandoffConfig, HandoffError};
 
@@ -125,6 +128,8 @@ pub struct MonitorConfig {
     pub tick: Duration,
     /// Listen for `adapter-server-hook` hand-offs (None: no socket).
     pub handoff: Option<HandoffConfig>,
+    /// Where to serve the Prometheus metrics (`GET /metrics`; loopback only).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl MonitorConfig {
@@ -144,6 +149,7 @@ impl MonitorConfig {
             reconnect_max: Duration::from_secs(30),
             tick: Duration::from_secs(1),
             handoff: None,
+            metrics_listen: None,
         }
     }
 }
@@ -155,6 +161,8 @@ pub enum MonitorError {
     Watch(#[source] notify::Error),
     #[error("setting up the hand-off socket: {0}")]
     Handoff(#[from] HandoffError),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
 }
 
 /// Runs the monitor until `cancel` fires.
@@ -163,13 +171,17 @@ pub async fn run(
     core: CoreClient,
     cancel: CancellationToken,
 ) -> Result<(), MonitorError> {
+    let metrics = MonitorMetrics::new();
+    if let Some(addr) = cfg.metrics_listen {
+        metrics::serve(addr, metrics.clone(), cancel.clone()).await?;
+    }
     let (tx, mut rx) = mpsc::channel::<Ev>(EVENT_QUEUE);
     let listener = match &cfg.handoff {
         Some(h) => Some(handoff::Listener::bind(h)?.spawn(tx.clone(), cancel.clone())),
         None => None,
     };
     spawn_ticker(tx.clone(), cfg.tick, cancel.clone());
-    let mut actor = Actor::new(cfg, BoundedCore::new(core), tx, cancel.clone());
+    let mut actor = Actor::new(cfg, BoundedCore::new(core), tx, cancel.clone(), metrics);
     actor.start();
     loop {
         tokio::select! {

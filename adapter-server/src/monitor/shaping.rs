@@ -8,6 +8,8 @@ use tc_shaper::{ClientAddrs, Shaper, ShapingConfig};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn, Instrument};
 
+use super::metrics::MonitorMetrics;
+
 /// How long shutdown waits for the tc setup to be removed.
 const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -28,10 +30,10 @@ enum ShapeOp {
 pub struct ShapingHandle(mpsc::UnboundedSender<ShapeOp>);
 
 impl ShapingHandle {
-    /// Starts the task.
-    pub fn spawn(cfg: ShapingConfig) -> Self {
+    /// Starts the task; it reports the commands it runs to `metrics`.
+    pub fn spawn(cfg: ShapingConfig, metrics: MonitorMetrics) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(shaper_task(Shaper::new(cfg), rx).in_current_span());
+        tokio::spawn(shaper_task(Shaper::new(cfg), rx, metrics).in_current_span());
         Self(tx)
     }
 
@@ -57,7 +59,11 @@ impl ShapingHandle {
     }
 }
 
-async fn shaper_task(mut shaper: Shaper, mut rx: mpsc::UnboundedReceiver<ShapeOp>) {
+async fn shaper_task(
+    mut shaper: Shaper,
+    mut rx: mpsc::UnboundedReceiver<ShapeOp>,
+    metrics: MonitorMetrics,
+) {
     while let Some(op) = rx.recv().await {
         match op {
             ShapeOp::Setup => match shaper.setup().await {
@@ -75,5 +81,7 @@ async fn shaper_task(mut shaper: Shaper, mut rx: mpsc::UnboundedReceiver<ShapeOp
                 let _ = done.send(());
             }
         }
+        let (run, failed) = shaper.command_counts();
+        metrics.tc_totals(run, failed);
     }
 }

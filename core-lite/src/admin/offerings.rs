@@ -37,7 +37,7 @@ impl Core {
             &self.keys,
             input,
         )
-        .map_err(|e| CoreError::Invalid(format!("offering rejected: {e}")))?;
+        .map_err(CoreError::OfferingRejected)?;
         self.db.write(|tx| {
             offerings::insert(
                 tx,

@@ -1,5 +1,5 @@
-//! Opening a data dir: created 0700 when missing, with `agent.key`, `core.db` and
-//! `admin.token`.
+//! Opening a data dir: created 0700 when missing, with `agent.key`, `core.db`,
+//! `admin.token` and `metrics.token`.
 
 use std::path::Path;
 
@@ -26,6 +26,7 @@ impl Core {
         let db = Db::open(&data_dir.join("core.db"))?;
         let core = Core::new(db, keys, data_dir);
         core.ensure_admin_token()?;
+        core.ensure_metrics_token()?;
         Ok(core)
     }
 }

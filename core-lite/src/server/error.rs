@@ -13,6 +13,8 @@ pub(super) fn error_response(detail: ErrorDetail) -> Response {
     let status =
         StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = (status, Json(ErrorBody { error: detail })).into_response();
+    // For the metrics' request layer (`code` label).
+    resp.extensions_mut().insert(code);
     if code == ErrorCode::Unauthorized {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,

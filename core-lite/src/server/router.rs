@@ -153,13 +153,18 @@ async fn not_found() -> CoreError {
 }
 
 /// What every router gets: JSON 404 for unknown paths, a panic turned into a JSON 500 (the
-/// process keeps serving), and the body limit.
+/// process keeps serving), the body limit, and the metrics' request layer (outermost: it
+/// counts every answer, also those three).
 pub(super) fn harden(r: Router<Arc<Core>>, core: Arc<Core>) -> Router {
     r.fallback(not_found)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| CoreError::Panicked.into_response(),
         ))
         .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            core.clone(),
+            crate::metrics::track,
+        ))
         .with_state(core)
 }
 
@@ -216,12 +221,15 @@ pub fn api_routes() -> Vec<(Method, String, MethodRouter<Arc<Core>>)> {
     ]
 }
 
-/// The router of the whole API.
+/// The router of the whole API, with `/metrics` and the web console (`/ui`, its admin
+/// endpoints), which are not part of the Service API's OpenAPI document.
 pub fn router(core: Arc<Core>) -> Router {
     let r = api_routes()
         .into_iter()
         .fold(Router::new(), |r, (_, path, handler)| {
             r.route(&path, handler)
-        });
+        })
+        .merge(crate::metrics::routes())
+        .merge(crate::ui::routes());
     harden(r, core)
 }

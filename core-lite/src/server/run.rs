@@ -19,26 +19,33 @@ pub struct RunningServer {
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     ticker: JoinHandle<()>,
+    core: Arc<Core>,
 }
 
 impl RunningServer {
-    /// Graceful stop: no new connections, running requests finish.
+    /// Graceful stop: no new connections, running requests finish, and the usage series
+    /// waiting in memory is written.
     pub async fn stop(self) -> std::io::Result<()> {
         let _ = self.stop.send(true);
         self.ticker.abort();
         let _ = self.ticker.await;
-        match self.server.await {
+        let r = match self.server.await {
             Ok(r) => r,
             Err(e) => Err(std::io::Error::other(e)),
-        }
+        };
+        flush_series(self.core).await;
+        r
     }
 
-    /// Waits until the server ends (it ends only on error or after [`stop`](Self::stop)).
+    /// Waits until the server ends (it ends only on error or after [`stop`](Self::stop)),
+    /// then writes the usage series waiting in memory.
     pub async fn wait(&mut self) -> std::io::Result<()> {
-        match (&mut self.server).await {
+        let r = match (&mut self.server).await {
             Ok(r) => r,
             Err(e) => Err(std::io::Error::other(e)),
-        }
+        };
+        flush_series(self.core.clone()).await;
+        r
     }
 
     pub fn stopper(&self) -> watch::Sender<bool> {
@@ -48,6 +55,14 @@ impl RunningServer {
     /// Turns true when the server is asked to stop (for companion tasks).
     pub fn stopped(&self) -> watch::Receiver<bool> {
         self.stop.subscribe()
+    }
+}
+
+/// Writes the usage series waiting in memory (at a stop).
+async fn flush_series(core: Arc<Core>) {
+    let r = tokio::task::spawn_blocking(move || core.flush_usage_series(now_ms(), true)).await;
+    if let Ok(Err(e)) = r {
+        tracing::warn!(error = %format!("{e:#}"), "writing the usage series at the stop failed");
     }
 }
 
@@ -63,13 +78,23 @@ pub async fn start(
     let (stop, stopped) = watch::channel(false);
     let app = router(core.clone());
     let server = tokio::spawn(serve(listener, app, limits, stopped));
+    let ticker_core = core.clone();
     let ticker = tokio::spawn(async move {
+        let core = ticker_core;
         let mut iv = tokio::time::interval(tick);
         iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             iv.tick().await;
             let c = core.clone();
-            match tokio::task::spawn_blocking(move || c.tick(now_ms())).await {
+            let timers = move || {
+                let now = now_ms();
+                let changed = c.tick(now);
+                if let Err(e) = c.flush_usage_series(now, false) {
+                    tracing::warn!(error = %format!("{e:#}"), "writing the usage series failed (kept for the next try)");
+                }
+                changed
+            };
+            match tokio::task::spawn_blocking(timers).await {
                 Ok(Ok(changed)) => {
                     for (ch, st) in changed {
                         tracing::info!(channel = %ch, status = %st, "timer changed channel status");
@@ -85,5 +110,6 @@ pub async fn start(
         stop,
         server,
         ticker,
+        core,
     })
 }

@@ -26,6 +26,8 @@ struct Usage {
     bytes_out: u64,
     channel_bytes: u64,
     stopped_now: bool,
+    /// What this report added, for the usage series: (channel, in, out, at unix ms).
+    added: (String, u64, u64, i64),
 }
 
 /// A channel as a session call needs it: (id, status, additional params).
@@ -209,7 +211,7 @@ impl Core {
         bytes_out: u64,
         stop: bool,
     ) -> Result<Usage> {
-        self.db.write(|tx| {
+        let r = self.db.write(|tx| {
             let now = now_ms();
             let not_found = || CoreError::NotFound(format!("unknown session {session_id}"));
             let s = sessions::usage(tx, &session_id.0)?.ok_or_else(not_found)?;
@@ -269,7 +271,19 @@ impl Core {
                 bytes_out: new_out,
                 channel_bytes,
                 stopped_now,
+                added: (
+                    s.channel_id,
+                    new_in.saturating_sub(old_in),
+                    new_out.saturating_sub(old_out),
+                    now,
+                ),
             })
-        })
+        })?;
+        // Committed: count it for the console's plot (in memory, written in batches).
+        let (channel, added_in, added_out, at) = &r.added;
+        if added_in + added_out > 0 {
+            self.usage_series.add(channel, *added_in, *added_out, *at);
+        }
+        Ok(r)
     }
 }

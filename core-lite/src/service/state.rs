@@ -10,7 +10,9 @@ use service_api::SpeedLimits;
 
 use super::limiter::AuthThrottle;
 use crate::keys::AgentKeys;
+use crate::metrics::CoreMetrics;
 use crate::store::Db;
+use crate::usage_series::UsageSeries;
 
 /// Who is calling, from the bearer token.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,12 +35,18 @@ pub struct Core {
     /// Token hash → caller, for tokens already seen (tokens are never revoked by this core,
     /// so the cache cannot go stale). Bounded.
     pub(crate) callers: RwLock<HashMap<String, Caller>>,
+    /// This instance's metrics ([`crate::metrics`]).
+    pub metrics: CoreMetrics,
+    /// Usage buckets waiting to be written ([`crate::usage_series`]).
+    pub usage_series: UsageSeries,
 }
 
 impl Core {
     /// A core over an open database and loaded keys (see [`Core::open`]).
     pub(crate) fn new(db: Db, keys: AgentKeys, data_dir: &Path) -> Core {
         Core {
+            metrics: CoreMetrics::new(&db),
+            usage_series: UsageSeries::default(),
             db,
             keys,
             data_dir: data_dir.to_path_buf(),

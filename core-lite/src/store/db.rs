@@ -20,6 +20,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Params, Row};
 
 use super::error::{copy_failure, is_storage_fault, StoreError};
 use super::migrations::migrate;
+use super::stats::{StoreStats, WriteFailure};
 
 /// What the store functions run on: the open transaction of [`Db::write`] or a reader
 /// connection of [`Db::read`]. Outside the store it is an opaque handle to pass on.
@@ -140,6 +141,8 @@ pub struct Db {
     fault: Mutex<Option<WriteFault>>,
     /// When [`Db::check_writable`] last tried a write.
     last_probe: Mutex<Option<Instant>>,
+    /// Commit times and failed writes, for the metrics.
+    stats: StoreStats,
 }
 
 impl std::fmt::Debug for Db {
@@ -252,11 +255,17 @@ impl Db {
             next_reader: AtomicUsize::new(0),
             fault: Mutex::new(None),
             last_probe: Mutex::new(None),
+            stats: StoreStats::default(),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Commit times and failed writes (see [`crate::metrics`]).
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
     }
 
     /// The storage fault of the last failing write, until a write succeeds again.
@@ -268,6 +277,7 @@ impl Db {
         let Some(copy) = copy_failure(e).filter(|_| is_storage_fault(e)) else {
             return;
         };
+        self.stats.failed(WriteFailure::StorageFault);
         let mut fault = lock(&self.fault);
         if fault.is_none() {
             tracing::error!(error = %e, "storage fault: writes fail (answered 503 until one succeeds)");
@@ -379,8 +389,10 @@ impl Db {
         let my_generation = w.generation;
         if self.writers_waiting.load(Ordering::SeqCst) == 0 {
             // Nobody behind us: commit the whole group now.
+            let started = Instant::now();
             let failure = match w.conn.execute_batch("COMMIT") {
                 Ok(()) => {
+                    self.stats.committed(started.elapsed());
                     if w.group_wrote {
                         self.clear_fault();
                     }
@@ -388,6 +400,7 @@ impl Db {
                 }
                 Err(e) => {
                     self.note_fault(&e);
+                    self.stats.failed(WriteFailure::CommitFailed);
                     let _ = w.conn.execute_batch("ROLLBACK");
                     let cause = Arc::new(e);
                     w.record_failure(my_generation, cause.clone());
@@ -416,6 +429,7 @@ impl Db {
 
     /// Ends the open group without committing: everyone in it gets `cause`.
     fn abandon(&self, w: &mut Writer, cause: Arc<rusqlite::Error>) {
+        self.stats.failed(WriteFailure::CommitFailed);
         let _ = w.conn.execute_batch("ROLLBACK");
         w.in_tx = false;
         let g = w.generation;

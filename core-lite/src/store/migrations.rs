@@ -135,6 +135,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
         at_ms  INTEGER NOT NULL
     );
     "#,
+    // 4: issue 15. Usage per channel over time at a fixed resolution (`width_ms`), for the
+    // console's plot: written in batches by `crate::usage_series`, added to (never
+    // replaced, so several core instances on one database add up), bounded in age.
+    r#"
+    CREATE TABLE usage_buckets (
+        channel_id  TEXT NOT NULL REFERENCES channels(id),
+        start_ms    BIGINT NOT NULL,
+        width_ms    BIGINT NOT NULL,
+        bytes_in    BIGINT NOT NULL,
+        bytes_out   BIGINT NOT NULL,
+        PRIMARY KEY (channel_id, start_ms)
+    );
+    CREATE INDEX usage_buckets_start ON usage_buckets(start_ms);
+    "#,
 ];
 
 /// Brings the database to the newest version (refusing one newer than this code).

@@ -4,7 +4,8 @@
 //! migrations keyed by `user_version`. Each table, or group of tables, has a module of
 //! functions that take the opaque [`Tx`] handle of [`Db::write`] or [`Db::read`] and give
 //! rows back as named structs. The layers above see no SQL and no SQLite type but [`Tx`]:
-//! this is the seam where a second backend can go behind a trait.
+//! this is the seam where a second backend can go behind a trait. `stats` is what the
+//! storage reports about its commits for the metrics.
 //!
 //! | module | tables |
 //! |---|---|
@@ -17,21 +18,27 @@
 //! | [`status_history`] | `status_history` |
 //! | [`market`] | `market_offerings`, `cheques` and the market columns of `channels` |
 //! | [`buyer`] | the client's channels as ListChannels shows them (`channels`, `sessions`, `market_offerings`) |
+//! | [`usage_series`] | `usage_buckets` (a channel's usage over time, for the console) |
+//! | [`overview`] | read-only aggregates for the metrics, a channel's sessions for the console |
 
 mod codec;
 mod db;
 mod error;
 mod migrations;
+mod stats;
 
 pub mod buyer;
 pub mod channels;
 pub mod market;
 pub mod modules;
 pub mod offerings;
+pub mod overview;
 pub mod products;
 pub mod sessions;
 pub mod status_history;
 pub mod tokens;
+pub mod usage_series;
 
 pub use db::{Db, Tx, WriteFault};
 pub use error::StoreError;
+pub use stats::{StoreStats, WriteFailure};
