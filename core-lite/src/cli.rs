@@ -28,6 +28,12 @@ use service_api::ServiceStatus;
 ///   core-lite channel create --offering HASH
 ///   core-lite access export CHANNEL --out access.json
 ///   core-lite serve
+///
+/// Settings may also come from a TOML file (--config, CORE_LITE_CONFIG): its keys are
+/// data_dir and the flags of `serve` with `_` for `-` (listen, role, market_listen,
+/// tick_ms, pay_interval_ms, tolerance_pct, max_connections, header_timeout_ms,
+/// idle_timeout_ms, usage_bucket_secs). Flags and environment variables win over the file.
+/// `core-lite check-config FILE` reports every problem of a file without starting.
 #[derive(Debug, Parser)]
 #[command(name = "core-lite", version, about, long_about, verbatim_doc_comment)]
 pub struct Cli {
@@ -39,6 +45,11 @@ pub struct Cli {
         global = true
     )]
     pub data_dir: PathBuf,
+
+    /// TOML config file (keys: see above). Flags and environment variables win over it;
+    /// a file with problems stops every command but `check-config`.
+    #[arg(long, env = "CORE_LITE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -66,6 +77,12 @@ pub enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Check a config file and report every problem (file, line, key) without starting;
+    /// exit status 0 when it is fine, 1 otherwise.
+    CheckConfig {
+        /// The file [default: --config / CORE_LITE_CONFIG].
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -135,7 +152,8 @@ impl ServeArgs {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     Core,
     Agent,
@@ -293,9 +311,17 @@ fn open(data_dir: &Path) -> anyhow::Result<Core> {
     Core::open(data_dir).with_context(|| format!("opening data dir {}", data_dir.display()))
 }
 
-/// Runs one command line.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs one command line; the exit code (check-config's 1 when the file has problems).
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    if let Command::CheckConfig { file } = &cli.command {
+        return crate::config::run_check(file.as_deref(), cli.config.as_deref());
+    }
+    run_command(cli).await.map(|()| 0)
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::CheckConfig { .. } => Ok(()),
         Command::Serve(args) => serve(&cli.data_dir, args).await,
         Command::Module(cmd) => module(&open(&cli.data_dir)?, cmd),
         Command::Product(cmd) => product(&open(&cli.data_dir)?, cmd),
