@@ -81,7 +81,9 @@ step scripts/api-fuzz.sh
 scripts/api-fuzz.sh
 
 # Shipped binaries (≤ 15 MB, debug info split off) and the Debian packages: built,
-# systemd-analyze verify/security on the units, installed, checked, purged.
+# systemd-analyze verify/security on the units, installed, checked, purged. Costs the dist
+# build from scratch (measured: 502 s user + 26 s sys of CPU, about 4.5-6 min on an idle
+# 2-core machine) and about 30 s for packaging and the checks.
 step scripts/package-test.sh
 scripts/package-test.sh
 
