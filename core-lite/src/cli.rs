@@ -46,8 +46,8 @@ pub struct Cli {
     )]
     pub data_dir: PathBuf,
 
-    /// TOML config file (keys: see above). Flags and environment variables win over it;
-    /// a file with problems stops every command but `check-config`.
+    /// TOML config file (keys: see `core-lite --help`). Flags and environment variables
+    /// win over it; a file with problems stops every command but `check-config`.
     #[arg(long, env = "CORE_LITE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
 
