@@ -44,6 +44,18 @@ fn wait_listening(port: u16) -> bool {
     false
 }
 
+/// Waits (up to 20 s) for `path` to exist: core-lite creates its database while it starts.
+fn wait_exists(path: &Path) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write config");
 }
@@ -75,7 +87,7 @@ fn serve_takes_its_settings_from_the_file_and_flags_win() {
         "core-lite does not listen on the file's address"
     );
     assert!(
-        data.join("core.db").exists(),
+        wait_exists(&data.join("core.db")),
         "the data dir of the file was not used"
     );
 
