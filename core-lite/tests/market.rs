@@ -171,14 +171,24 @@ async fn access_signed_by_another_key_is_refused() -> anyhow::Result<()> {
                 let up = up2.clone();
                 let k = mitm_keys.clone();
                 async move {
-                    let mut s = MarketClient::new(T)
+                    let answer = MarketClient::new(T)
                         .expect("mc")
-                        .accept(&up, &req)
+                        .accept(&up, None, &req)
                         .await
                         .expect("upstream");
-                    s.access.password = Secret("attacker-chosen-password".into());
-                    s.signature = k.sign(b"anything");
-                    axum::Json(s)
+                    match answer {
+                        market::AccessEnvelope::Signed(mut s) => {
+                            s.access.password = Secret("attacker-chosen-password".into());
+                            s.signature = k.sign(b"anything");
+                            axum::Json(market::AccessEnvelope::Signed(s))
+                        }
+                        // Sealed: the attacker swaps the ciphertext for its own.
+                        market::AccessEnvelope::Sealed(mut s) => {
+                            s.ciphertext = s.ciphertext.chars().rev().collect();
+                            s.signature = k.sign(b"anything");
+                            axum::Json(market::AccessEnvelope::Sealed(s))
+                        }
+                    }
                 }
             }),
         );
@@ -225,7 +235,7 @@ async fn cheques_forged_replayed_or_above_deposit_are_refused() -> anyhow::Resul
     let remote = p.agent.channel(&key.0)?.channel_id;
     let ck = &p.client.core().keys;
     let r =
-        p.mc.cheque(&p.market_url, &signed_cheque(ck, &remote, 1_000_000)?)
+        p.mc.cheque(&p.market_url, None, &signed_cheque(ck, &remote, 1_000_000)?)
             .await?;
     assert_eq!(r.amount_paid, 1_000_000);
     let paid = || -> anyhow::Result<u64> {
@@ -233,31 +243,38 @@ async fn cheques_forged_replayed_or_above_deposit_are_refused() -> anyhow::Resul
     };
     // Replayed.
     let e =
-        p.mc.cheque(&p.market_url, &signed_cheque(ck, &remote, 1_000_000)?)
+        p.mc.cheque(&p.market_url, None, &signed_cheque(ck, &remote, 1_000_000)?)
             .await
             .expect_err("replay");
     assert!(e.to_string().contains("replayed or older"), "{e}");
     // Older.
     let e =
-        p.mc.cheque(&p.market_url, &signed_cheque(ck, &remote, 500_000)?)
+        p.mc.cheque(&p.market_url, None, &signed_cheque(ck, &remote, 500_000)?)
             .await
             .expect_err("older");
     assert!(e.to_string().contains("replayed or older"), "{e}");
     // Forged: signed by another key.
     let other = core_lite::keys::AgentKeys::generate();
     let e =
-        p.mc.cheque(&p.market_url, &signed_cheque(&other, &remote, 2_000_000)?)
-            .await
-            .expect_err("forged");
+        p.mc.cheque(
+            &p.market_url,
+            None,
+            &signed_cheque(&other, &remote, 2_000_000)?,
+        )
+        .await
+        .expect_err("forged");
     assert!(e.to_string().contains("signature"), "{e}");
     // Tampered amount.
     let mut c = signed_cheque(ck, &remote, 2_000_000)?;
     c.amount = 3_000_000;
-    let e = p.mc.cheque(&p.market_url, &c).await.expect_err("tampered");
+    let e =
+        p.mc.cheque(&p.market_url, None, &c)
+            .await
+            .expect_err("tampered");
     assert!(e.to_string().contains("signature"), "{e}");
     // Above the deposit.
     let e =
-        p.mc.cheque(&p.market_url, &signed_cheque(ck, &remote, 5_000_001)?)
+        p.mc.cheque(&p.market_url, None, &signed_cheque(ck, &remote, 5_000_001)?)
             .await
             .expect_err("above");
     assert!(e.to_string().contains("above the deposit"), "{e}");
@@ -269,7 +286,7 @@ async fn cheques_forged_replayed_or_above_deposit_are_refused() -> anyhow::Resul
     // A manual channel takes no cheques.
     let (manual, _) = p.agent.create_channel(&p.offering, None)?;
     let e =
-        p.mc.cheque(&p.market_url, &signed_cheque(ck, &manual, 1)?)
+        p.mc.cheque(&p.market_url, None, &signed_cheque(ck, &manual, 1)?)
             .await
             .expect_err("manual");
     assert!(

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use service_api::market::{AcceptRequest, ChannelStatus, Cheque, SignedAccess, SignedOffering};
+use service_api::market::{
+    AcceptRequest, AccessEnvelope, ChannelStatus, Cheque, SignedAccess, SignedOffering,
+};
 use service_api::{ClientKey, ServiceStatus};
 
 use super::http::MarketClient;
@@ -290,9 +292,10 @@ pub async fn accept_offering(
     deposit: Option<u64>,
 ) -> Result<(String, ClientKey)> {
     let prepared = core.prepare_accept(offering_hash, deposit)?;
-    let signed = market.accept(&prepared.url, &prepared.request).await?;
-    let id = core.finish_accept(&prepared, &signed)?;
-    Ok((id, signed.access.username))
+    let answer = market
+        .accept(&prepared.url, prepared.pin.as_deref(), &prepared.request)
+        .await?;
+    core.finish_accept(&prepared, &answer)
 }
 
 /// An accept signed and ready to send ([`Core::prepare_accept`]), with what checking the
@@ -304,6 +307,8 @@ pub(crate) struct PreparedAccept {
     pub terms: OfferingTerms,
     pub deposit: u64,
     pub request: AcceptRequest,
+    /// The agent's TLS key its signed offering pins.
+    pub pin: Option<String>,
 }
 
 impl Core {
@@ -322,41 +327,55 @@ impl Core {
                     "offering {offering_hash} was not fetched (core-lite offering fetch URL)"
                 ))
             })?;
-        let (url, terms) = (fetched.market_url, fetched.terms);
+        let (url, terms, pin) = (fetched.market_url, fetched.terms, fetched.pin);
         let deposit = match deposit {
             Some(d) => d,
             None => billing::min_deposit(&terms.billing_terms())
                 .ok_or_else(|| CoreError::Invalid("minimum deposit overflows".into()))?,
         };
         let nonce = uuid::Uuid::new_v4().to_string();
-        let request = signed_accept(&self.keys, offering_hash, deposit, &nonce)?;
+        let seal_key = self.seal_public_key()?;
+        let request = signed_accept(&self.keys, offering_hash, deposit, &nonce, Some(seal_key))?;
         Ok(PreparedAccept {
             url,
             offering_hash: offering_hash.to_string(),
             terms,
             deposit,
             request,
+            pin,
         })
     }
 
     /// Client: the second half of an accept, after the agent answered: the signed access
     /// message is checked like `access import` checks it, then stored (GetAccess serves
-    /// it). Returns the local channel id.
+    /// it). A sealed answer is opened first ([`Core::open_envelope`]); one in clear is
+    /// refused when this core asked for sealing. Returns the local channel id and the
+    /// client key.
     pub(crate) fn finish_accept(
         &self,
         prepared: &PreparedAccept,
-        signed: &SignedAccess,
-    ) -> Result<String> {
+        answer: &AccessEnvelope,
+    ) -> Result<(String, ClientKey)> {
+        if prepared.request.client_seal_key.is_some() && matches!(answer, AccessEnvelope::Signed(_))
+        {
+            return Err(CoreError::Forbidden(
+                "access message refused: the agent answered it in clear although this core \
+                 sent a key to seal it to"
+                    .into(),
+            ));
+        }
+        let signed = &self.open_envelope(answer)?;
         // The same checks as `access import`: the offering it carries is the one accepted
         // (same hash as the one fetched; its signature and terms), and its agent key signed
         // the access message.
         self.verify_signed_access(signed, Some(&prepared.offering_hash))?;
-        self.store_accepted(
+        let id = self.store_accepted(
             &prepared.offering_hash,
             &prepared.url,
             prepared.deposit,
             signed,
-        )
+        )?;
+        Ok((id, signed.access.username.clone()))
     }
 }
 
@@ -370,7 +389,10 @@ pub async fn pay_round(core: &Arc<Core>, market: &MarketClient, tolerance_pct: u
             source,
         })??;
     for ch in channels {
-        let view = match market.channel(&ch.market_url, &ch.remote_id).await {
+        let view = match market
+            .channel(&ch.market_url, ch.pin.as_deref(), &ch.remote_id, &core.keys)
+            .await
+        {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(channel = %ch.local_id, error = %e, "cannot reach the agent's market");
@@ -405,7 +427,10 @@ pub async fn pay_round(core: &Arc<Core>, market: &MarketClient, tolerance_pct: u
             }
             PayDecision::Pay(amount) => {
                 let cheque = signed_cheque(&core.keys, &ch.remote_id, amount)?;
-                match market.cheque(&ch.market_url, &cheque).await {
+                match market
+                    .cheque(&ch.market_url, ch.pin.as_deref(), &cheque)
+                    .await
+                {
                     Ok(receipt) => {
                         tracing::info!(channel = %ch.local_id, amount, status = %receipt.status, "cheque accepted");
                         latest = receipt;
@@ -433,7 +458,7 @@ pub async fn pay_round(core: &Arc<Core>, market: &MarketClient, tolerance_pct: u
 
 /// The client's payer: a [`pay_round`] every `every`, until the process ends.
 pub async fn run_payer(core: Arc<Core>, every: Duration, tolerance_pct: u64) {
-    let market = match MarketClient::new(Duration::from_secs(5)) {
+    let market = match MarketClient::with_ca_file(Duration::from_secs(5), core.market_ca_file()) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "payer cannot start");
