@@ -773,9 +773,43 @@ impl<'e> Agent<'e> {
         self.public
     }
 
-    /// `http://PUBLIC:MARKET_PORT`.
+    /// `https://PUBLIC:MARKET_PORT` (the agent's self-signed certificate, pinned by its
+    /// offerings).
     pub fn market_url(&self) -> String {
-        format!("http://{}:{MARKET_PORT}", self.public)
+        format!("https://{}:{MARKET_PORT}", self.public)
+    }
+
+    /// The agent's TLS key pin (`market-tls.pin` of its data dir, what its offerings carry).
+    pub fn tls_pin(&self) -> Result<String> {
+        let path = self.core.data_dir().join("market-tls.pin");
+        Ok(std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .trim()
+            .to_string())
+    }
+
+    /// The agent's market view of a channel (`GET /market/v1/channels/ID`), read from the
+    /// client host's namespace with a request signed by that client core's key (curl).
+    pub fn market_view(&self, client: &ClientHost<'_>, channel_id: &str) -> Result<Value> {
+        let keys = core_lite::keys::AgentKeys::load(&client.core.data_dir().join("agent.key"))
+            .context("loading the client core's key")?;
+        let path = format!("/market/v1/channels/{channel_id}");
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let url = format!("{}{path}", self.market_url());
+        let mut argv: Vec<String> = ["curl", "-sS", "-k", "--max-time", "5"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for (name, value) in core_lite::market::guard::sign_read(&keys, "GET", &path, ts) {
+            argv.push("-H".into());
+            argv.push(format!("{name}: {value}"));
+        }
+        argv.push(url);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let out = client.ns.run(&argv)?;
+        serde_json::from_str(&out).with_context(|| format!("market answered {out}"))
     }
 
     /// The OpenVPN server's tunnel address `10.8.X.1`.
