@@ -391,3 +391,80 @@ async fn client_refuses_to_pay_beyond_its_own_measure() -> anyhow::Result<()> {
     assert_eq!(p.agent.channel(&key.0)?.status, ServiceStatus::Suspending);
     Ok(())
 }
+
+/// Anti-hoarding: a prepaid channel that pays nothing within the claim window is closed
+/// and its supply returns; one that pays its first interval keeps going.
+#[tokio::test]
+async fn unclaimed_channels_are_released_and_their_supply_returns() -> anyhow::Result<()> {
+    let p = pair(|v| v["supply"] = 1.into()).await?;
+    p.agent.core().set_claim_window(Duration::from_millis(400));
+    market::fetch_offerings(p.client.core(), &p.mc, &p.market_url).await?;
+    // The client's core accepts but never pays (its payer does not run here).
+    let (_, key) = market::accept_offering(p.client.core(), &p.mc, &p.offering, None).await?;
+    assert!(
+        p.agent.core().market_offerings()?.offerings.is_empty(),
+        "the only unit of supply is taken"
+    );
+    let deadline = std::time::Instant::now() + T;
+    while p.agent.channel(&key.0)?.status != ServiceStatus::Terminated {
+        assert!(std::time::Instant::now() < deadline, "never released");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let h = p.agent.channel(&key.0)?.history;
+    assert!(h.iter().any(|c| c.reason.contains("claim window")), "{h:?}");
+    assert_eq!(
+        p.agent.core().market_offerings()?.offerings.len(),
+        1,
+        "supply returned"
+    );
+
+    // A paying client keeps its channel past the window.
+    let other = TestCore::start().await?;
+    other.register_vpn_module()?;
+    market::fetch_offerings(other.core(), &p.mc, &p.market_url).await?;
+    let (_, key2) = market::accept_offering(other.core(), &p.mc, &p.offering, None).await?;
+    market::pay_round(&other.core_arc(), &p.mc, 10).await?;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(p.agent.channel(&key2.0)?.status, ServiceStatus::Activating);
+    Ok(())
+}
+
+/// A channel's status is read only with a request signed by its client key.
+#[tokio::test]
+async fn channel_reads_need_the_channel_key() -> anyhow::Result<()> {
+    let p = pair(|_| {}).await?;
+    market::fetch_offerings(p.client.core(), &p.mc, &p.market_url).await?;
+    let (_, key) = market::accept_offering(p.client.core(), &p.mc, &p.offering, None).await?;
+    let id = p.agent.channel(&key.0)?.channel_id;
+    let url = format!("{}/market/v1/channels/{id}", p.market_url);
+    let plain = reqwest::get(&url).await?;
+    assert_eq!(plain.status().as_u16(), 401);
+    let stranger = core_lite::keys::AgentKeys::generate();
+    let signed_by = |k: &core_lite::keys::AgentKeys| {
+        let path = format!("/market/v1/channels/{id}");
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut r = reqwest::Client::new().get(&url);
+        for (n, v) in market::guard::sign_read(k, "GET", &path, ts) {
+            r = r.header(n, v);
+        }
+        r
+    };
+    assert_eq!(signed_by(&stranger).send().await?.status().as_u16(), 401);
+    assert_eq!(
+        signed_by(&p.client.core().keys)
+            .send()
+            .await?
+            .status()
+            .as_u16(),
+        200
+    );
+    // Through the client's market client (signed by its key).
+    let view =
+        p.mc.channel(&p.market_url, None, &id, &p.client.core().keys)
+            .await?;
+    assert_eq!(view.channel_id, id);
+    Ok(())
+}

@@ -75,6 +75,11 @@ pub struct ServeArgs {
     /// payment cheques included, then crosses the network readable by anyone on the path.
     #[arg(long, env = "CORE_LITE_INSECURE_HTTP")]
     pub insecure_http: bool,
+    /// Role agent: a channel accepted over the market must be claimed within this many
+    /// seconds (prepaid: the first interval paid; postpaid: used), or it is closed and its
+    /// supply returns to the offering (nobody can hoard supply without paying).
+    #[arg(long, env = "CORE_LITE_CLAIM_WINDOW_SECS", default_value_t = 300)]
+    pub claim_window_secs: u64,
 }
 
 impl ServeArgs {
@@ -110,6 +115,7 @@ pub(super) async fn serve(
         .set_width(Duration::from_secs(args.usage_bucket_secs.max(1)));
     let market = matches!(args.role, Role::Agent | Role::Both);
     let limits = args.limits(1 + usize::from(market));
+    core.set_claim_window(Duration::from_secs(args.claim_window_secs.max(1)));
     if let Some(ca) = ca_file {
         core.set_market_ca_file(ca.to_path_buf());
     }

@@ -57,8 +57,10 @@ impl Core {
             }
             None => {
                 let (id, _) = self.create_channel(&req.offering_hash, Some(req.deposit))?;
+                let deadline = self.claim_deadline(now_ms());
                 self.db.write(|tx| {
-                    market::bind_client_key(tx, &id, &req.client_public_key, &req.nonce)
+                    market::bind_client_key(tx, &id, &req.client_public_key, &req.nonce)?;
+                    crate::store::claims::set_deadline(tx, &id, deadline)
                 })?;
                 tracing::info!(channel = %id, offering = %req.offering_hash, deposit = req.deposit, "offering accepted over the market");
                 id

@@ -20,6 +20,7 @@
 
 mod access;
 mod auth;
+pub mod claim;
 mod config;
 pub mod limiter;
 mod sessions;

@@ -43,6 +43,8 @@ pub struct Core {
     market_ca_file: std::sync::OnceLock<PathBuf>,
     /// The agent's replay guard of signed market reads and its accept rate limit.
     pub(crate) market_guard: crate::market::guard::MarketGuard,
+    /// How long a channel accepted over the market has to be claimed ([`super::claim`]).
+    pub(crate) claim_window: super::claim::ClaimWindow,
 }
 
 impl Core {
@@ -58,6 +60,7 @@ impl Core {
             callers: Default::default(),
             market_ca_file: Default::default(),
             market_guard: Default::default(),
+            claim_window: Default::default(),
         }
     }
 
