@@ -330,6 +330,19 @@ pub fn http_builder(trust: &Trust) -> Result<reqwest::ClientBuilder, TlsError> {
         .no_proxy())
 }
 
+static DEFAULT_CA_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets, once per process, the CA file [`crate::Client`] trusts for `https://` cores
+/// (the adapters' `--ca-file`); without it, the system's roots.
+pub fn set_default_ca_file(path: PathBuf) {
+    let _ = DEFAULT_CA_FILE.set(path);
+}
+
+/// The CA file set with [`set_default_ca_file`].
+pub fn default_ca_file() -> Option<PathBuf> {
+    DEFAULT_CA_FILE.get().cloned()
+}
+
 /// An error with all its causes, `outer: cause: cause` (reqwest hides the TLS reason, such
 /// as a [`PinMismatch`], in its sources).
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

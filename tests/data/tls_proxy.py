@@ -6,25 +6,35 @@
   tls_proxy.py strip LISTEN_HOST LISTEN_PORT UP_HOST UP_PORT
       serves plain HTTP and relays to the upstream over TLS (a downgrade).
 """
+import select
 import socket
 import ssl
 import sys
 import threading
 
 
-def pipe(a, b):
+def relay(c, u):
+    """Both directions on one thread: an SSL socket must not be read and written from two
+    threads at once."""
+    socks = [c, u]
     try:
         while True:
-            d = a.recv(65536)
-            if not d:
-                break
-            b.sendall(d)
-    except OSError:
+            ready = [s for s in socks if isinstance(s, ssl.SSLSocket) and s.pending()]
+            if not ready:
+                ready, _, _ = select.select(socks, [], [], 30)
+                if not ready:
+                    return
+            for s in ready:
+                d = s.recv(65536)
+                if not d:
+                    return
+                (u if s is c else c).sendall(d)
+    except (OSError, ssl.SSLError):
         pass
     finally:
-        for s in (a, b):
+        for s in socks:
             try:
-                s.shutdown(socket.SHUT_RDWR)
+                s.close()
             except OSError:
                 pass
 
@@ -54,8 +64,7 @@ def main():
             print("proxy: " + str(e), flush=True)
             c.close()
             return
-        threading.Thread(target=pipe, args=(c, u), daemon=True).start()
-        pipe(u, c)
+        relay(c, u)
 
     print("proxy listening", flush=True)
     while True:

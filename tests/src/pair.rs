@@ -238,6 +238,8 @@ pub struct PairOptions {
     pub internet: bool,
     /// Further options the server pushes (`push "…"`), e.g. ones the client must ignore.
     pub push: Vec<String>,
+    /// Further arguments of the agent's `core-lite serve` (e.g. `--claim-window-secs 3`).
+    pub agent_args: Vec<String>,
 }
 
 impl Default for PairOptions {
@@ -254,6 +256,7 @@ impl Default for PairOptions {
             full_tunnel: true,
             internet: false,
             push: Vec::new(),
+            agent_args: Vec::new(),
         }
     }
 }
@@ -533,7 +536,7 @@ impl<'e> Agent<'e> {
             "--token-out",
             utf8(&token_file)?,
         ])?;
-        let core_proc = spawn_agent_core(env, &ns, &core, public)?;
+        let core_proc = spawn_agent_core(env, &ns, &core, public, &opts.agent_args)?;
 
         // The OpenVPN server: hook auth (deferred) or management-client-auth, a
         // client-disconnect recorder of OpenVPN's own final counters, management socket.
@@ -972,6 +975,7 @@ impl<'e> Agent<'e> {
             &self.ns,
             &self.core,
             self.public,
+            &self.opts.agent_args,
         )?);
         Ok(())
     }
@@ -1121,7 +1125,13 @@ impl Internet {
     }
 }
 
-fn spawn_agent_core(env: &TestEnv, ns: &Netns, core: &CoreLite, public: Ipv4Addr) -> Result<Proc> {
+fn spawn_agent_core(
+    env: &TestEnv,
+    ns: &Netns,
+    core: &CoreLite,
+    public: Ipv4Addr,
+    extra: &[String],
+) -> Result<Proc> {
     let listen = SocketAddr::from(([127, 0, 0, 1], AGENT_CORE_PORT));
     let market = SocketAddr::from((public, MARKET_PORT));
     let proc = ns
@@ -1133,6 +1143,7 @@ fn spawn_agent_core(env: &TestEnv, ns: &Netns, core: &CoreLite, public: Ipv4Addr
         .arg(listen.to_string())
         .arg("--market-listen")
         .arg(market.to_string())
+        .args(extra)
         .label("core-lite-agent")
         .spawn(env)?;
     for addr in [listen, market] {

@@ -216,7 +216,8 @@ fn market_traffic_is_private_pinned_and_authenticated() -> Result<()> {
         eprintln!("through the MITM: {err}");
         ensure!(
             err.contains("fingerprint mismatch") && err.contains(&pin),
-            "the MITM was not refused with a fingerprint mismatch naming the pin: {err}"
+            "the MITM was not refused with a fingerprint mismatch naming the pin: {err}\n{}",
+            mitm.log_tail(10)
         );
 
         // A downgrade: plain http relayed to the agent's TLS market.
@@ -233,10 +234,101 @@ fn market_traffic_is_private_pinned_and_authenticated() -> Result<()> {
         eprintln!("downgraded: {err}");
         ensure!(
             err.contains("downgrade") && err.contains(&pin),
-            "the downgrade to http:// was not refused: {err}"
+            "the downgrade to http:// was not refused: {err}\n{}",
+            strip.log_tail(10)
         );
         // The channel still works through the real market.
         client.wait_connected(PAIR_TIMEOUT)?;
         Ok(())
     })
+}
+
+/// A hoarder that accepts over the market (from another host, with its own key) and never
+/// pays: its channel is closed when the agent's claim window passes, and the offering's
+/// only unit of supply is for sale again.
+#[test]
+fn a_never_paying_channel_is_released_and_its_supply_returns() -> Result<()> {
+    run_pair_test("claim_window", |env| {
+        let opts = PairOptions {
+            agent_args: vec!["--claim-window-secs".into(), "3".into()],
+            ..PairOptions::default()
+        };
+        let pair = Pair::start(env, opts)?;
+        let agent = &pair.agent;
+        let client = pair.client(0)?;
+        let spec = OfferingSpec::new(1000, "8", "8").with(json!({ "supply": 1 }));
+        let hash = agent.publish(&spec)?;
+        let offerings_url = format!("{}/market/v1/offerings", agent.market_url());
+        // The agent has this one offering: is it for sale?
+        let listed = |ns: &e2e::Netns| -> Result<bool> {
+            let out = ns.run(&["curl", "-sSk", "--max-time", "5", &offerings_url])?;
+            let v: Value =
+                serde_json::from_str(&out).with_context(|| format!("offerings answered {out}"))?;
+            let n = v
+                .get("offerings")
+                .and_then(Value::as_array)
+                .map(Vec::len)
+                .with_context(|| format!("offerings answered {out}"))?;
+            Ok(n == 1)
+        };
+        ensure!(listed(&client.ns)?, "the offering is not for sale");
+        // The hoarder's accept, signed with a key of its own, sent with curl.
+        let hoarder = core_lite::keys::AgentKeys::generate();
+        let h = rand_hex(32);
+        let nonce = format!(
+            "{}-{}-4{}-8{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..15],
+            &h[15..18],
+            &h[18..30]
+        );
+        let req =
+            core_lite::market::signed_accept(&hoarder, &hash, spec.full_deposit(), &nonce, None)?;
+        let body = serde_json::to_string(&req)?;
+        let url = format!("{}/market/v1/accept", agent.market_url());
+        let out = client.ns.run(&[
+            "curl",
+            "-sSk",
+            "--max-time",
+            "5",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &body,
+            &url,
+        ])?;
+        let answer: Value =
+            serde_json::from_str(&out).with_context(|| format!("accept answered {out}"))?;
+        let key = answer
+            .pointer("/access/username")
+            .and_then(Value::as_str)
+            .with_context(|| format!("accept answered {out}"))?
+            .to_string();
+        ensure!(
+            !listed(&client.ns)?,
+            "the only unit of supply is still for sale"
+        );
+        let ch = agent.wait_channel(&key, "the unclaimed channel closed", PAIR_TIMEOUT, |c| {
+            c.status == service_api::ServiceStatus::Terminated
+        })?;
+        ensure!(
+            ch.history.iter().any(|c| c.reason.contains("claim window")),
+            "closed for another reason: {:?}",
+            ch.history
+        );
+        ensure!(listed(&client.ns)?, "the supply did not return");
+        Ok(())
+    })
+}
+
+/// `n` (at most 64) random lowercase hex digits: the SHA-256 of a fresh key's signature.
+fn rand_hex(n: usize) -> String {
+    let k = core_lite::keys::AgentKeys::generate();
+    let sig = k.sign(b"nonce");
+    core_lite::jcs::hash_hex(&Value::String(sig))
+        .unwrap_or_default()
+        .chars()
+        .take(n)
+        .collect()
 }
