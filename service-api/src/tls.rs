@@ -102,7 +102,7 @@ impl Observed {
 
 /// The certificate's key is not the pinned one: a man in the middle, or an agent that
 /// changed its TLS key since it signed the offering.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PinMismatch {
     pub pinned: String,
     pub presented: String,
@@ -341,6 +341,36 @@ pub fn set_default_ca_file(path: PathBuf) {
 /// The CA file set with [`set_default_ca_file`].
 pub fn default_ca_file() -> Option<PathBuf> {
     DEFAULT_CA_FILE.get().cloned()
+}
+
+/// The [`PinMismatch`] behind an error (reqwest → hyper → io → rustls), if that is what
+/// it is.
+pub fn pin_mismatch_in(e: &(dyn std::error::Error + 'static)) -> Option<PinMismatch> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = cur {
+        if let Some(rustls::Error::InvalidCertificate(CertificateError::Other(o))) =
+            s.downcast_ref::<rustls::Error>()
+        {
+            if let Some(m) = o.0.downcast_ref::<PinMismatch>() {
+                return Some(m.clone());
+            }
+        }
+        if let Some(m) = s.downcast_ref::<PinMismatch>() {
+            return Some(m.clone());
+        }
+        // An io::Error's source() skips the error it wraps: look inside.
+        if let Some(inner) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            let inner: &(dyn std::error::Error + 'static) = inner;
+            if let Some(m) = pin_mismatch_in(inner) {
+                return Some(m);
+            }
+        }
+        cur = s.source();
+    }
+    None
 }
 
 /// An error with all its causes, `outer: cause: cause` (reqwest hides the TLS reason, such

@@ -21,9 +21,17 @@ use crate::keys::AgentKeys;
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
 fn unreachable(url: &str, source: impl Into<MarketCallError>) -> CoreError {
+    let source = match source.into() {
+        // A pinned connection refused by the verifier: say so plainly.
+        MarketCallError::Http(e) => match tlsc::pin_mismatch_in(&e) {
+            Some(m) => MarketCallError::PinMismatch(m),
+            None => MarketCallError::Http(e),
+        },
+        other => other,
+    };
     CoreError::MarketUnreachable {
         url: url.to_string(),
-        source: source.into(),
+        source,
     }
 }
 
