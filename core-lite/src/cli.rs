@@ -193,16 +193,25 @@ pub enum ChannelCmd {
 #[derive(Debug, Subcommand)]
 pub enum AccessCmd {
     /// Agent: print (or write, 0600) the access message of a channel, signed by the agent,
-    /// with the signed offering it was sold under.
+    /// with the signed offering it was sold under. With --seal-to, sealed to the client
+    /// (HPKE): only the client core holding that key can read it.
     Export {
         /// Channel id or client key.
         channel: String,
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The client core's sealing key (base64 X25519, what `access seal-key` prints on
+        /// the client host).
+        #[arg(long)]
+        seal_to: Option<String>,
     },
+    /// Client: print this core's sealing key (base64 X25519; made on first use), for the
+    /// agent's `access export --seal-to`.
+    SealKey,
     /// Client: check a signed access message (the file `access export` writes: the access
     /// message signed by the agent, with the signed offering) and store it so that GetAccess
-    /// serves it. A bare or changed access message is refused.
+    /// serves it. A bare or changed access message is refused; a sealed one is opened with
+    /// this core's sealing key.
     Import {
         file: PathBuf,
         /// Refuse it unless it is for this offering (the hash `offering verify` printed).
@@ -387,9 +396,18 @@ fn channel(core: &Core, cmd: ChannelCmd) -> anyhow::Result<()> {
 
 fn access(core: &Core, cmd: AccessCmd) -> anyhow::Result<()> {
     match cmd {
-        AccessCmd::Export { channel, out } => {
+        AccessCmd::Export {
+            channel,
+            out,
+            seal_to,
+        } => {
             let signed = core.export_signed_access(&channel)?;
-            let text = serde_json::to_string_pretty(&signed)?;
+            let text = match seal_to {
+                Some(k) => serde_json::to_string_pretty(&crate::market::sealed::seal_access(
+                    &core.keys, &signed, &k,
+                )?)?,
+                None => serde_json::to_string_pretty(&signed)?,
+            };
             match out {
                 Some(path) => {
                     write_private_file(&path, text.as_bytes())?;
@@ -401,6 +419,9 @@ fn access(core: &Core, cmd: AccessCmd) -> anyhow::Result<()> {
                     Ok(())
                 }
             }
+        }
+        AccessCmd::SealKey => {
+            print_json(&serde_json::json!({ "sealKey": core.seal_public_key()? }))
         }
         AccessCmd::Import { file, offering } => {
             let v = read_json_file(&file)?;

@@ -137,3 +137,28 @@ async fn the_market_pins_its_self_signed_key() -> anyhow::Result<()> {
     assert!(e.to_string().contains("downgrade"), "{e}");
     Ok(())
 }
+
+/// The manual path: `access export --seal-to` and `access import` of the sealed file.
+#[tokio::test]
+async fn exported_access_sealed_to_a_client_imports_there_only() -> anyhow::Result<()> {
+    let agent = TestCore::start().await?;
+    agent.register_vpn_module()?;
+    let (pid, _) = agent.create_product("vpn-1", "192.0.2.1:1194")?;
+    let hash = agent.publish_offering(&pid, &vpn_offering_input(1000, None))?;
+    let (channel, key) = agent.create_channel(&hash, None)?;
+    let client = TestCore::start().await?;
+    client.register_vpn_module()?;
+    let other = TestCore::start().await?;
+    other.register_vpn_module()?;
+    let signed = agent.export_signed_access(&channel)?;
+    let sealed = market::sealed::seal_access(
+        &agent.core().keys,
+        &signed,
+        &client.core().seal_public_key()?,
+    )?;
+    let v = serde_json::to_value(&sealed)?;
+    assert!(!v.to_string().contains(signed.access.password.expose()));
+    assert!(other.core().import_access(&v, Some(&hash)).is_err());
+    assert_eq!(client.core().import_access(&v, Some(&hash))?, key);
+    Ok(())
+}
