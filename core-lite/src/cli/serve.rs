@@ -241,3 +241,48 @@ fn market_tls(
     );
     Ok(Some(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_off_loopback_needs_insecure_http() -> anyhow::Result<()> {
+        plain_allowed("the Service API", "127.0.0.1:7700".parse()?, false)?;
+        plain_allowed("the Service API", "[::1]:7700".parse()?, false)?;
+        let e = plain_allowed("the Service API", "0.0.0.0:7700".parse()?, false)
+            .expect_err("plain on every address");
+        assert!(e.to_string().contains("--insecure-http"), "{e}");
+        assert!(plain_allowed("the market API", "10.0.0.1:7710".parse()?, false).is_err());
+        plain_allowed("the market API", "10.0.0.1:7710".parse()?, true)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_network_market_gets_the_self_signed_certificate_and_its_pin() -> anyhow::Result<()> {
+        use clap::Parser;
+        let dir = tempfile::tempdir()?;
+        let cli = super::super::Cli::try_parse_from([
+            "core-lite",
+            "serve",
+            "--role",
+            "agent",
+            "--market-listen",
+            "10.0.0.1:7710",
+        ])?;
+        let super::super::Command::Serve(args) = cli.command else {
+            anyhow::bail!("not serve");
+        };
+        assert!(market_tls(dir.path(), &args)?.is_some());
+        let pin = crate::server::tls::read_pin(dir.path())?.expect("pin recorded");
+        assert_eq!(pin.len(), 64);
+        // On loopback: plain, and offerings no longer carry a pin.
+        let cli = super::super::Cli::try_parse_from(["core-lite", "serve", "--role", "agent"])?;
+        let super::super::Command::Serve(args) = cli.command else {
+            anyhow::bail!("not serve");
+        };
+        assert!(market_tls(dir.path(), &args)?.is_none());
+        assert_eq!(crate::server::tls::read_pin(dir.path())?, None);
+        Ok(())
+    }
+}
