@@ -16,6 +16,7 @@ use crate::runtime;
 use crate::state;
 use crate::up::{DownArgs, LsArgs, UpArgs};
 
+pub mod check;
 mod config;
 mod net;
 
@@ -100,6 +101,15 @@ pub enum Command {
     Status(StatusArgs),
     /// Print the OpenVPN config `connect` would use (the password is never printed).
     Render(RenderArgs),
+    /// Check a config file and report every problem (file, line, key) without starting;
+    /// exit status 0 when it is fine, 1 otherwise.
+    CheckConfig {
+        /// The file [default: --config / ADAPTER_CLIENT_CONFIG].
+        file: Option<PathBuf>,
+        /// The file, as `connect --config` takes it.
+        #[arg(long, env = "ADAPTER_CLIENT_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// Where the core is and how to authenticate.
@@ -242,6 +252,16 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Ls(a) => Ok(crate::up::run_ls(a).await?),
         Command::Down(a) => Ok(crate::up::run_down(a).await?),
         Command::Status(a) => status(&a).map(|()| 0),
+        Command::CheckConfig { file, config } => {
+            let path = file.or(config).ok_or_else(|| {
+                CliError::Invalid(
+                    "check-config: give the file (`adapter-client check-config FILE`, --config or ADAPTER_CLIENT_CONFIG)".into(),
+                )
+            })?;
+            let report = check::check(&path);
+            print!("{report}");
+            Ok(report.exit_code())
+        }
         Command::Render(a) => {
             let text = render_cmd(&a).await?;
             print!("{text}");

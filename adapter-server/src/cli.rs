@@ -69,6 +69,12 @@ pub enum Cmd {
     /// Read the OpenVPN server config and send it to the core (SetProductConfig).
     #[command(long_about = PUSH_HELP)]
     PushConfig(PushConfigArgs),
+    /// Check a config file (default: --config) and report every problem (file, line, key)
+    /// without starting; exit status 0 when it is fine, 1 otherwise.
+    CheckConfig {
+        /// The file [default: --config / ADAPTER_SERVER_CONFIG].
+        file: Option<PathBuf>,
+    },
     /// Internal: the detached deferred-auth worker (job on stdin).
     #[command(name = "__auth-worker", hide = true)]
     AuthWorker,

@@ -14,6 +14,7 @@
 //! The management-interface protocol is the `openvpn-mgmt` crate and the `tc` shaping the
 //! `tc-shaper` crate, both shared with adapter-client.
 
+pub mod check_config;
 pub mod cli;
 pub mod hook;
 pub mod monitor;
@@ -79,6 +80,16 @@ fn core_settings(cli: &Cli, file: &FileConfig) -> Result<CoreSettings, SettingsE
 pub fn run(cli: Cli) -> Result<u8, RunError> {
     match &cli.command {
         Cmd::AuthWorker => Ok(hook::run_worker()),
+        Cmd::CheckConfig { file } => {
+            let path = file.as_ref().or(cli.common.config.as_ref()).ok_or_else(|| {
+                RunError::Option(
+                    "check-config: give the file (`adapter-server check-config FILE`, --config or ADAPTER_SERVER_CONFIG)".into(),
+                )
+            })?;
+            let report = check_config::check(path);
+            print!("{report}");
+            Ok(report.exit_code())
+        }
         Cmd::Hook(h) => {
             let (file, core) = match load_file_config(&cli) {
                 Ok(f) => {

@@ -28,6 +28,12 @@ use service_api::ServiceStatus;
 ///   core-lite channel create --offering HASH
 ///   core-lite access export CHANNEL --out access.json
 ///   core-lite serve
+///
+/// Settings may also come from a TOML file (--config, CORE_LITE_CONFIG): its keys are
+/// data_dir and the flags of `serve` with `_` for `-` (listen, role, market_listen,
+/// tick_ms, pay_interval_ms, tolerance_pct, max_connections, header_timeout_ms,
+/// idle_timeout_ms, usage_bucket_secs). Flags and environment variables win over the file.
+/// `core-lite check-config FILE` reports every problem of a file without starting.
 #[derive(Debug, Parser)]
 #[command(name = "core-lite", version, about, long_about, verbatim_doc_comment)]
 pub struct Cli {
@@ -40,6 +46,10 @@ pub struct Cli {
     )]
     pub data_dir: PathBuf,
 
+    /// TOML config file (keys: see `core-lite --help`). Flags and environment variables
+    /// win over it; a file with problems stops every command but `check-config`.
+    #[arg(long, env = "CORE_LITE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
     /// PEM file of the certificate authorities trusted for an agent's market reached over
     /// https:// whose offerings pin no TLS key (default: the system's roots). Offerings of an
     /// agent with a self-signed certificate carry its key's fingerprint
@@ -73,9 +83,16 @@ pub enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Check a config file and report every problem (file, line, key) without starting;
+    /// exit status 0 when it is fine, 1 otherwise.
+    CheckConfig {
+        /// The file [default: --config / CORE_LITE_CONFIG].
+        file: Option<PathBuf>,
+    },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     Core,
     Agent,
@@ -242,9 +259,17 @@ pub(crate) fn open(data_dir: &Path) -> anyhow::Result<Core> {
     Core::open(data_dir).with_context(|| format!("opening data dir {}", data_dir.display()))
 }
 
-/// Runs one command line.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs one command line; the exit code (check-config's 1 when the file has problems).
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    if let Command::CheckConfig { file } = &cli.command {
+        return crate::config::run_check(file.as_deref(), cli.config.as_deref());
+    }
+    run_command(cli).await.map(|()| 0)
+}
+
+async fn run_command(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::CheckConfig { .. } => Ok(()),
         Command::Serve(args) => serve::serve(&cli.data_dir, cli.ca_file.as_deref(), args).await,
         Command::Module(cmd) => module(&open(&cli.data_dir)?, cmd),
         Command::Product(cmd) => product(&open(&cli.data_dir)?, cmd),

@@ -33,6 +33,7 @@
 pub mod admin;
 pub mod billing;
 pub mod cli;
+pub mod config;
 pub mod error;
 pub mod jcs;
 pub mod keys;

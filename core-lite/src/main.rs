@@ -1,10 +1,14 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = core_lite::cli::Cli::parse();
+    let cli = match core_lite::config::parse_cli() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("core-lite: error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -14,7 +18,7 @@ async fn main() -> ExitCode {
         )
         .init();
     match core_lite::cli::run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("core-lite: error: {e:#}");
             ExitCode::FAILURE
