@@ -39,6 +39,13 @@ pub struct FileConfig {
     pub header_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub usage_bucket_secs: Option<u64>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub market_tls_cert: Option<PathBuf>,
+    pub market_tls_key: Option<PathBuf>,
+    pub insecure_http: Option<bool>,
+    pub claim_window_secs: Option<u64>,
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Checks a config file: every problem, each with its line and key.
@@ -71,9 +78,38 @@ pub fn check(path: &Path) -> config_check::Report {
         ("header_timeout_ms", f.header_timeout_ms),
         ("idle_timeout_ms", f.idle_timeout_ms),
         ("usage_bucket_secs", f.usage_bucket_secs),
+        ("claim_window_secs", f.claim_window_secs),
     ] {
         if v == Some(0) {
             c.problem(key, "must be at least 1");
+        }
+    }
+    for (cert_key, cert, key_key, key) in [
+        ("tls_cert", &f.tls_cert, "tls_key", &f.tls_key),
+        (
+            "market_tls_cert",
+            &f.market_tls_cert,
+            "market_tls_key",
+            &f.market_tls_key,
+        ),
+    ] {
+        match (cert, key) {
+            (Some(_), None) => c.problem(cert_key, format!("needs `{key_key}` too")),
+            (None, Some(_)) => c.problem(key_key, format!("needs `{cert_key}` too")),
+            _ => {}
+        }
+    }
+    for (key, file) in [
+        ("tls_cert", &f.tls_cert),
+        ("tls_key", &f.tls_key),
+        ("market_tls_cert", &f.market_tls_cert),
+        ("market_tls_key", &f.market_tls_key),
+        ("ca_file", &f.ca_file),
+    ] {
+        if let Some(file) = file {
+            if !file.is_file() {
+                c.problem(key, format!("{} is not a readable file", file.display()));
+            }
         }
     }
     let market = matches!(f.role, Some(Role::Agent | Role::Both));
@@ -124,6 +160,9 @@ fn apply(mut cli: Cli, matches: &ArgMatches) -> anyhow::Result<Cli> {
         if let Some(d) = f.data_dir.clone() {
             cli.data_dir = d;
         }
+    }
+    if defaulted(matches, "ca_file") && f.ca_file.is_some() {
+        cli.ca_file = f.ca_file.clone();
     }
     if let (Command::Serve(args), Some(m)) = (&mut cli.command, matches.subcommand_matches("serve"))
     {
@@ -183,6 +222,25 @@ fn apply_serve(a: &mut ServeArgs, m: &ArgMatches, f: &FileConfig) {
         &mut a.usage_bucket_secs,
         &f.usage_bucket_secs,
     );
+    set(
+        m,
+        "claim_window_secs",
+        &mut a.claim_window_secs,
+        &f.claim_window_secs,
+    );
+    set(m, "insecure_http", &mut a.insecure_http, &f.insecure_http);
+    // The certificate and its key come as a pair: from the flags or from the file.
+    if defaulted(m, "tls_cert") && defaulted(m, "tls_key") && f.tls_cert.is_some() {
+        a.tls_cert = f.tls_cert.clone();
+        a.tls_key = f.tls_key.clone();
+    }
+    if defaulted(m, "market_tls_cert")
+        && defaulted(m, "market_tls_key")
+        && f.market_tls_cert.is_some()
+    {
+        a.market_tls_cert = f.market_tls_cert.clone();
+        a.market_tls_key = f.market_tls_key.clone();
+    }
 }
 
 /// `core-lite check-config [FILE]`: prints the report, returns the exit code.
@@ -312,5 +370,49 @@ mod tests {
             "role = \"client\"\nlisten = \"127.0.0.1:7701\"\n",
         );
         assert!(check(&good).is_ok());
+    }
+
+    #[test]
+    fn tls_keys_come_from_the_file_in_pairs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cert = dir.path().join("api.crt");
+        let key = dir.path().join("api.key");
+        std::fs::write(&cert, "pem").expect("write");
+        std::fs::write(&key, "pem").expect("write");
+        let p = write(
+            dir.path(),
+            &format!(
+                "tls_cert = \"{}\"\ntls_key = \"{}\"\nca_file = \"{}\"\n\
+                 insecure_http = true\nclaim_window_secs = 60\n",
+                cert.display(),
+                key.display(),
+                cert.display()
+            ),
+        );
+        let conf = p.to_str().expect("utf-8 path");
+        let cli = parse_cli_from(["core-lite", "--config", conf, "serve"]).expect("parse");
+        assert_eq!(cli.ca_file.as_deref(), Some(cert.as_path()));
+        let a = serve_args(&cli);
+        assert_eq!(a.tls_cert.as_deref(), Some(cert.as_path()));
+        assert_eq!(a.tls_key.as_deref(), Some(key.as_path()));
+        assert!(a.insecure_http);
+        assert_eq!(a.claim_window_secs, 60);
+
+        let p = write(
+            dir.path(),
+            &format!(
+                "market_tls_cert = \"{}\"\ntls_key = \"{}\"\nca_file = \"/nonexistent\"\n\
+                 claim_window_secs = 0\n",
+                cert.display(),
+                key.display()
+            ),
+        );
+        let r = check(&p);
+        let keys: Vec<_> = r.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec!["market_tls_cert", "tls_key", "ca_file", "claim_window_secs"],
+            "{r}"
+        );
     }
 }
