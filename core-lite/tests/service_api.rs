@@ -386,6 +386,8 @@ async fn max_units_terminates_and_stop_finishes() -> anyhow::Result<()> {
     let s = c
         .start_session(&StartSessionRequest::new(key.clone(), None))
         .await?;
+    // The budget: every byte of maxUnits (10 MB), then what is left after each report.
+    assert_eq!(s.remaining_bytes, Some(10_000_000));
     let r = c
         .update_session(&UpdateSessionRequest {
             session_id: s.session_id.clone(),
@@ -394,6 +396,7 @@ async fn max_units_terminates_and_stop_finishes() -> anyhow::Result<()> {
         })
         .await?;
     assert_eq!(r.status, ServiceStatus::Active);
+    assert_eq!(r.remaining_bytes, Some(1));
     let r = c
         .update_session(&UpdateSessionRequest {
             session_id: s.session_id.clone(),
@@ -403,6 +406,7 @@ async fn max_units_terminates_and_stop_finishes() -> anyhow::Result<()> {
         .await?;
     assert_eq!(r.status, ServiceStatus::Terminating);
     assert_eq!(r.units_used, 10);
+    assert_eq!(r.remaining_bytes, Some(0));
     let st = c
         .stop_session(&StopSessionRequest {
             session_id: s.session_id.clone(),
@@ -446,6 +450,8 @@ async fn deposit_exhaustion_terminates() -> anyhow::Result<()> {
     let s = c
         .start_session(&StartSessionRequest::new(key.clone(), None))
         .await?;
+    // The deposit, not maxUnits (1000 MB), bounds the budget.
+    assert_eq!(s.remaining_bytes, Some(5_000_000));
     let r = c
         .update_session(&UpdateSessionRequest {
             session_id: s.session_id.clone(),
@@ -454,6 +460,7 @@ async fn deposit_exhaustion_terminates() -> anyhow::Result<()> {
         })
         .await?;
     assert_eq!(r.status, ServiceStatus::Active);
+    assert_eq!(r.remaining_bytes, Some(1));
     let r = c
         .update_session(&UpdateSessionRequest {
             session_id: s.session_id,

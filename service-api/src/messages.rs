@@ -130,6 +130,12 @@ pub struct StartSessionResponse {
     /// Counts already recorded for this session (non-zero only when resumed by connectionId).
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Bytes (in + out, as reported) the channel may still use before it ends: until
+    /// `maxUnits`, or until the deposit cannot pay the next unit, whichever comes first; 0
+    /// when the status does not admit traffic. Absent when the answering core does not know
+    /// (a client core). The server adapter turns it into a kernel byte quota per client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_bytes: Option<u64>,
 }
 
 /// Cumulative counters of one session, as the reporting side's OpenVPN counts them:
@@ -160,6 +166,12 @@ pub struct UpdateSessionResponse {
     /// All bytes of the channel (every session) and the derived units (floor of MB).
     pub channel_bytes: u64,
     pub units_used: u64,
+    /// Bytes (in + out, as reported) the channel may still use before it ends: until
+    /// `maxUnits`, or until the deposit cannot pay the next unit, whichever comes first; 0
+    /// when the status does not admit traffic. Absent when the answering core does not know
+    /// (a client core). The server adapter turns it into a kernel byte quota per client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_bytes: Option<u64>,
 }
 
 /// Final cumulative counts. On a session already stopped, higher counts still win (per-field

@@ -40,6 +40,7 @@ mod client_auth;
 mod config_push;
 mod core_calls;
 mod event;
+mod fence;
 mod handoff;
 pub mod metrics;
 mod mgmt_conn;
@@ -62,6 +63,7 @@ use self::core_calls::BoundedCore;
 use self::event::Ev;
 use self::metrics::MonitorMetrics;
 
+pub use self::fence::FenceConfig;
 pub use self::handoff::{HandoffConfig, HandoffError};
 
 /// Capacity of the actor's event channel.
@@ -130,6 +132,8 @@ pub struct MonitorConfig {
     pub handoff: Option<HandoffConfig>,
     /// Where to serve the Prometheus metrics (`GET /metrics`; loopback only).
     pub metrics_listen: Option<SocketAddr>,
+    /// None = no nftables quotas and no drop before a kill.
+    pub fence: Option<FenceConfig>,
 }
 
 impl MonitorConfig {
@@ -150,6 +154,7 @@ impl MonitorConfig {
             tick: Duration::from_secs(1),
             handoff: None,
             metrics_listen: None,
+            fence: None,
         }
     }
 }

@@ -12,7 +12,7 @@ use service_api::{
 use super::access::verified_access;
 use super::state::speed_of;
 use super::state::{new_id, now_ms, Caller, Core};
-use super::status::{apply_billing, set_status};
+use super::status::{apply_billing_budget, budget, set_status};
 use crate::billing;
 use crate::error::{CoreError, Result};
 use crate::store::channels::{self, AgentKey, Side};
@@ -26,6 +26,8 @@ struct Usage {
     bytes_out: u64,
     channel_bytes: u64,
     stopped_now: bool,
+    /// Bytes the channel may still use (agent side only).
+    remaining_bytes: Option<u64>,
     /// What this report added, for the usage series: (channel, in, out, at unix ms).
     added: (String, u64, u64, i64),
 }
@@ -58,6 +60,15 @@ fn channel_of(
     })
 }
 
+/// The bytes an agent channel may still use; `None` on the client side (its core does not
+/// bill).
+fn budget_of(tx: &Tx<'_>, caller: &Caller, channel_id: &str) -> Result<Option<u64>> {
+    match side_of(caller) {
+        Side::Agent => Ok(Some(budget(tx, channel_id)?)),
+        Side::Client => Ok(None),
+    }
+}
+
 fn side_of(caller: &Caller) -> Side {
     match caller {
         Caller::Client => Side::Client,
@@ -83,6 +94,7 @@ impl Core {
             // opened) returns that session, open or already stopped, whatever the status.
             if let Some(conn) = &req.connection_id {
                 if let Some(known) = sessions::by_connection(tx, &channel_id, conn)? {
+                    let remaining_bytes = budget_of(tx, caller, &channel_id)?;
                     return Ok(StartSessionResponse {
                         session_id: SessionId(known.id),
                         channel_id,
@@ -90,6 +102,7 @@ impl Core {
                         speed: speed_of(params.as_ref()),
                         bytes_in: known.bytes_in,
                         bytes_out: known.bytes_out,
+                        remaining_bytes,
                     });
                 }
             }
@@ -126,6 +139,7 @@ impl Core {
                 )?;
                 status = ServiceStatus::Active;
             }
+            let remaining_bytes = budget_of(tx, caller, &channel_id)?;
             Ok(StartSessionResponse {
                 session_id: SessionId(sid),
                 channel_id,
@@ -133,6 +147,7 @@ impl Core {
                 speed: speed_of(params.as_ref()),
                 bytes_in: 0,
                 bytes_out: 0,
+                remaining_bytes,
             })
         })
     }
@@ -157,6 +172,7 @@ impl Core {
                         req.connection_id
                     ))
                 })?;
+            let remaining_bytes = budget_of(tx, caller, &channel_id)?;
             Ok(StartSessionResponse {
                 session_id: SessionId(known.id),
                 channel_id,
@@ -164,6 +180,7 @@ impl Core {
                 speed: speed_of(params.as_ref()),
                 bytes_in: known.bytes_in,
                 bytes_out: known.bytes_out,
+                remaining_bytes,
             })
         })
     }
@@ -181,6 +198,7 @@ impl Core {
             bytes_out: r.bytes_out,
             channel_bytes: r.channel_bytes,
             units_used: billing::units_used(r.channel_bytes),
+            remaining_bytes: r.remaining_bytes,
         })
     }
 
@@ -260,10 +278,13 @@ impl Core {
             }
             // Billing looks again only when usage or the session changed (timers and cheques
             // apply it themselves).
-            let status = if s.side == Side::Agent && (delta > 0 || stopped_now) {
-                apply_billing(tx, &s.channel_id, now)?
+            let (status, remaining_bytes) = if s.side != Side::Agent {
+                (s.channel_status, None)
+            } else if delta > 0 || stopped_now {
+                let (status, left) = apply_billing_budget(tx, &s.channel_id, now)?;
+                (status, Some(left))
             } else {
-                s.channel_status
+                (s.channel_status, Some(budget(tx, &s.channel_id)?))
             };
             Ok(Usage {
                 status,
@@ -271,6 +292,7 @@ impl Core {
                 bytes_out: new_out,
                 channel_bytes,
                 stopped_now,
+                remaining_bytes,
                 added: (
                     s.channel_id,
                     new_in.saturating_sub(old_in),
