@@ -340,6 +340,26 @@ impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
             .exit_requested(Instant::now(), self.s.stop_timeout, false);
     }
 
+    /// The core says the channel is out of service: the tunnel stops carrying traffic at
+    /// once (its link goes down), before openvpn is told to exit and the final counts are
+    /// reported.
+    pub(super) async fn stop_sending(&mut self, status: service_api::ServiceStatus) {
+        if self.conn.is_down() || self.goal.stopping() {
+            return;
+        }
+        let tun = self.s.tun_dev.clone();
+        let cmd =
+            crate::tool::ToolCommand::new(&self.s.tools.ip, &["link", "set", "dev", &tun, "down"]);
+        match cmd.run().await {
+            Ok(_) => {
+                warn!(tun = %tun, "the channel is {status}: tunnel taken down, no more traffic is sent")
+            }
+            Err(e) => {
+                warn!(tun = %tun, "the channel is {status}: taking the tunnel down failed: {e}")
+            }
+        }
+    }
+
     pub(super) fn begin_stop(&mut self, outcome: Outcome) {
         if self.goal.stopping() {
             return;
