@@ -1048,3 +1048,100 @@ async fn a_channel_byte_total_that_would_overflow_is_refused_with_422() -> anyho
     assert_eq!(info.bytes_total, MAX_CHANNEL_BYTES);
     Ok(())
 }
+
+/// Issue 12 item 5: UpdateSessions applies every report exactly like UpdateSession (same
+/// answers, per-field maximum, billing, usage buckets), answers each in order, and a refused
+/// entry does not stop the others.
+#[tokio::test]
+async fn update_sessions_batch_answers_each_report_like_update_session() -> anyhow::Result<()> {
+    use service_api::UpdateSessionsRequest;
+    let a = agent(10).await?;
+    let c = client(&a.core, &a.product_token);
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let (id, key) = a.core.create_channel(&a.offering, None)?;
+        let s = c
+            .start_session(&StartSessionRequest::new(key.clone(), None))
+            .await?;
+        sessions.push((id, key, s.session_id));
+    }
+    let up = |s: &SessionId, i: u64, o: u64| UpdateSessionRequest {
+        session_id: s.clone(),
+        bytes_in: i,
+        bytes_out: o,
+    };
+    // A single report first, for the reference.
+    let single = c.update_session(&up(&sessions[0].2, 1_000, 2_000)).await?;
+    let unknown = SessionId("s-unknown".into());
+    let r = c
+        .update_sessions(&UpdateSessionsRequest {
+            updates: vec![
+                up(&sessions[0].2, 1_000, 2_000),
+                up(&unknown, 1, 1),
+                up(&sessions[1].2, 4_000_000, 6_000_000),
+                up(&sessions[0].2, 500, 3_000),
+                up(&sessions[2].2, 7, 8),
+            ],
+        })
+        .await?;
+    let ids: Vec<&str> = r.results.iter().map(|x| x.session_id.0.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            sessions[0].2 .0.as_str(),
+            "s-unknown",
+            sessions[1].2 .0.as_str(),
+            sessions[0].2 .0.as_str(),
+            sessions[2].2 .0.as_str()
+        ]
+    );
+    // A replay answers what the single report answered.
+    assert_eq!(r.results[0].update.as_ref(), Some(&single));
+    let err = r.results[1]
+        .error
+        .as_ref()
+        .expect("unknown session refused");
+    assert_eq!(err.code, ErrorCode::NotFound);
+    assert!(r.results[1].update.is_none());
+    // maxUnits reached inside the batch: terminating, no budget left.
+    let ended = r.results[2].update.as_ref().expect("second");
+    assert_eq!(ended.status, ServiceStatus::Terminating);
+    assert_eq!(ended.remaining_bytes, Some(0));
+    // Per-field maximum across the batch.
+    let s0 = r.results[3].update.as_ref().expect("fourth");
+    assert_eq!((s0.bytes_in, s0.bytes_out), (1_000, 3_000));
+    assert_eq!(s0.remaining_bytes, Some(10_000_000 - 4_000));
+    assert_eq!(a.core.channel(&sessions[0].1 .0)?.bytes_total, 4_000);
+    assert_eq!(a.core.channel(&sessions[1].1 .0)?.bytes_total, 10_000_000);
+    assert_eq!(a.core.channel(&sessions[2].1 .0)?.bytes_total, 15);
+    // The usage buckets got every byte, as from single reports.
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis(),
+    )?;
+    a.core.core().flush_usage_series(now + 120_000, true)?;
+    for (id, _, _) in &sessions {
+        let series = a.core.core().usage_series(id, now + 120_000)?;
+        let total: u64 = series
+            .buckets
+            .iter()
+            .map(|b| b.bytes_in + b.bytes_out)
+            .sum();
+        assert_eq!(total, a.core.channel(id)?.bytes_total, "{id}");
+    }
+    // The limits of the request.
+    let e = c
+        .update_sessions(&UpdateSessionsRequest { updates: vec![] })
+        .await
+        .expect_err("empty");
+    assert_eq!(code(&e), Some(ErrorCode::Invalid));
+    let e = c
+        .update_sessions(&UpdateSessionsRequest {
+            updates: vec![up(&sessions[2].2, service_api::MAX_BYTE_COUNT + 1, 0)],
+        })
+        .await
+        .expect_err("over the maximum");
+    assert_eq!(code(&e), Some(ErrorCode::Invalid));
+    Ok(())
+}

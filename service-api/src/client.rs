@@ -135,6 +135,13 @@ impl Client {
     ) -> Result<UpdateSessionResponse, ApiError> {
         self.post(paths::UPDATE_SESSION, req).await
     }
+    /// Many usage reports in one call (one answer per report, in order).
+    pub async fn update_sessions(
+        &self,
+        req: &UpdateSessionsRequest,
+    ) -> Result<UpdateSessionsResponse, ApiError> {
+        self.post(paths::UPDATE_SESSIONS, req).await
+    }
     pub async fn stop_session(
         &self,
         req: &StopSessionRequest,

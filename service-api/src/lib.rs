@@ -48,6 +48,7 @@ pub mod paths {
     pub const START_SESSION: &str = "/v1/StartSession";
     pub const FIND_SESSION: &str = "/v1/FindSession";
     pub const UPDATE_SESSION: &str = "/v1/UpdateSession";
+    pub const UPDATE_SESSIONS: &str = "/v1/UpdateSessions";
     pub const STOP_SESSION: &str = "/v1/StopSession";
     pub const GET_ACCESS: &str = "/v1/GetAccess";
     pub const FETCH_OFFERINGS: &str = "/v1/FetchOfferings";

@@ -365,6 +365,8 @@ pub fn document() -> OpenApi {
     c = with::<FindSessionRequest>(c);
     c = with::<UpdateSessionRequest>(c);
     c = with::<UpdateSessionResponse>(c);
+    c = with::<UpdateSessionsRequest>(c);
+    c = with::<UpdateSessionsResponse>(c);
     c = with::<StopSessionRequest>(c);
     c = with::<StopSessionResponse>(c);
     c = with::<GetAccessRequest>(c);

@@ -88,6 +88,14 @@ async fn update_session(
     call(core, who, move |c, who| c.update_session(who, &req)).await
 }
 
+async fn update_sessions(
+    State(core): St,
+    Authed(who): Authed,
+    Valid(req): Valid<api::UpdateSessionsRequest>,
+) -> Result<Json<api::UpdateSessionsResponse>, CoreError> {
+    call(core, who, move |c, who| c.update_sessions(who, &req)).await
+}
+
 async fn stop_session(
     State(core): St,
     Authed(who): Authed,
@@ -188,6 +196,11 @@ pub fn api_routes() -> Vec<(Method, String, MethodRouter<Arc<Core>>)> {
             Method::POST,
             paths::UPDATE_SESSION.into(),
             post(update_session),
+        ),
+        (
+            Method::POST,
+            paths::UPDATE_SESSIONS.into(),
+            post(update_sessions),
         ),
         (Method::POST, paths::STOP_SESSION.into(), post(stop_session)),
         (Method::POST, paths::GET_ACCESS.into(), post(get_access)),

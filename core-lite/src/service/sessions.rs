@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 
 use service_api::{
-    self as api, FindSessionRequest, ServiceStatus, SessionId, StartSessionRequest,
-    StartSessionResponse, StopSessionRequest, StopSessionResponse, UpdateSessionRequest,
-    UpdateSessionResponse,
+    self as api, ErrorCode, ErrorDetail, FindSessionRequest, ServiceStatus, SessionId,
+    StartSessionRequest, StartSessionResponse, StopSessionRequest, StopSessionResponse,
+    UpdateSessionRequest, UpdateSessionResponse, UpdateSessionsRequest, UpdateSessionsResponse,
+    UpdateSessionsResult,
 };
 
 use super::access::verified_access;
@@ -191,15 +192,7 @@ impl Core {
         req: &UpdateSessionRequest,
     ) -> Result<UpdateSessionResponse> {
         let r = self.record_usage(caller, &req.session_id, req.bytes_in, req.bytes_out, false)?;
-        Ok(UpdateSessionResponse {
-            session_id: req.session_id.clone(),
-            status: r.status,
-            bytes_in: r.bytes_in,
-            bytes_out: r.bytes_out,
-            channel_bytes: r.channel_bytes,
-            units_used: billing::units_used(r.channel_bytes),
-            remaining_bytes: r.remaining_bytes,
-        })
+        Ok(update_answer(&req.session_id, &r))
     }
 
     pub fn stop_session(
@@ -219,6 +212,64 @@ impl Core {
         })
     }
 
+    /// UpdateSessions: every report applied as UpdateSession would, all in one transaction
+    /// (one commit, one durable write); a report the core refuses (unknown session,
+    /// overflow) gets its error and the others still count. A storage failure fails the
+    /// whole batch (nothing of it is recorded).
+    pub fn update_sessions(
+        &self,
+        caller: &Caller,
+        req: &UpdateSessionsRequest,
+    ) -> Result<UpdateSessionsResponse> {
+        let outcomes = self.db.write(|tx| {
+            let now = now_ms();
+            let mut out = Vec::with_capacity(req.updates.len());
+            for u in &req.updates {
+                match record_in_tx(
+                    tx,
+                    caller,
+                    &u.session_id,
+                    u.bytes_in,
+                    u.bytes_out,
+                    false,
+                    now,
+                ) {
+                    Ok(r) => out.push(Ok(r)),
+                    Err(e) if !matches!(e.code(), ErrorCode::Internal | ErrorCode::Unavailable) => {
+                        out.push(Err(e))
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok::<_, CoreError>(out)
+        })?;
+        let results = req
+            .updates
+            .iter()
+            .zip(outcomes)
+            .map(|(u, r)| match r {
+                Ok(r) => {
+                    self.count_usage(&r);
+                    UpdateSessionsResult {
+                        session_id: u.session_id.clone(),
+                        update: Some(update_answer(&u.session_id, &r)),
+                        error: None,
+                    }
+                }
+                Err(e) => UpdateSessionsResult {
+                    session_id: u.session_id.clone(),
+                    update: None,
+                    error: Some(ErrorDetail {
+                        code: e.code(),
+                        message: e.to_string(),
+                        status: e.status(),
+                    }),
+                },
+            })
+            .collect();
+        Ok(UpdateSessionsResponse { results })
+    }
+
     /// Records cumulative counters (per-field maximum, so replays and reordering change
     /// nothing), optionally closes the session, then applies the billing rules.
     fn record_usage(
@@ -230,82 +281,110 @@ impl Core {
         stop: bool,
     ) -> Result<Usage> {
         let r = self.db.write(|tx| {
-            let now = now_ms();
-            let not_found = || CoreError::NotFound(format!("unknown session {session_id}"));
-            let s = sessions::usage(tx, &session_id.0)?.ok_or_else(not_found)?;
-            let allowed = match caller {
-                Caller::Admin => true,
-                Caller::Product(p) => {
-                    s.side == Side::Agent && s.product_id.as_deref() == Some(p.as_str())
-                }
-                Caller::Client => s.side == Side::Client,
-            };
-            if !allowed {
-                return Err(not_found());
-            }
-            let (old_in, old_out) = (s.bytes_in, s.bytes_out);
-            // Per-field maximum. After the stop, a usage report changes nothing; a later
-            // StopSession with higher final counts still wins (the monitor may stop a session
-            // with its last bytecount before the client-disconnect hook brings OpenVPN's exact
-            // final counters).
-            let (new_in, new_out) = if s.stopped && !stop {
-                (old_in, old_out)
-            } else {
-                (old_in.max(bytes_in), old_out.max(bytes_out))
-            };
-            // Counters only grow (per-field maximum), and each is at most MAX_BYTE_COUNT (a
-            // rule of the request), so neither difference underflows; their sum and the
-            // channel's new total are checked.
-            let delta = new_in
-                .saturating_sub(old_in)
-                .checked_add(new_out.saturating_sub(old_out));
-            let total = delta.and_then(|d| s.channel_bytes.checked_add(d));
-            let (Some(delta), Some(channel_bytes)) =
-                (delta, total.filter(|t| *t <= api::MAX_CHANNEL_BYTES))
-            else {
-                return Err(CoreError::UsageOverflow {
-                    channel: s.channel_id.clone(),
-                    total: s.channel_bytes,
-                    delta: delta.unwrap_or(u64::MAX),
-                });
-            };
-            let stopped_now = stop && !s.stopped;
-            if delta > 0 || stopped_now {
-                sessions::set_counts(tx, &session_id.0, new_in, new_out, now, stopped_now)?;
-            }
-            if delta > 0 {
-                channels::add_bytes(tx, &s.channel_id, delta)?;
-            }
-            // Billing looks again only when usage or the session changed (timers and cheques
-            // apply it themselves).
-            let (status, remaining_bytes) = if s.side != Side::Agent {
-                (s.channel_status, None)
-            } else if delta > 0 || stopped_now {
-                let (status, left) = apply_billing_budget(tx, &s.channel_id, now)?;
-                (status, Some(left))
-            } else {
-                (s.channel_status, Some(budget(tx, &s.channel_id)?))
-            };
-            Ok(Usage {
-                status,
-                bytes_in: new_in,
-                bytes_out: new_out,
-                channel_bytes,
-                stopped_now,
-                remaining_bytes,
-                added: (
-                    s.channel_id,
-                    new_in.saturating_sub(old_in),
-                    new_out.saturating_sub(old_out),
-                    now,
-                ),
-            })
+            record_in_tx(tx, caller, session_id, bytes_in, bytes_out, stop, now_ms())
         })?;
-        // Committed: count it for the console's plot (in memory, written in batches).
+        self.count_usage(&r);
+        Ok(r)
+    }
+
+    /// A committed report: counted for the console's plot (in memory, written in batches).
+    fn count_usage(&self, r: &Usage) {
         let (channel, added_in, added_out, at) = &r.added;
         if added_in + added_out > 0 {
             self.usage_series.add(channel, *added_in, *added_out, *at);
         }
-        Ok(r)
     }
+}
+
+/// The UpdateSession answer of a recorded report.
+fn update_answer(session_id: &SessionId, r: &Usage) -> UpdateSessionResponse {
+    UpdateSessionResponse {
+        session_id: session_id.clone(),
+        status: r.status,
+        bytes_in: r.bytes_in,
+        bytes_out: r.bytes_out,
+        channel_bytes: r.channel_bytes,
+        units_used: billing::units_used(r.channel_bytes),
+        remaining_bytes: r.remaining_bytes,
+    }
+}
+
+/// One usage report inside the caller's transaction: the counters, the session's stop, the
+/// billing rules. Refusals (unknown session, overflow) come before any write.
+fn record_in_tx(
+    tx: &Tx<'_>,
+    caller: &Caller,
+    session_id: &SessionId,
+    bytes_in: u64,
+    bytes_out: u64,
+    stop: bool,
+    now: i64,
+) -> Result<Usage> {
+    let not_found = || CoreError::NotFound(format!("unknown session {session_id}"));
+    let s = sessions::usage(tx, &session_id.0)?.ok_or_else(not_found)?;
+    let allowed = match caller {
+        Caller::Admin => true,
+        Caller::Product(p) => s.side == Side::Agent && s.product_id.as_deref() == Some(p.as_str()),
+        Caller::Client => s.side == Side::Client,
+    };
+    if !allowed {
+        return Err(not_found());
+    }
+    let (old_in, old_out) = (s.bytes_in, s.bytes_out);
+    // Per-field maximum. After the stop, a usage report changes nothing; a later
+    // StopSession with higher final counts still wins (the monitor may stop a session
+    // with its last bytecount before the client-disconnect hook brings OpenVPN's exact
+    // final counters).
+    let (new_in, new_out) = if s.stopped && !stop {
+        (old_in, old_out)
+    } else {
+        (old_in.max(bytes_in), old_out.max(bytes_out))
+    };
+    // Counters only grow (per-field maximum), and each is at most MAX_BYTE_COUNT (a
+    // rule of the request), so neither difference underflows; their sum and the
+    // channel's new total are checked.
+    let delta = new_in
+        .saturating_sub(old_in)
+        .checked_add(new_out.saturating_sub(old_out));
+    let total = delta.and_then(|d| s.channel_bytes.checked_add(d));
+    let (Some(delta), Some(channel_bytes)) =
+        (delta, total.filter(|t| *t <= api::MAX_CHANNEL_BYTES))
+    else {
+        return Err(CoreError::UsageOverflow {
+            channel: s.channel_id.clone(),
+            total: s.channel_bytes,
+            delta: delta.unwrap_or(u64::MAX),
+        });
+    };
+    let stopped_now = stop && !s.stopped;
+    if delta > 0 || stopped_now {
+        sessions::set_counts(tx, &session_id.0, new_in, new_out, now, stopped_now)?;
+    }
+    if delta > 0 {
+        channels::add_bytes(tx, &s.channel_id, delta)?;
+    }
+    // Billing looks again only when usage or the session changed (timers and cheques
+    // apply it themselves).
+    let (status, remaining_bytes) = if s.side != Side::Agent {
+        (s.channel_status, None)
+    } else if delta > 0 || stopped_now {
+        let (status, left) = apply_billing_budget(tx, &s.channel_id, now)?;
+        (status, Some(left))
+    } else {
+        (s.channel_status, Some(budget(tx, &s.channel_id)?))
+    };
+    Ok(Usage {
+        status,
+        bytes_in: new_in,
+        bytes_out: new_out,
+        channel_bytes,
+        stopped_now,
+        remaining_bytes,
+        added: (
+            s.channel_id,
+            new_in.saturating_sub(old_in),
+            new_out.saturating_sub(old_out),
+            now,
+        ),
+    })
 }

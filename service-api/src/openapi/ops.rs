@@ -190,6 +190,30 @@ pub(super) const OPS: &[Op] = &[
     },
     Op {
         method: HttpMethod::Post,
+        path: paths::UPDATE_SESSIONS,
+        id: "UpdateSessions",
+        summary: "Many UpdateSession reports in one call and one transaction; one answer per \
+                  report (its UpdateSession answer or its error), in order",
+        callers: "agent (product token), client (client token)",
+        request: Some("UpdateSessionsRequest"),
+        response: "UpdateSessionsResponse",
+        answers: &[
+            BAD_REQUEST,
+            UNAUTHORIZED,
+            TOO_LARGE,
+            NOT_JSON,
+            (
+                422,
+                "`invalid`: no reports, more than 500, or a counter above the maximum (the \
+                 message names a JSON pointer)",
+                &[ErrorCode::Invalid],
+            ),
+            INTERNAL,
+            UNAVAILABLE,
+        ],
+    },
+    Op {
+        method: HttpMethod::Post,
         path: paths::STOP_SESSION,
         id: "StopSession",
         summary: "Close a session with final cumulative counts",
