@@ -15,7 +15,7 @@ use tracing::{debug, error, info, warn};
 use super::client::{Action, Client, Closing, Ctx, Phase};
 use super::client_auth;
 use super::config_push::ConfigPush;
-use super::core_calls::{BoundedCore, CoreHealth};
+use super::core_calls::{BoundedCore, CoreHealth, Report};
 use super::event::Ev;
 use super::fence::FenceHandle;
 use super::handoff::{HandoffEvent, PendingLogins};
@@ -46,6 +46,8 @@ pub struct Actor {
     table: ClientTable,
     shaper: Option<ShapingHandle>,
     fence: Option<FenceHandle>,
+    /// Usage reports waiting for the tick's UpdateSessions call.
+    reports: Vec<Report>,
     last_status_req: Option<Instant>,
     push: ConfigPush,
     health: CoreHealth,
@@ -73,6 +75,7 @@ impl Actor {
                 .clone()
                 .map(|s| ShapingHandle::spawn(s, metrics.clone())),
             fence: cfg.fence.clone().map(FenceHandle::spawn),
+            reports: Vec::new(),
             cfg,
             core,
             tx,
@@ -184,9 +187,10 @@ impl Actor {
                     self.metrics.call_started("StartSession");
                     self.core.spawn_start(&self.tx, conn, req);
                 }
+                // Sent with the others at the next tick (one UpdateSessions call).
                 Action::Update { session, counts } => {
                     self.metrics.call_started("UpdateSession");
-                    self.core.spawn_update(&self.tx, conn, session, counts)
+                    self.reports.push((conn, session, counts));
                 }
                 Action::Stop { session, fin } => {
                     self.metrics.call_started("StopSession");
@@ -582,6 +586,10 @@ impl Actor {
         let ctx = self.ctx();
         let todos = self.table.tick(&ctx);
         self.run(todos);
+        if !self.reports.is_empty() {
+            let reports = std::mem::take(&mut self.reports);
+            self.core.spawn_update_batch(&self.tx, reports);
+        }
         self.push.maybe_push(&self.core, &self.tx, Instant::now());
         self.metrics.table(self.table.clients());
     }
