@@ -1145,3 +1145,85 @@ async fn update_sessions_batch_answers_each_report_like_update_session() -> anyh
     assert_eq!(code(&e), Some(ErrorCode::Invalid));
     Ok(())
 }
+
+/// Issue 12 item 2: WatchStatus answers a status change of the product's channels as soon
+/// as it happens (long-poll), resumes from the cursor without missing or repeating one, and
+/// shows nothing of other products.
+#[tokio::test]
+async fn watch_status_pushes_changes_from_a_cursor() -> anyhow::Result<()> {
+    use service_api::WatchStatusRequest;
+    let a = agent(10).await?;
+    let (id, key) = a.core.create_channel(&a.offering, None)?;
+    let (other_pid, _) = a.core.create_product("vpn-2", "192.0.2.2:1194")?;
+    let other_offering = a
+        .core
+        .publish_offering(&other_pid, &vpn_offering_input(10, None))?;
+    let (other_id, _) = a.core.create_channel(&other_offering, None)?;
+    let c = client(&a.core, &a.product_token);
+    let watcher = c.with_timeout(Duration::from_secs(20))?;
+    // Subscribe: the current cursor at once.
+    let sub = watcher
+        .watch_status(&WatchStatusRequest {
+            cursor: None,
+            wait_ms: Some(10_000),
+        })
+        .await?;
+    assert!(sub.changes.is_empty());
+    let waiting = tokio::spawn({
+        let w = watcher.clone();
+        let cursor = sub.cursor;
+        async move {
+            w.watch_status(&WatchStatusRequest {
+                cursor: Some(cursor),
+                wait_ms: Some(15_000),
+            })
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "answered without a change");
+    a.core
+        .set_channel_status(&other_id, ServiceStatus::Suspending, "other product")?;
+    a.core
+        .set_channel_status(&id, ServiceStatus::Suspending, "test")?;
+    let got = tokio::time::timeout(Duration::from_secs(10), waiting).await???;
+    // Suspending, then at once suspended (no session): only this product's channel.
+    let statuses: Vec<_> = got.changes.iter().map(|c| c.status).collect();
+    assert_eq!(
+        statuses,
+        [ServiceStatus::Suspending, ServiceStatus::Suspended],
+        "{got:?}"
+    );
+    assert!(got.changes.iter().all(|c| c.client_key == key), "{got:?}");
+    assert_eq!(got.cursor, got.changes[1].cursor);
+    // Resume: a change made while nobody waited is answered by the next call, once.
+    a.core
+        .set_channel_status(&id, ServiceStatus::Terminating, "test")?;
+    let next = watcher
+        .watch_status(&WatchStatusRequest {
+            cursor: Some(got.cursor),
+            wait_ms: Some(0),
+        })
+        .await?;
+    let statuses: Vec<_> = next.changes.iter().map(|c| c.status).collect();
+    assert_eq!(
+        statuses,
+        [ServiceStatus::Terminating, ServiceStatus::Terminated]
+    );
+    let empty = watcher
+        .watch_status(&WatchStatusRequest {
+            cursor: Some(next.cursor),
+            wait_ms: Some(0),
+        })
+        .await?;
+    assert!(empty.changes.is_empty(), "{empty:?}");
+    let e = watcher
+        .watch_status(&WatchStatusRequest {
+            cursor: None,
+            wait_ms: Some(30_001),
+        })
+        .await
+        .expect_err("too long");
+    assert_eq!(code(&e), Some(ErrorCode::Invalid));
+    Ok(())
+}

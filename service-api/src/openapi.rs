@@ -367,6 +367,8 @@ pub fn document() -> OpenApi {
     c = with::<UpdateSessionResponse>(c);
     c = with::<UpdateSessionsRequest>(c);
     c = with::<UpdateSessionsResponse>(c);
+    c = with::<WatchStatusRequest>(c);
+    c = with::<WatchStatusResponse>(c);
     c = with::<StopSessionRequest>(c);
     c = with::<StopSessionResponse>(c);
     c = with::<GetAccessRequest>(c);

@@ -96,6 +96,34 @@ async fn update_sessions(
     call(core, who, move |c, who| c.update_sessions(who, &req)).await
 }
 
+/// How often a waiting WatchStatus looks for new changes.
+const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+/// How long a WatchStatus waits when the caller does not say.
+const WATCH_DEFAULT_WAIT_MS: u64 = 10_000;
+
+/// WatchStatus: long-poll on the status history (a cheap indexed look every
+/// [`WATCH_POLL`] while waiting, on the blocking pool like every other call).
+async fn watch_status(
+    State(core): St,
+    Authed(who): Authed,
+    Valid(req): Valid<api::WatchStatusRequest>,
+) -> Result<Json<api::WatchStatusResponse>, CoreError> {
+    let wait = std::time::Duration::from_millis(req.wait_ms.unwrap_or(WATCH_DEFAULT_WAIT_MS));
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let cursor = req.cursor;
+        let r = call(core.clone(), who.clone(), move |c, who| {
+            c.watch_status_once(who, cursor)
+        })
+        .await?;
+        let now = tokio::time::Instant::now();
+        if !r.changes.is_empty() || req.cursor.is_none() || now >= deadline {
+            return Ok(r);
+        }
+        tokio::time::sleep(WATCH_POLL.min(deadline - now)).await;
+    }
+}
+
 async fn stop_session(
     State(core): St,
     Authed(who): Authed,
@@ -203,6 +231,7 @@ pub fn api_routes() -> Vec<(Method, String, MethodRouter<Arc<Core>>)> {
             post(update_sessions),
         ),
         (Method::POST, paths::STOP_SESSION.into(), post(stop_session)),
+        (Method::POST, paths::WATCH_STATUS.into(), post(watch_status)),
         (Method::POST, paths::GET_ACCESS.into(), post(get_access)),
         (
             Method::POST,
