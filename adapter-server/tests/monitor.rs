@@ -506,3 +506,28 @@ async fn reports_go_to_the_core_batched_per_tick() -> anyhow::Result<()> {
     );
     mon.stop().await
 }
+
+/// Issue 12 item 2: a status change in the core reaches the monitor by WatchStatus: the
+/// client is cut without waiting for a usage report (none is sent here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_status_change_kills_without_a_report() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let fake = FakeMgmt::start()?;
+    let mon = start(&f, config(&fake))?;
+    connected(&fake, 1).await?;
+    fake.send(&client_block("ESTABLISHED,7", &identity_env(&f)))?;
+    wait_for("session opened", || f.channel().ok()?.open_session).await?;
+    fake.send(&[">BYTECOUNT_CLI:7,1000,2000".into()])?;
+    wait_bytes(&f, 3000).await?;
+    // Several ticks without new counts: no report goes out any more.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        fake.count("client-kill 7 HALT"),
+        0,
+        "killed an active client"
+    );
+    f.core
+        .set_channel_status(&f.channel_id, ServiceStatus::Terminating, "test")?;
+    fake.wait_command("client-kill 7 HALT").await?;
+    mon.stop().await
+}

@@ -389,6 +389,19 @@ impl Actor {
                 }
                 self.send_cmd(Command::ClientKill { cid });
             }
+            Ev::StatusPushed { client_key, status } => {
+                if !status.must_disconnect() {
+                    return;
+                }
+                let ctx = self.ctx();
+                for conn in self.table.connected_of(&client_key) {
+                    info!(connection = %conn, %status, "core pushed: stop service");
+                    let todos = self
+                        .table
+                        .with(&conn, |c| c.kill("channel suspended or terminated", &ctx));
+                    self.run(todos);
+                }
+            }
             Ev::Tick => self.on_tick(),
         }
     }

@@ -79,5 +79,10 @@ pub enum Ev {
         why: &'static str,
         ok: bool,
     },
+    /// WatchStatus: a channel of the product entered `status`.
+    StatusPushed {
+        client_key: ClientKey,
+        status: service_api::ServiceStatus,
+    },
     Tick,
 }

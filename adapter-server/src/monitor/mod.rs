@@ -46,6 +46,7 @@ pub mod metrics;
 mod mgmt_conn;
 mod shaping;
 mod table;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -186,6 +187,13 @@ pub async fn run(
         None => None,
     };
     spawn_ticker(tx.clone(), cfg.tick, cancel.clone());
+    watch::spawn(
+        &core,
+        tx.clone(),
+        cfg.reconnect_min,
+        cfg.reconnect_max,
+        cancel.clone(),
+    );
     let mut actor = Actor::new(cfg, BoundedCore::new(core), tx, cancel.clone(), metrics);
     actor.start();
     loop {

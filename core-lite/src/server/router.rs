@@ -105,9 +105,11 @@ const WATCH_DEFAULT_WAIT_MS: u64 = 10_000;
 /// [`WATCH_POLL`] while waiting, on the blocking pool like every other call).
 async fn watch_status(
     State(core): St,
+    stopping: Option<axum::Extension<super::listen::Stopping>>,
     Authed(who): Authed,
     Valid(req): Valid<api::WatchStatusRequest>,
 ) -> Result<Json<api::WatchStatusResponse>, CoreError> {
+    let mut stopping = stopping.map(|s| s.0 .0);
     let wait = std::time::Duration::from_millis(req.wait_ms.unwrap_or(WATCH_DEFAULT_WAIT_MS));
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -117,10 +119,25 @@ async fn watch_status(
         })
         .await?;
         let now = tokio::time::Instant::now();
-        if !r.changes.is_empty() || req.cursor.is_none() || now >= deadline {
+        let stop = stopping.as_ref().is_some_and(|s| *s.borrow());
+        if !r.changes.is_empty() || req.cursor.is_none() || now >= deadline || stop {
             return Ok(r);
         }
-        tokio::time::sleep(WATCH_POLL.min(deadline - now)).await;
+        let pause = tokio::time::sleep(WATCH_POLL.min(deadline - now));
+        match &mut stopping {
+            Some(s) => {
+                tokio::select! {
+                    _ = pause => {}
+                    changed = s.changed() => {
+                        // The listener is gone: answer now.
+                        if changed.is_err() {
+                            return Ok(r);
+                        }
+                    }
+                }
+            }
+            None => pause.await,
+        }
     }
 }
 
