@@ -31,6 +31,8 @@ pub(crate) enum Event {
     Proc { gen: u64, ev: ProcEvent },
     /// The answer of a core call.
     Core(CoreReply),
+    /// WatchStatus: the channel entered this status.
+    Pushed(service_api::ServiceStatus),
 }
 
 /// Where a session stands with the core.
@@ -243,6 +245,8 @@ impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
     async fn handle(&mut self, ev: Event) {
         match ev {
             Event::Core(reply) => self.on_core_reply(reply).await,
+            Event::Pushed(_) if self.draining() => {}
+            Event::Pushed(status) => self.on_pushed(status).await,
             // After the stop the old process's last lines change nothing.
             Event::Proc { .. } if self.draining() => {}
             Event::Proc { gen, ev } if gen == self.gen => self.on_proc_event(ev).await,

@@ -284,6 +284,11 @@ impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
         }
     }
 
+    /// A status change pushed by the core (WatchStatus).
+    pub(super) async fn on_pushed(&mut self, status: ServiceStatus) {
+        self.check_status(status, "WatchStatus").await;
+    }
+
     async fn check_api_error(&mut self, e: &ApiError, what: &str) {
         if let ApiError::Api {
             status: Some(st), ..
