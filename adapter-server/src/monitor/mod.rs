@@ -27,6 +27,13 @@
 //! OpenVPN's exact final counters, merged by connection id with `>CLIENT:DISCONNECT` and the
 //! client list, so the core gets the highest counts.
 //!
+//! Reports are batched: the Updates of a tick go out in one UpdateSessions call
+//! (`core_calls.rs`), each report answered on its own. A WatchStatus long-poll (`watch.rs`)
+//! pushes the product's status changes, so a suspended/terminated channel's client is cut
+//! without waiting for its next report. With `--nft` (`fence.rs`) each client has an
+//! nftables byte quota for what the core says is left of its budget, and a cut client's
+//! traffic is dropped before `client-kill` is sent.
+//!
 //! Rules (docs/INTERFACES.md): a byte count the core would refuse (above
 //! [`service_api::MAX_BYTE_COUNT`]) or did refuse (422) is dropped and never raises the
 //! reported counts, and starts the grace timer like a failed report; a departed connection
