@@ -659,8 +659,11 @@ fn cutoff_trials(ctx: &Ctx<'_>, s: &Server, creds: &[Cred]) -> Result<Vec<CutRes
 
 /// A channel of `max_units` MB: upload through it until the core exhausts it; time from the
 /// core's status change (history atMs) to the client's exit / last echo reply.
-fn exhaustion(ctx: &Ctx<'_>, s: &Server, cred: &Cred, secs: u32) -> Result<CutResult> {
+fn exhaustion(ctx: &Ctx<'_>, s: &Server, cred: &Cred, secs: u32, port: u16) -> Result<CutResult> {
     eprintln!("bench-net: exhaustion");
+    // A server of its own: an iperf3 server serves one test at a time, and the previous
+    // trial's test (its client cut mid-run) can hold it busy for a while.
+    let _iperf = iperf3_server(ctx.env, &ctx.hosts.server_ns, s.handle.tunnel_ip(), port)?;
     let c = ctx.client(s, cred, false)?;
     c.wait_connected(CONNECT_TIMEOUT)?;
     let prober = Prober::start(
@@ -676,7 +679,7 @@ fn exhaustion(ctx: &Ctx<'_>, s: &Server, cred: &Cred, secs: u32) -> Result<CutRe
             pin_self(CLIENT_CPU);
             let _ = Iperf3Run {
                 server: server_ip,
-                port: IPERF_PORT,
+                port,
                 seconds: secs,
                 reverse: false,
             }
@@ -1037,7 +1040,7 @@ fn main() -> Result<()> {
         let mut ex = Vec::new();
         for (i, cred) in prep.creds[3].iter().enumerate() {
             eprintln!("bench-net: exhaustion trial {i}");
-            match exhaustion(&ctx, &s, cred, 5) {
+            match exhaustion(&ctx, &s, cred, 5, IPERF_PORT + 1 + i as u16) {
                 Ok(r) => ex.push(r),
                 Err(e) => eprintln!("bench-net: exhaustion trial {i} failed: {e:#}"),
             }
