@@ -26,7 +26,9 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// `base` like `http://127.0.0.1:7700`; `timeout` bounds each whole call.
+    /// `base` like `http://127.0.0.1:7700` or `https://core.example:7700` (verified against
+    /// the system's roots, or [`crate::tls::set_default_ca_file`]'s); `timeout` bounds each
+    /// whole call.
     pub fn new(base: &str, token: Secret, timeout: Duration) -> Result<Self, ApiError> {
         let base = base.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
@@ -35,7 +37,19 @@ impl Client {
                 reason: "must start with http:// or https://".into(),
             });
         }
-        let http = reqwest::Client::builder()
+        // https: the system's roots, or the CA file of the process (`--ca-file`).
+        let builder = if base.starts_with("https://") {
+            crate::tls::http_builder(&crate::tls::Trust::Roots {
+                ca_file: crate::tls::default_ca_file(),
+            })
+            .map_err(|e| ApiError::BadUrl {
+                url: base.clone(),
+                reason: e.to_string(),
+            })?
+        } else {
+            reqwest::Client::builder()
+        };
+        let http = builder
             .timeout(timeout)
             .connect_timeout(timeout)
             // Idle keep-alive connections kept for reuse: enough for steady traffic; a burst's

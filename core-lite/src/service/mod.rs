@@ -21,6 +21,7 @@
 
 mod access;
 mod auth;
+pub mod claim;
 mod config;
 pub mod limiter;
 mod sessions;
@@ -30,4 +31,4 @@ mod watch;
 
 pub use crate::error::{CoreError, Result};
 pub(crate) use state::new_id;
-pub use state::{now_ms, Caller, Core};
+pub use state::{now_ms, Caller, Core, SEAL_KEY_FILE};

@@ -76,8 +76,8 @@ impl Core {
     /// [`billing`] for when each counts and fires), and finishing suspending / terminating
     /// channels without a session. Returns the channels whose status changed.
     pub fn tick(&self, now: i64) -> Result<Vec<(String, ServiceStatus)>> {
+        let mut changed = self.release_unclaimed(now)?;
         let timed = self.db.read(channels::agent_with_timers)?;
-        let mut changed = Vec::new();
         for ch in timed {
             let after = self.db.write(|tx| apply_billing(tx, &ch.id, now))?;
             if after != ch.status {

@@ -3,6 +3,8 @@
 //! accept nonce, the best cheque; on the client side where the agent's market is).
 
 use rusqlite::params;
+const PIN: &str = "json_extract(signed, '$.offering.agentTlsSpkiSha256')";
+
 use service_api::market::{Cheque, SignedAccess, SignedOffering};
 use service_api::ServiceStatus;
 
@@ -140,6 +142,8 @@ pub struct MarketOffering {
     pub hash: String,
     pub market_url: String,
     pub terms: OfferingTerms,
+    /// The agent's TLS key the signed offering pins (`agentTlsSpkiSha256`).
+    pub pin: Option<String>,
 }
 
 /// Stores a fetched offering (a known one gets the new URL and fetch time).
@@ -164,33 +168,36 @@ pub fn upsert_offering(
 
 /// The fetched offerings, in the order they were fetched.
 pub fn offerings(tx: &Tx<'_>) -> Result<Vec<MarketOffering>, StoreError> {
-    let rows: Vec<(String, String, String)> = tx.rows(
-        "SELECT hash, market_url, terms FROM market_offerings ORDER BY fetched_at_ms, hash",
+    type Row = (String, String, String, Option<String>);
+    let rows: Vec<Row> = tx.rows(
+        &format!("SELECT hash, market_url, terms, {PIN} FROM market_offerings ORDER BY fetched_at_ms, hash"),
         [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
     rows.into_iter()
-        .map(|(hash, market_url, terms)| {
+        .map(|(hash, market_url, terms, pin)| {
             Ok(MarketOffering {
                 hash,
                 market_url,
                 terms: from_json("market_offerings.terms", &terms)?,
+                pin,
             })
         })
         .collect()
 }
 
 pub fn offering(tx: &Tx<'_>, hash: &str) -> Result<Option<MarketOffering>, StoreError> {
-    let row: Option<(String, String)> = tx.opt_row(
-        "SELECT market_url, terms FROM market_offerings WHERE hash = ?1",
+    let row: Option<(String, String, Option<String>)> = tx.opt_row(
+        &format!("SELECT market_url, terms, {PIN} FROM market_offerings WHERE hash = ?1"),
         [hash],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    row.map(|(market_url, terms)| {
+    row.map(|(market_url, terms, pin)| {
         Ok(MarketOffering {
             hash: hash.to_string(),
             market_url,
             terms: from_json("market_offerings.terms", &terms)?,
+            pin,
         })
     })
     .transpose()
@@ -252,14 +259,28 @@ pub struct ClientMarketChannel {
     pub paid: u64,
     pub status: ServiceStatus,
     pub paused: bool,
+    /// The agent's TLS key its signed offering pins (`agentTlsSpkiSha256`).
+    pub pin: Option<String>,
 }
 
 /// The client's market channels that are not terminated.
 pub fn client_channels(tx: &Tx<'_>) -> Result<Vec<ClientMarketChannel>, StoreError> {
-    type Row = (String, String, String, String, i64, i64, i64, String, bool);
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        i64,
+        i64,
+        i64,
+        String,
+        bool,
+        Option<String>,
+    );
     let rows: Vec<Row> = tx.rows(
         "SELECT ch.id, ch.remote_channel_id, ch.market_url, m.terms, ch.deposit, ch.bytes_total,
-                ch.amount_paid, ch.status, ch.payments_paused
+                ch.amount_paid, ch.status, ch.payments_paused,
+                json_extract(m.signed, '$.offering.agentTlsSpkiSha256')
          FROM channels ch JOIN market_offerings m ON m.hash = ch.market_offering
          WHERE ch.side = 'client' AND ch.status != 'terminated'",
         [],
@@ -274,12 +295,13 @@ pub fn client_channels(tx: &Tx<'_>) -> Result<Vec<ClientMarketChannel>, StoreErr
                 r.get(6)?,
                 r.get(7)?,
                 r.get(8)?,
+                r.get(9)?,
             ))
         },
     )?;
     rows.into_iter()
         .map(
-            |(local_id, remote_id, market_url, terms, dep, bytes, paid, st, paused)| {
+            |(local_id, remote_id, market_url, terms, dep, bytes, paid, st, paused, pin)| {
                 Ok(ClientMarketChannel {
                     local_id,
                     remote_id,
@@ -290,6 +312,7 @@ pub fn client_channels(tx: &Tx<'_>) -> Result<Vec<ClientMarketChannel>, StoreErr
                     paid: from_sql_u64(paid),
                     status: status("channels.status", &st)?,
                     paused,
+                    pin,
                 })
             },
         )
