@@ -60,11 +60,11 @@ fi
 if [ "$quick" = 1 ]; then
     auth_args=(--logins 30)
     core_args=(--point-secs 1 --report-secs 4 --sessions 200)
-    net_args=(--storm 10 --storm-repeats 1 --rounds 1 --iperf-secs 2 --cutoff-trials 2)
+    net_args=(--storm 10 --storm-repeats 1 --rounds 1 --iperf-secs 2 --cutoff-trials 2 --exhaustion-trials 1)
 else
     auth_args=(--logins 300)
     core_args=(--point-secs 5 --report-secs 20 --sessions 1000)
-    net_args=(--storm 50 --storm-repeats 2 --rounds 2 --iperf-secs 5 --cutoff-trials 4)
+    net_args=(--storm 50 --storm-repeats 2 --rounds 2 --iperf-secs 5 --cutoff-trials 40 --exhaustion-trials 20)
 fi
 
 out="$(mktemp)"

@@ -21,7 +21,7 @@ pub struct CommonArgs {
     /// TOML config file; keys: core_url, token, token_file, core_timeout_ms, sync, state_dir,
     /// management, management_password_file, bytecount_interval, grace_period_secs,
     /// client_auth, release_hold, server_config, endpoint, no_shaping, tun, ifb,
-    /// link_capacity, max_clients, netns, handoff_socket, handoff_user. Flags and env vars
+    /// link_capacity, max_clients, netns, handoff_socket, handoff_user, nft, nft_table. Flags and env vars
     /// win over the file.
     #[arg(long, env = "ADAPTER_SERVER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
@@ -127,7 +127,9 @@ It enables `bytecount`, reports cumulative usage per client (UpdateSession), kil
 with `client-kill CID HALT` as soon as the core answers suspending/terminating, sends the
 final counts at disconnect (StopSession), reconnects with backoff, buffers usage while the
 core is down and cuts clients after --grace-period-secs without a successful report. It
-applies per-client speed limits with tc (HTB on the tun egress = download, HTB on an IFB
+with --nft keeps an nftables byte quota per client for what the core says is left of its
+budget (no megabytes past maxUnits or the deposit between two reports) and drops a client's
+traffic before killing it. It applies per-client speed limits with tc (HTB on the tun egress = download, HTB on an IFB
 fed from the tun ingress = upload) unless --no-shaping, and pushes the product config at
 start and whenever the server config, CA or tls key files change.";
 
@@ -207,6 +209,16 @@ pub struct MonitorArgs {
     /// --server-config, else root].
     #[arg(long, env = "ADAPTER_SERVER_HANDOFF_USER")]
     pub handoff_user: Option<String>,
+    /// Enforce each client's remaining budget (what the core's StartSession / UpdateSession
+    /// answers say is left) as an nftables byte quota on its VPN addresses (IPv4 and IPv6,
+    /// both directions), and drop all its traffic before `client-kill` when it is cut. Needs
+    /// `nft` (Debian package nftables) and CAP_NET_ADMIN; uses a table of its own
+    /// (--nft-table), removed on exit. Runs in --netns when given.
+    #[arg(long, env = "ADAPTER_SERVER_NFT")]
+    pub nft: bool,
+    /// Name of the monitor's nftables table (family inet) [default: adapter_server].
+    #[arg(long, env = "ADAPTER_SERVER_NFT_TABLE")]
+    pub nft_table: Option<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics (a loopback address, e.g.
     /// 127.0.0.1:9187; plain HTTP) [default: no metrics].
     #[arg(long, env = "ADAPTER_SERVER_METRICS_LISTEN")]

@@ -277,6 +277,27 @@ pub fn monitor_config(
         cfg.handoff = Some(monitor::HandoffConfig { path, owner });
     }
     cfg.metrics_listen = m.metrics_listen.or(file.metrics_listen);
+    if m.nft || file.nft.unwrap_or(false) {
+        let table = m
+            .nft_table
+            .clone()
+            .or_else(|| file.nft_table.clone())
+            .unwrap_or_else(|| "adapter_server".into());
+        if table.is_empty()
+            || table.len() > 64
+            || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || table.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(RunError::Option(format!(
+                "--nft-table {table:?}: use letters, digits and _ (not first), at most 64"
+            )));
+        }
+        cfg.fence = Some(monitor::FenceConfig {
+            nft: "nft".into(),
+            table,
+            netns: m.netns.clone().or_else(|| file.netns.clone()),
+        });
+    }
     let no_shaping = m.no_shaping || file.no_shaping.unwrap_or(false);
     if !no_shaping {
         let tun = match m.tun.clone().or_else(|| file.tun.clone()) {

@@ -71,6 +71,8 @@ pub struct FileConfig {
     pub server_config: Option<PathBuf>,
     pub endpoint: Option<String>,
     pub no_shaping: Option<bool>,
+    pub nft: Option<bool>,
+    pub nft_table: Option<String>,
     pub tun: Option<String>,
     pub ifb: Option<String>,
     pub link_capacity: Option<String>,

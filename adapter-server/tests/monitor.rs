@@ -465,3 +465,69 @@ async fn a_disconnect_without_a_session_never_starts_one() -> anyhow::Result<()>
     wait_bytes(&f, 200).await?;
     mon.stop().await
 }
+
+/// Issue 12 item 5: the monitor's usage reports go to the core as UpdateSessions (one call
+/// per tick for every changed session), never as single UpdateSession calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_go_to_the_core_batched_per_tick() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let fake = FakeMgmt::start()?;
+    let mon = start(&f, config(&fake))?;
+    connected(&fake, 1).await?;
+    fake.send(&client_block("ESTABLISHED,7", &identity_env(&f)))?;
+    wait_for("session opened", || f.channel().ok()?.open_session).await?;
+    fake.send(&[">BYTECOUNT_CLI:7,1000,2000".into()])?;
+    wait_bytes(&f, 3000).await?;
+    fake.send(&[">BYTECOUNT_CLI:7,4000,5000".into()])?;
+    wait_bytes(&f, 9000).await?;
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", f.core.url))
+        .bearer_auth(f.core.admin_token.expose())
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let count = |op: &str| -> f64 {
+        let prefix = format!("core_lite_http_requests_total{{operation=\"{op}\",code=\"ok\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        count("UpdateSessions") >= 2.0,
+        "no batched reports:\n{text}"
+    );
+    assert_eq!(
+        count("UpdateSession"),
+        0.0,
+        "single reports were sent:\n{text}"
+    );
+    mon.stop().await
+}
+
+/// Issue 12 item 2: a status change in the core reaches the monitor by WatchStatus: the
+/// client is cut without waiting for a usage report (none is sent here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_status_change_kills_without_a_report() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let fake = FakeMgmt::start()?;
+    let mon = start(&f, config(&fake))?;
+    connected(&fake, 1).await?;
+    fake.send(&client_block("ESTABLISHED,7", &identity_env(&f)))?;
+    wait_for("session opened", || f.channel().ok()?.open_session).await?;
+    fake.send(&[">BYTECOUNT_CLI:7,1000,2000".into()])?;
+    wait_bytes(&f, 3000).await?;
+    // Several ticks without new counts: no report goes out any more.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        fake.count("client-kill 7 HALT"),
+        0,
+        "killed an active client"
+    );
+    f.core
+        .set_channel_status(&f.channel_id, ServiceStatus::Terminating, "test")?;
+    fake.wait_command("client-kill 7 HALT").await?;
+    mon.stop().await
+}

@@ -120,6 +120,35 @@ pub fn next_unit_affordable(terms: &BillingTerms, units: u64, deposit: u64) -> b
     cost(terms, units.saturating_add(1)) <= u128::from(deposit)
 }
 
+/// The units used at which the channel ends: `maxUnits`, or the first count whose next
+/// unit the deposit cannot pay ([`next_unit_affordable`]), whichever is lower.
+pub fn last_units(terms: &BillingTerms, deposit: u64) -> u64 {
+    let affordable = if deposit < terms.setup_price {
+        0
+    } else {
+        (deposit - terms.setup_price)
+            .checked_div(terms.unit_price)
+            .map_or(u64::MAX, |paid| terms.free_units.saturating_add(paid))
+    };
+    terms.max_units.min(affordable)
+}
+
+/// Bytes a channel may still use before it ends ([`last_units`]); 0 when its status does
+/// not admit traffic. The server adapter enforces it in the kernel between two reports.
+pub fn remaining_bytes(
+    terms: &BillingTerms,
+    status: ServiceStatus,
+    bytes_total: u64,
+    deposit: u64,
+) -> u64 {
+    if !matches!(status, ServiceStatus::Activating | ServiceStatus::Active) {
+        return 0;
+    }
+    last_units(terms, deposit)
+        .saturating_mul(BYTES_PER_UNIT)
+        .saturating_sub(bytes_total)
+}
+
 /// Units covered by `amount_paid`: what is left after the setup price, in whole units.
 pub fn paid_units(terms: &BillingTerms, amount_paid: u64) -> u64 {
     let after_setup = amount_paid.saturating_sub(terms.setup_price);
@@ -291,6 +320,38 @@ mod tests {
             has_open_session: open,
             amount_paid: None,
         }
+    }
+
+    #[test]
+    fn remaining_bytes_end_where_next_status_terminates() {
+        let t = terms();
+        for deposit in [0, t.setup_price, full_deposit(&t).unwrap_or(0), 12_345_678] {
+            let left = remaining_bytes(&t, Active, 0, deposit);
+            // One byte short of the budget the channel is still in service, at the budget it
+            // ends (maxUnits or the deposit).
+            if left > 0 {
+                let before = st(Active, left - 1, deposit, true);
+                assert_eq!(next_status(&t, &before, 0), None, "deposit {deposit}");
+            }
+            let at = st(Active, left, deposit, true);
+            assert_eq!(
+                next_status(&t, &at, 0).map(|(s, _)| s),
+                Some(Terminating),
+                "deposit {deposit}, budget {left}"
+            );
+            assert_eq!(
+                remaining_bytes(&t, Active, left, deposit),
+                0,
+                "deposit {deposit}"
+            );
+        }
+        assert_eq!(remaining_bytes(&t, Suspending, 0, 12_345_678), 0);
+        assert_eq!(remaining_bytes(&t, Terminating, 0, 12_345_678), 0);
+        let free = free(0, 0, 0);
+        assert_eq!(
+            remaining_bytes(&free, Active, 1, 0),
+            free.max_units * BYTES_PER_UNIT - 1
+        );
     }
 
     #[test]

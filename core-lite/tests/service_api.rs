@@ -386,6 +386,8 @@ async fn max_units_terminates_and_stop_finishes() -> anyhow::Result<()> {
     let s = c
         .start_session(&StartSessionRequest::new(key.clone(), None))
         .await?;
+    // The budget: every byte of maxUnits (10 MB), then what is left after each report.
+    assert_eq!(s.remaining_bytes, Some(10_000_000));
     let r = c
         .update_session(&UpdateSessionRequest {
             session_id: s.session_id.clone(),
@@ -394,6 +396,7 @@ async fn max_units_terminates_and_stop_finishes() -> anyhow::Result<()> {
         })
         .await?;
     assert_eq!(r.status, ServiceStatus::Active);
+    assert_eq!(r.remaining_bytes, Some(1));
     let r = c
         .update_session(&UpdateSessionRequest {
             session_id: s.session_id.clone(),
@@ -403,6 +406,7 @@ async fn max_units_terminates_and_stop_finishes() -> anyhow::Result<()> {
         .await?;
     assert_eq!(r.status, ServiceStatus::Terminating);
     assert_eq!(r.units_used, 10);
+    assert_eq!(r.remaining_bytes, Some(0));
     let st = c
         .stop_session(&StopSessionRequest {
             session_id: s.session_id.clone(),
@@ -446,6 +450,8 @@ async fn deposit_exhaustion_terminates() -> anyhow::Result<()> {
     let s = c
         .start_session(&StartSessionRequest::new(key.clone(), None))
         .await?;
+    // The deposit, not maxUnits (1000 MB), bounds the budget.
+    assert_eq!(s.remaining_bytes, Some(5_000_000));
     let r = c
         .update_session(&UpdateSessionRequest {
             session_id: s.session_id.clone(),
@@ -454,6 +460,7 @@ async fn deposit_exhaustion_terminates() -> anyhow::Result<()> {
         })
         .await?;
     assert_eq!(r.status, ServiceStatus::Active);
+    assert_eq!(r.remaining_bytes, Some(1));
     let r = c
         .update_session(&UpdateSessionRequest {
             session_id: s.session_id,
@@ -1039,5 +1046,184 @@ async fn a_channel_byte_total_that_would_overflow_is_refused_with_422() -> anyho
     }
     let info = client_core.channel(&key.0)?;
     assert_eq!(info.bytes_total, MAX_CHANNEL_BYTES);
+    Ok(())
+}
+
+/// Issue 12 item 5: UpdateSessions applies every report exactly like UpdateSession (same
+/// answers, per-field maximum, billing, usage buckets), answers each in order, and a refused
+/// entry does not stop the others.
+#[tokio::test]
+async fn update_sessions_batch_answers_each_report_like_update_session() -> anyhow::Result<()> {
+    use service_api::UpdateSessionsRequest;
+    let a = agent(10).await?;
+    let c = client(&a.core, &a.product_token);
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let (id, key) = a.core.create_channel(&a.offering, None)?;
+        let s = c
+            .start_session(&StartSessionRequest::new(key.clone(), None))
+            .await?;
+        sessions.push((id, key, s.session_id));
+    }
+    let up = |s: &SessionId, i: u64, o: u64| UpdateSessionRequest {
+        session_id: s.clone(),
+        bytes_in: i,
+        bytes_out: o,
+    };
+    // A single report first, for the reference.
+    let single = c.update_session(&up(&sessions[0].2, 1_000, 2_000)).await?;
+    let unknown = SessionId("s-unknown".into());
+    let r = c
+        .update_sessions(&UpdateSessionsRequest {
+            updates: vec![
+                up(&sessions[0].2, 1_000, 2_000),
+                up(&unknown, 1, 1),
+                up(&sessions[1].2, 4_000_000, 6_000_000),
+                up(&sessions[0].2, 500, 3_000),
+                up(&sessions[2].2, 7, 8),
+            ],
+        })
+        .await?;
+    let ids: Vec<&str> = r.results.iter().map(|x| x.session_id.0.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            sessions[0].2 .0.as_str(),
+            "s-unknown",
+            sessions[1].2 .0.as_str(),
+            sessions[0].2 .0.as_str(),
+            sessions[2].2 .0.as_str()
+        ]
+    );
+    // A replay answers what the single report answered.
+    assert_eq!(r.results[0].update.as_ref(), Some(&single));
+    let err = r.results[1]
+        .error
+        .as_ref()
+        .expect("unknown session refused");
+    assert_eq!(err.code, ErrorCode::NotFound);
+    assert!(r.results[1].update.is_none());
+    // maxUnits reached inside the batch: terminating, no budget left.
+    let ended = r.results[2].update.as_ref().expect("second");
+    assert_eq!(ended.status, ServiceStatus::Terminating);
+    assert_eq!(ended.remaining_bytes, Some(0));
+    // Per-field maximum across the batch.
+    let s0 = r.results[3].update.as_ref().expect("fourth");
+    assert_eq!((s0.bytes_in, s0.bytes_out), (1_000, 3_000));
+    assert_eq!(s0.remaining_bytes, Some(10_000_000 - 4_000));
+    assert_eq!(a.core.channel(&sessions[0].1 .0)?.bytes_total, 4_000);
+    assert_eq!(a.core.channel(&sessions[1].1 .0)?.bytes_total, 10_000_000);
+    assert_eq!(a.core.channel(&sessions[2].1 .0)?.bytes_total, 15);
+    // The usage buckets got every byte, as from single reports.
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis(),
+    )?;
+    a.core.core().flush_usage_series(now + 120_000, true)?;
+    for (id, _, _) in &sessions {
+        let series = a.core.core().usage_series(id, now + 120_000)?;
+        let total: u64 = series
+            .buckets
+            .iter()
+            .map(|b| b.bytes_in + b.bytes_out)
+            .sum();
+        assert_eq!(total, a.core.channel(id)?.bytes_total, "{id}");
+    }
+    // The limits of the request.
+    let e = c
+        .update_sessions(&UpdateSessionsRequest { updates: vec![] })
+        .await
+        .expect_err("empty");
+    assert_eq!(code(&e), Some(ErrorCode::Invalid));
+    let e = c
+        .update_sessions(&UpdateSessionsRequest {
+            updates: vec![up(&sessions[2].2, service_api::MAX_BYTE_COUNT + 1, 0)],
+        })
+        .await
+        .expect_err("over the maximum");
+    assert_eq!(code(&e), Some(ErrorCode::Invalid));
+    Ok(())
+}
+
+/// Issue 12 item 2: WatchStatus answers a status change of the product's channels as soon
+/// as it happens (long-poll), resumes from the cursor without missing or repeating one, and
+/// shows nothing of other products.
+#[tokio::test]
+async fn watch_status_pushes_changes_from_a_cursor() -> anyhow::Result<()> {
+    use service_api::WatchStatusRequest;
+    let a = agent(10).await?;
+    let (id, key) = a.core.create_channel(&a.offering, None)?;
+    let (other_pid, _) = a.core.create_product("vpn-2", "192.0.2.2:1194")?;
+    let other_offering = a
+        .core
+        .publish_offering(&other_pid, &vpn_offering_input(10, None))?;
+    let (other_id, _) = a.core.create_channel(&other_offering, None)?;
+    let c = client(&a.core, &a.product_token);
+    let watcher = c.with_timeout(Duration::from_secs(20))?;
+    // Subscribe: the current cursor at once.
+    let sub = watcher
+        .watch_status(&WatchStatusRequest {
+            cursor: None,
+            wait_ms: Some(10_000),
+        })
+        .await?;
+    assert!(sub.changes.is_empty());
+    let waiting = tokio::spawn({
+        let w = watcher.clone();
+        let cursor = sub.cursor;
+        async move {
+            w.watch_status(&WatchStatusRequest {
+                cursor: Some(cursor),
+                wait_ms: Some(15_000),
+            })
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "answered without a change");
+    a.core
+        .set_channel_status(&other_id, ServiceStatus::Suspending, "other product")?;
+    a.core
+        .set_channel_status(&id, ServiceStatus::Suspending, "test")?;
+    let got = tokio::time::timeout(Duration::from_secs(10), waiting).await???;
+    // Suspending, then at once suspended (no session): only this product's channel.
+    let statuses: Vec<_> = got.changes.iter().map(|c| c.status).collect();
+    assert_eq!(
+        statuses,
+        [ServiceStatus::Suspending, ServiceStatus::Suspended],
+        "{got:?}"
+    );
+    assert!(got.changes.iter().all(|c| c.client_key == key), "{got:?}");
+    assert_eq!(got.cursor, got.changes[1].cursor);
+    // Resume: a change made while nobody waited is answered by the next call, once.
+    a.core
+        .set_channel_status(&id, ServiceStatus::Terminating, "test")?;
+    let next = watcher
+        .watch_status(&WatchStatusRequest {
+            cursor: Some(got.cursor),
+            wait_ms: Some(0),
+        })
+        .await?;
+    let statuses: Vec<_> = next.changes.iter().map(|c| c.status).collect();
+    assert_eq!(
+        statuses,
+        [ServiceStatus::Terminating, ServiceStatus::Terminated]
+    );
+    let empty = watcher
+        .watch_status(&WatchStatusRequest {
+            cursor: Some(next.cursor),
+            wait_ms: Some(0),
+        })
+        .await?;
+    assert!(empty.changes.is_empty(), "{empty:?}");
+    let e = watcher
+        .watch_status(&WatchStatusRequest {
+            cursor: None,
+            wait_ms: Some(30_001),
+        })
+        .await
+        .expect_err("too long");
+    assert_eq!(code(&e), Some(ErrorCode::Invalid));
     Ok(())
 }

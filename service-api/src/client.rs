@@ -149,6 +149,25 @@ impl Client {
     ) -> Result<UpdateSessionResponse, ApiError> {
         self.post(paths::UPDATE_SESSION, req).await
     }
+    /// A copy of this client whose calls may take `timeout` (a WatchStatus long-poll waits
+    /// longer than a usage report may).
+    pub fn with_timeout(&self, timeout: Duration) -> Result<Self, ApiError> {
+        Self::new(&self.base, self.token.clone(), timeout)
+    }
+    /// The status changes of the caller's channels after `req.cursor` (long-poll).
+    pub async fn watch_status(
+        &self,
+        req: &WatchStatusRequest,
+    ) -> Result<WatchStatusResponse, ApiError> {
+        self.post(paths::WATCH_STATUS, req).await
+    }
+    /// Many usage reports in one call (one answer per report, in order).
+    pub async fn update_sessions(
+        &self,
+        req: &UpdateSessionsRequest,
+    ) -> Result<UpdateSessionsResponse, ApiError> {
+        self.post(paths::UPDATE_SESSIONS, req).await
+    }
     pub async fn stop_session(
         &self,
         req: &StopSessionRequest,

@@ -32,6 +32,7 @@ pub mod seal;
 pub mod speed;
 pub mod status;
 pub mod tls;
+pub mod watch;
 
 pub use body::BodyError;
 pub use buyer::*;
@@ -42,6 +43,7 @@ pub use messages::*;
 pub use rules::{Invalid, Validate, MAX_BYTE_COUNT, MAX_CHANNEL_BYTES, MAX_FIELD_LEN};
 pub use speed::{parse_mbps, speed_keys, SpeedError, SpeedLimits};
 pub use status::ServiceStatus;
+pub use watch::*;
 
 /// Request paths, one per operationId of the OpenAPI document.
 pub mod paths {
@@ -50,6 +52,8 @@ pub mod paths {
     pub const START_SESSION: &str = "/v1/StartSession";
     pub const FIND_SESSION: &str = "/v1/FindSession";
     pub const UPDATE_SESSION: &str = "/v1/UpdateSession";
+    pub const UPDATE_SESSIONS: &str = "/v1/UpdateSessions";
+    pub const WATCH_STATUS: &str = "/v1/WatchStatus";
     pub const STOP_SESSION: &str = "/v1/StopSession";
     pub const GET_ACCESS: &str = "/v1/GetAccess";
     pub const FETCH_OFFERINGS: &str = "/v1/FetchOfferings";

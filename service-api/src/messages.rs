@@ -130,6 +130,12 @@ pub struct StartSessionResponse {
     /// Counts already recorded for this session (non-zero only when resumed by connectionId).
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Bytes (in + out, as reported) the channel may still use before it ends: until
+    /// `maxUnits`, or until the deposit cannot pay the next unit, whichever comes first; 0
+    /// when the status does not admit traffic. Absent when the answering core does not know
+    /// (a client core). The server adapter turns it into a kernel byte quota per client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_bytes: Option<u64>,
 }
 
 /// Cumulative counters of one session, as the reporting side's OpenVPN counts them:
@@ -160,6 +166,48 @@ pub struct UpdateSessionResponse {
     /// All bytes of the channel (every session) and the derived units (floor of MB).
     pub channel_bytes: u64,
     pub units_used: u64,
+    /// Bytes (in + out, as reported) the channel may still use before it ends: until
+    /// `maxUnits`, or until the deposit cannot pay the next unit, whichever comes first; 0
+    /// when the status does not admit traffic. Absent when the answering core does not know
+    /// (a client core). The server adapter turns it into a kernel byte quota per client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_bytes: Option<u64>,
+}
+
+/// Most reports in one UpdateSessions call.
+pub const MAX_BATCH: usize = 500;
+
+/// Many usage reports at once (UpdateSessions): each entry is exactly an UpdateSession.
+/// The core applies the batch in one transaction; every entry gets its own answer, in the
+/// same order, and an entry the core refuses (unknown session, overflow) does not stop the
+/// others.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateSessionsRequest {
+    /// 1 to 500 reports.
+    pub updates: Vec<UpdateSessionRequest>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateSessionsResponse {
+    /// One per entry of the request, in its order.
+    pub results: Vec<UpdateSessionsResult>,
+}
+
+/// The answer to one entry: `update` (what UpdateSession would answer) or `error` (what
+/// UpdateSession would have answered as its error body).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateSessionsResult {
+    pub session_id: SessionId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateSessionResponse>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::ErrorDetail>,
 }
 
 /// Final cumulative counts. On a session already stopped, higher counts still win (per-field
@@ -271,6 +319,22 @@ impl Validate for UpdateSessionRequest {
     fn validate(&self) -> Result<(), Invalid> {
         rules::check_counter("/bytesIn", self.bytes_in)?;
         rules::check_counter("/bytesOut", self.bytes_out)
+    }
+}
+
+impl Validate for UpdateSessionsRequest {
+    fn validate(&self) -> Result<(), Invalid> {
+        if self.updates.is_empty() || self.updates.len() > MAX_BATCH {
+            return Err(Invalid {
+                pointer: "/updates".into(),
+                reason: format!("1 to {MAX_BATCH} reports"),
+            });
+        }
+        for (i, u) in self.updates.iter().enumerate() {
+            rules::check_counter(&format!("/updates/{i}/bytesIn"), u.bytes_in)?;
+            rules::check_counter(&format!("/updates/{i}/bytesOut"), u.bytes_out)?;
+        }
+        Ok(())
     }
 }
 

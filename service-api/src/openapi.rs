@@ -367,6 +367,10 @@ pub fn document() -> OpenApi {
     c = with::<FindSessionRequest>(c);
     c = with::<UpdateSessionRequest>(c);
     c = with::<UpdateSessionResponse>(c);
+    c = with::<UpdateSessionsRequest>(c);
+    c = with::<UpdateSessionsResponse>(c);
+    c = with::<WatchStatusRequest>(c);
+    c = with::<WatchStatusResponse>(c);
     c = with::<StopSessionRequest>(c);
     c = with::<StopSessionResponse>(c);
     c = with::<GetAccessRequest>(c);

@@ -479,3 +479,69 @@ fn client_adapter_reconnects_after_a_server_kill_and_stops_for_good_on_halt() ->
     leaks.wait_clean(TIMEOUT)?;
     Ok(())
 }
+
+/// Issue 12 item 3, client side: when its core says the channel is terminating,
+/// adapter-client takes the tunnel down at once (no more traffic leaves) and only then
+/// stops openvpn and reports the final counts.
+#[test]
+fn client_adapter_stops_sending_at_once_when_its_core_terminates_the_channel() -> Result<()> {
+    let Some(env) = TestEnv::with_bins(
+        "adapter_client_e2e_stop_sending",
+        &["core-lite", "adapter-server", "adapter-client"],
+    )?
+    else {
+        return Ok(());
+    };
+    let leaks = env.leak_checker();
+    {
+        let rig = Rig::new(&env, (10, 60))?;
+        let cli_ns = &rig.hosts.client_ns;
+        let adapter = ClientAdapter::start(&env, &rig)?;
+        adapter.wait_connected(None)?;
+        let echo = rig.echo_addr();
+        cli_ns.wait_for_tcp(echo, TIMEOUT)?;
+        echo_exchange(
+            cli_ns.tcp_connect(echo, TIMEOUT)?,
+            &payload(100_000),
+            TIMEOUT,
+        )?;
+
+        rig.client_core.core.cli(&[
+            "channel",
+            "set-status",
+            &rig.channel.key,
+            "terminating",
+            "--reason",
+            "e2e test",
+        ])?;
+        let down = adapter
+            .proc
+            .wait_for_line("tunnel taken down", TIMEOUT)
+            .with_context(|| adapter.proc.log_tail(30))?;
+        ensure!(down.contains("terminating"), "{down}");
+        adapter.proc.wait_exit(TIMEOUT)?;
+        // The tunnel went down before openvpn was told to stop.
+        let log = adapter.proc.log();
+        let at = |needle: &str| log.lines().position(|l| l.contains(needle));
+        let down_at = at("tunnel taken down").context("no tunnel-down line")?;
+        let term_at = at("SIGTERM").with_context(|| {
+            format!(
+                "openvpn's SIGTERM not in the log:\n{}",
+                adapter.proc.log_tail(30)
+            )
+        })?;
+        ensure!(
+            down_at < term_at,
+            "openvpn was stopped before the tunnel went down:\n{}",
+            adapter.proc.log_tail(30)
+        );
+        let info = wait_for(TIMEOUT, "the client's session closed", || {
+            let i = rig.client_core.channel(&rig.channel.key)?;
+            Ok(i.open_session.is_none().then_some(i))
+        })?;
+        ensure!(info.bytes_total >= 200_000, "{info:?}");
+        ensure!(!link_exists(cli_ns, &adapter.tun)?, "{} left", adapter.tun);
+    }
+    leaks.wait_clean(TIMEOUT)?;
+    Ok(())
+}

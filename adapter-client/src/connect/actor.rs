@@ -31,6 +31,8 @@ pub(crate) enum Event {
     Proc { gen: u64, ev: ProcEvent },
     /// The answer of a core call.
     Core(CoreReply),
+    /// WatchStatus: the channel entered this status.
+    Pushed(service_api::ServiceStatus),
 }
 
 /// Where a session stands with the core.
@@ -243,6 +245,8 @@ impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
     async fn handle(&mut self, ev: Event) {
         match ev {
             Event::Core(reply) => self.on_core_reply(reply).await,
+            Event::Pushed(_) if self.draining() => {}
+            Event::Pushed(status) => self.on_pushed(status).await,
             // After the stop the old process's last lines change nothing.
             Event::Proc { .. } if self.draining() => {}
             Event::Proc { gen, ev } if gen == self.gen => self.on_proc_event(ev).await,
@@ -338,6 +342,26 @@ impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
         }
         self.conn
             .exit_requested(Instant::now(), self.s.stop_timeout, false);
+    }
+
+    /// The core says the channel is out of service: the tunnel stops carrying traffic at
+    /// once (its link goes down), before openvpn is told to exit and the final counts are
+    /// reported.
+    pub(super) async fn stop_sending(&mut self, status: service_api::ServiceStatus) {
+        if self.conn.is_down() || self.goal.stopping() {
+            return;
+        }
+        let tun = self.s.tun_dev.clone();
+        let cmd =
+            crate::tool::ToolCommand::new(&self.s.tools.ip, &["link", "set", "dev", &tun, "down"]);
+        match cmd.run().await {
+            Ok(_) => {
+                warn!(tun = %tun, "the channel is {status}: tunnel taken down, no more traffic is sent")
+            }
+            Err(e) => {
+                warn!(tun = %tun, "the channel is {status}: taking the tunnel down failed: {e}")
+            }
+        }
     }
 
     pub(super) fn begin_stop(&mut self, outcome: Outcome) {

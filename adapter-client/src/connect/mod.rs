@@ -41,6 +41,7 @@ mod on_proc;
 mod process;
 mod real;
 mod usage;
+mod watch;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -334,7 +335,11 @@ pub async fn run(s: ConnectSettings, cancel: CancellationToken) -> Result<Outcom
     );
     let endpoint = rendered.endpoint();
     let speed = rendered.speed;
-    let actor = actor::Actor::new(s, api, launcher, endpoint, speed).with_net(net);
+    let key = s.client_key.clone();
+    let actor = actor::Actor::new(s, api.clone(), launcher, endpoint, speed).with_net(net);
+    let watch_cancel = cancel.child_token();
+    watch::spawn(&api, key, actor.tx.clone(), watch_cancel.clone());
+    let _stop_watch = watch_cancel.drop_guard();
     let outcome = actor.run(cancel).await;
     drop(dir);
     Ok(outcome)

@@ -272,10 +272,21 @@ impl<L: OpenVpnLauncher, C: CoreApi> Actor<L, C> {
     async fn check_status(&mut self, status: ServiceStatus, what: &str) {
         match self.goal.react(status, what) {
             Reaction::Nothing => {}
-            Reaction::StopForGood(o) => self.begin_stop(o),
-            Reaction::Suspend => self.enter_suspend(status, what).await,
+            Reaction::StopForGood(o) => {
+                self.stop_sending(status).await;
+                self.begin_stop(o)
+            }
+            Reaction::Suspend => {
+                self.stop_sending(status).await;
+                self.enter_suspend(status, what).await
+            }
             Reaction::Resume => self.resume(status, what),
         }
+    }
+
+    /// A status change pushed by the core (WatchStatus).
+    pub(super) async fn on_pushed(&mut self, status: ServiceStatus) {
+        self.check_status(status, "WatchStatus").await;
     }
 
     async fn check_api_error(&mut self, e: &ApiError, what: &str) {

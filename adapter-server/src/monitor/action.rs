@@ -43,6 +43,8 @@ pub enum Action {
     },
     /// Remove the client's speed limits.
     Unshape { key: u64 },
+    /// Remove the client's nftables quota and block.
+    Unfence { key: u64 },
     /// The connection is accounted for: drop it.
     Forget,
 }

@@ -15,8 +15,9 @@ use tracing::{debug, error, info, warn};
 use super::client::{Action, Client, Closing, Ctx, Phase};
 use super::client_auth;
 use super::config_push::ConfigPush;
-use super::core_calls::{BoundedCore, CoreHealth};
+use super::core_calls::{BoundedCore, CoreHealth, Report};
 use super::event::Ev;
+use super::fence::FenceHandle;
 use super::handoff::{HandoffEvent, PendingLogins};
 use super::metrics::MonitorMetrics;
 use super::mgmt_conn::{self, Pending, Replies};
@@ -44,6 +45,9 @@ pub struct Actor {
     replies: Replies,
     table: ClientTable,
     shaper: Option<ShapingHandle>,
+    fence: Option<FenceHandle>,
+    /// Usage reports waiting for the tick's UpdateSessions call.
+    reports: Vec<Report>,
     last_status_req: Option<Instant>,
     push: ConfigPush,
     health: CoreHealth,
@@ -70,6 +74,8 @@ impl Actor {
                 .shaping
                 .clone()
                 .map(|s| ShapingHandle::spawn(s, metrics.clone())),
+            fence: cfg.fence.clone().map(FenceHandle::spawn),
+            reports: Vec::new(),
             cfg,
             core,
             tx,
@@ -91,6 +97,28 @@ impl Actor {
         info!(management = %self.cfg.management, core = %self.core.base_url(), "monitor starting");
         self.spawn_connect(Duration::ZERO);
         self.push.maybe_push(&self.core, &self.tx, Instant::now());
+        if let Some(f) = &self.fence {
+            f.setup();
+        }
+    }
+
+    /// Sets client `conn`'s byte quota: the session's bytes the core has recorded plus what
+    /// it says is left.
+    fn set_quota(&mut self, conn: &str, recorded: u64, left: Option<u64>) {
+        let (Some(f), Some(left)) = (&self.fence, left) else {
+            return;
+        };
+        let Some(c) = self.table.get(conn) else {
+            return;
+        };
+        let Some(addrs) = c.quota_addrs() else {
+            return;
+        };
+        f.quota(c.serial, addrs, recorded.saturating_add(left));
+        self.table.with(conn, |c| {
+            c.fenced = true;
+            vec![]
+        });
     }
 
     fn ctx(&self) -> Ctx {
@@ -159,9 +187,10 @@ impl Actor {
                     self.metrics.call_started("StartSession");
                     self.core.spawn_start(&self.tx, conn, req);
                 }
+                // Sent with the others at the next tick (one UpdateSessions call).
                 Action::Update { session, counts } => {
                     self.metrics.call_started("UpdateSession");
-                    self.core.spawn_update(&self.tx, conn, session, counts)
+                    self.reports.push((conn, session, counts));
                 }
                 Action::Stop { session, fin } => {
                     self.metrics.call_started("StopSession");
@@ -179,8 +208,45 @@ impl Actor {
                     self.core.spawn_find(&self.tx, conn, req);
                 }
                 Action::Kill { cid, why } => {
-                    warn!(cid, connection = %conn, "killing client: {why}");
-                    self.send_cmd(Command::ClientKill { cid });
+                    // Drop first (nft), then kill once the drop is in place.
+                    let target = self.table.get(&conn).and_then(|c| {
+                        c.id.vpn_addr.map(|v4| {
+                            (
+                                c.serial,
+                                tc_shaper::ClientAddrs {
+                                    v4,
+                                    v6: c.id.vpn_addr6,
+                                },
+                            )
+                        })
+                    });
+                    match (&self.fence, target) {
+                        (Some(f), Some((key, addrs))) => {
+                            warn!(cid, connection = %conn, addr = %addrs.v4, "dropping client traffic before the kill: {why}");
+                            let done = f.block(key, addrs);
+                            self.table.with(&conn, |c| {
+                                c.fenced = true;
+                                vec![]
+                            });
+                            let (tx, gen) = (self.tx.clone(), self.gen);
+                            tokio::spawn(async move {
+                                let ok = done.await.unwrap_or(false);
+                                let _ = tx
+                                    .send(Ev::Blocked {
+                                        gen,
+                                        conn_id: conn,
+                                        cid,
+                                        why,
+                                        ok,
+                                    })
+                                    .await;
+                            });
+                        }
+                        _ => {
+                            warn!(cid, connection = %conn, "killing client: {why}");
+                            self.send_cmd(Command::ClientKill { cid });
+                        }
+                    }
                 }
                 Action::Shape { key, addrs, speed } => {
                     if let Some(s) = &self.shaper {
@@ -190,6 +256,11 @@ impl Actor {
                 Action::Unshape { key } => {
                     if let Some(s) = &self.shaper {
                         s.remove(key);
+                    }
+                }
+                Action::Unfence { key } => {
+                    if let Some(f) = &self.fence {
+                        f.remove(key);
                     }
                 }
                 // The table carries out Forget itself.
@@ -236,8 +307,15 @@ impl Actor {
                 self.metrics.call_done("StartSession", &result);
                 self.health.observe("StartSession", &result, Instant::now());
                 let ctx = self.ctx();
+                let quota = result
+                    .as_ref()
+                    .ok()
+                    .map(|r| (r.bytes_in.saturating_add(r.bytes_out), r.remaining_bytes));
                 let todos = self.table.with(&conn_id, |c| c.on_started(result, &ctx));
                 self.run(todos);
+                if let Some((recorded, left)) = quota {
+                    self.set_quota(&conn_id, recorded, left);
+                }
             }
             Ev::Updated {
                 conn_id,
@@ -248,10 +326,17 @@ impl Actor {
                 self.health
                     .observe("UpdateSession", &result, Instant::now());
                 let ctx = self.ctx();
+                let quota = result
+                    .as_ref()
+                    .ok()
+                    .map(|r| (r.bytes_in.saturating_add(r.bytes_out), r.remaining_bytes));
                 let todos = self
                     .table
                     .with(&conn_id, |c| c.on_updated(sent, result, &ctx));
                 self.run(todos);
+                if let Some((recorded, left)) = quota {
+                    self.set_quota(&conn_id, recorded, left);
+                }
             }
             Ev::Stopped { conn_id, result } => {
                 self.metrics.call_done("StopSession", &result);
@@ -285,6 +370,38 @@ impl Actor {
                     .on_pushed(result, transient, &self.tx, Instant::now())
             }
             Ev::ConfigChanged => self.push.changed(Instant::now()),
+            Ev::Blocked {
+                gen,
+                conn_id,
+                cid,
+                why,
+                ok,
+            } => {
+                // A newer management connection has other client ids: the kill is sent
+                // again there (the client's kill stays wanted).
+                if gen != self.gen || self.table.get(&conn_id).is_none_or(|c| c.is_gone()) {
+                    return;
+                }
+                if ok {
+                    warn!(cid, connection = %conn_id, "client traffic dropped; killing client: {why}");
+                } else {
+                    warn!(cid, connection = %conn_id, "killing client (the drop failed): {why}");
+                }
+                self.send_cmd(Command::ClientKill { cid });
+            }
+            Ev::StatusPushed { client_key, status } => {
+                if !status.must_disconnect() {
+                    return;
+                }
+                let ctx = self.ctx();
+                for conn in self.table.connected_of(&client_key) {
+                    info!(connection = %conn, %status, "core pushed: stop service");
+                    let todos = self
+                        .table
+                        .with(&conn, |c| c.kill("channel suspended or terminated", &ctx));
+                    self.run(todos);
+                }
+            }
             Ev::Tick => self.on_tick(),
         }
     }
@@ -482,6 +599,10 @@ impl Actor {
         let ctx = self.ctx();
         let todos = self.table.tick(&ctx);
         self.run(todos);
+        if !self.reports.is_empty() {
+            let reports = std::mem::take(&mut self.reports);
+            self.core.spawn_update_batch(&self.tx, reports);
+        }
         self.push.maybe_push(&self.core, &self.tx, Instant::now());
         self.metrics.table(self.table.clients());
     }
@@ -509,6 +630,9 @@ impl Actor {
         }
         if let Some(s) = self.shaper.take() {
             s.teardown().await;
+        }
+        if let Some(f) = self.fence.take() {
+            f.teardown().await;
         }
     }
 }

@@ -97,6 +97,8 @@ pub struct Client {
     /// The highest counts seen.
     pub counts: Counts,
     pub phase: Phase,
+    /// An nftables quota or block of this client may be installed (removed with it).
+    pub fenced: bool,
 }
 
 /// A core failure: retried later, or refused for good.
@@ -114,6 +116,7 @@ impl Client {
             conn_id: id.connection_id(),
             id,
             counts,
+            fenced: false,
             phase: Phase::Connected {
                 session: Session::Starting { in_flight: false },
                 kill: Kill::No,
@@ -458,14 +461,34 @@ impl Client {
         }
     }
 
-    /// Removes the speed limits when they are installed.
+    /// Removes the speed limits and the nftables fence when they are installed.
     pub fn unshape(&mut self) -> Vec<Action> {
-        match &mut self.phase {
+        let mut out = match &mut self.phase {
             Phase::Connected { shaped, .. } if *shaped => {
                 *shaped = false;
                 vec![Action::Unshape { key: self.serial }]
             }
             _ => vec![],
+        };
+        if self.fenced {
+            self.fenced = false;
+            out.push(Action::Unfence { key: self.serial });
+        }
+        out
+    }
+
+    /// The client's VPN addresses while it is connected and not being cut (for its quota).
+    pub fn quota_addrs(&self) -> Option<ClientAddrs> {
+        match &self.phase {
+            Phase::Connected {
+                kill: Kill::No,
+                session: Session::Open { .. },
+                ..
+            } => self.id.vpn_addr.map(|v4| ClientAddrs {
+                v4,
+                v6: self.id.vpn_addr6,
+            }),
+            _ => None,
         }
     }
 

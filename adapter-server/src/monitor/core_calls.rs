@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use service_api::{
     ApiError, AuthClientRequest, AuthClientResponse, Client as CoreClient, ErrorCode,
     FindSessionRequest, SessionId, StartSessionRequest, StartSessionResponse, StopSessionRequest,
-    StopSessionResponse, UpdateSessionRequest, UpdateSessionResponse,
+    StopSessionResponse, UpdateSessionRequest, UpdateSessionResponse, UpdateSessionsRequest,
+    UpdateSessionsResponse,
 };
 use tokio::sync::mpsc;
-use tracing::{info, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 use super::client::Counts;
 use super::event::Ev;
@@ -46,9 +47,23 @@ macro_rules! bounded_calls {
     };
 }
 
+/// One usage report of a tick: (connection id, session, cumulative counts).
+pub type Report = (String, SessionId, Counts);
+
+/// An answer of the core that does not fit the request.
+fn unreadable(what: &str) -> ApiError {
+    ApiError::Api {
+        http_status: 502,
+        code: ErrorCode::Internal,
+        message: format!("UpdateSessions answered {what}"),
+        status: None,
+    }
+}
+
 bounded_calls! {
     start_session(StartSessionRequest) -> StartSessionResponse;
     update_session(UpdateSessionRequest) -> UpdateSessionResponse;
+    update_sessions(UpdateSessionsRequest) -> UpdateSessionsResponse;
     stop_session(StopSessionRequest) -> StopSessionResponse;
     auth_client(AuthClientRequest) -> AuthClientResponse;
     find_session(FindSessionRequest) -> StartSessionResponse;
@@ -121,6 +136,92 @@ impl BoundedCore {
             }
             .in_current_span(),
         );
+    }
+
+    /// The reports of one tick, in UpdateSessions calls of at most
+    /// [`service_api::MAX_BATCH`]; every report is answered with its own [`Ev::Updated`]. A
+    /// core that refuses the batch operation itself (an older core) gets the reports one by
+    /// one (UpdateSession).
+    pub fn spawn_update_batch(&self, tx: &mpsc::Sender<Ev>, reports: Vec<Report>) {
+        for chunk in reports.chunks(service_api::MAX_BATCH) {
+            let (core, tx, chunk) = (self.clone(), tx.clone(), chunk.to_vec());
+            tokio::spawn(
+                async move {
+                    let req = UpdateSessionsRequest {
+                        updates: chunk
+                            .iter()
+                            .map(|(_, session, sent)| UpdateSessionRequest {
+                                session_id: session.clone(),
+                                bytes_in: sent.0,
+                                bytes_out: sent.1,
+                            })
+                            .collect(),
+                    };
+                    let answers = core.update_sessions(&req).await;
+                    match answers {
+                        Ok(r) if r.results.len() == chunk.len() => {
+                            for ((conn_id, _, sent), res) in chunk.into_iter().zip(r.results) {
+                                let result = match (res.update, res.error) {
+                                    (Some(u), _) => Ok(u),
+                                    (None, Some(e)) => Err(ApiError::Api {
+                                        http_status: e.code.http_status(),
+                                        code: e.code,
+                                        message: e.message,
+                                        status: e.status,
+                                    }),
+                                    (None, None) => {
+                                        Err(unreadable("an answer without update or error"))
+                                    }
+                                };
+                                let _ = tx
+                                    .send(Ev::Updated {
+                                        conn_id,
+                                        sent,
+                                        result,
+                                    })
+                                    .await;
+                            }
+                        }
+                        Ok(_) => {
+                            for (conn_id, _, sent) in chunk {
+                                let result = Err(unreadable("not one answer per report"));
+                                let _ = tx
+                                    .send(Ev::Updated {
+                                        conn_id,
+                                        sent,
+                                        result,
+                                    })
+                                    .await;
+                            }
+                        }
+                        Err(e) if is_transient(&e) => {
+                            for (conn_id, _, sent) in chunk {
+                                let result = Err(ApiError::Api {
+                                    http_status: 503,
+                                    code: ErrorCode::Unavailable,
+                                    message: format!("UpdateSessions: {e}"),
+                                    status: None,
+                                });
+                                let _ = tx
+                                    .send(Ev::Updated {
+                                        conn_id,
+                                        sent,
+                                        result,
+                                    })
+                                    .await;
+                            }
+                        }
+                        Err(e) => {
+                            debug!("UpdateSessions refused ({e}); reporting one by one");
+                            for (conn_id, session, sent) in chunk {
+                                core.spawn_update(&tx, conn_id, session, sent);
+                            }
+                        }
+                    }
+                }
+                .in_current_span(),
+            );
+        }
     }
 
     /// StopSession in a task; answers [`Ev::Stopped`].

@@ -70,5 +70,19 @@ pub enum Ev {
         transient: bool,
     },
     ConfigChanged,
+    /// The nftables block of a client to be killed is in place (or failed: `ok` false);
+    /// `client-kill` follows.
+    Blocked {
+        gen: u64,
+        conn_id: String,
+        cid: u64,
+        why: &'static str,
+        ok: bool,
+    },
+    /// WatchStatus: a channel of the product entered `status`.
+    StatusPushed {
+        client_key: ClientKey,
+        status: service_api::ServiceStatus,
+    },
     Tick,
 }

@@ -27,6 +27,13 @@
 //! OpenVPN's exact final counters, merged by connection id with `>CLIENT:DISCONNECT` and the
 //! client list, so the core gets the highest counts.
 //!
+//! Reports are batched: the Updates of a tick go out in one UpdateSessions call
+//! (`core_calls.rs`), each report answered on its own. A WatchStatus long-poll (`watch.rs`)
+//! pushes the product's status changes, so a suspended/terminated channel's client is cut
+//! without waiting for its next report. With `--nft` (`fence.rs`) each client has an
+//! nftables byte quota for what the core says is left of its budget, and a cut client's
+//! traffic is dropped before `client-kill` is sent.
+//!
 //! Rules (docs/INTERFACES.md): a byte count the core would refuse (above
 //! [`service_api::MAX_BYTE_COUNT`]) or did refuse (422) is dropped and never raises the
 //! reported counts, and starts the grace timer like a failed report; a departed connection
@@ -40,11 +47,13 @@ mod client_auth;
 mod config_push;
 mod core_calls;
 mod event;
+mod fence;
 mod handoff;
 pub mod metrics;
 mod mgmt_conn;
 mod shaping;
 mod table;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,6 +71,7 @@ use self::core_calls::BoundedCore;
 use self::event::Ev;
 use self::metrics::MonitorMetrics;
 
+pub use self::fence::FenceConfig;
 pub use self::handoff::{HandoffConfig, HandoffError};
 
 /// Capacity of the actor's event channel.
@@ -130,6 +140,8 @@ pub struct MonitorConfig {
     pub handoff: Option<HandoffConfig>,
     /// Where to serve the Prometheus metrics (`GET /metrics`; loopback only).
     pub metrics_listen: Option<SocketAddr>,
+    /// None = no nftables quotas and no drop before a kill.
+    pub fence: Option<FenceConfig>,
 }
 
 impl MonitorConfig {
@@ -150,6 +162,7 @@ impl MonitorConfig {
             tick: Duration::from_secs(1),
             handoff: None,
             metrics_listen: None,
+            fence: None,
         }
     }
 }
@@ -181,6 +194,13 @@ pub async fn run(
         None => None,
     };
     spawn_ticker(tx.clone(), cfg.tick, cancel.clone());
+    watch::spawn(
+        &core,
+        tx.clone(),
+        cfg.reconnect_min,
+        cfg.reconnect_max,
+        cancel.clone(),
+    );
     let mut actor = Actor::new(cfg, BoundedCore::new(core), tx, cancel.clone(), metrics);
     actor.start();
     loop {

@@ -51,6 +51,15 @@ impl ClientTable {
         self.clients.values()
     }
 
+    /// The connection ids of the connected clients of a client key.
+    pub fn connected_of(&self, key: &service_api::ClientKey) -> Vec<String> {
+        self.clients
+            .values()
+            .filter(|c| !c.is_gone() && c.id.username == *key)
+            .map(|c| c.conn_id.clone())
+            .collect()
+    }
+
     /// Runs `f` on one client and collects its actions; [`Action::Forget`] is carried out
     /// here (with the unshaping it needs) and not passed on.
     pub fn with<F>(&mut self, conn: &str, f: F) -> Vec<Todo>

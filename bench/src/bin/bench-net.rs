@@ -50,8 +50,11 @@ struct Args {
     #[arg(long, env = "BENCH_STORM_REPEATS", default_value_t = 2)]
     storm_repeats: usize,
     /// Cut-off trials (alternately suspending and terminating).
-    #[arg(long, env = "BENCH_CUTOFF_TRIALS", default_value_t = 4)]
+    #[arg(long, env = "BENCH_CUTOFF_TRIALS", default_value_t = 40)]
     cutoff_trials: usize,
+    /// Exhaustion trials (a 20 MB channel used at full speed until it is cut).
+    #[arg(long, env = "BENCH_EXHAUSTION_TRIALS", default_value_t = 20)]
+    exhaustion_trials: usize,
     /// Max download / upload speed of the shaped offering, Mbit/s.
     #[arg(long, env = "BENCH_SHAPE_DOWN", default_value = "20")]
     shape_down: String,
@@ -156,7 +159,7 @@ impl Ctx<'_> {
 
     /// A new OpenVPN server (own port, subnet, tun) with `auth`; `shaping` = run the
     /// monitor with tc shaping (else --no-shaping).
-    fn server(&self, auth: AuthMode, shaping: bool) -> Result<Server> {
+    fn server(&self, auth: AuthMode, shaping: bool, nft: bool) -> Result<Server> {
         let port = self.port.get();
         self.port.set(port + 1);
         let env = self.env;
@@ -216,6 +219,9 @@ impl Ctx<'_> {
                 }
                 if auth == AuthMode::Handoff {
                     m = m.arg("--handoff-socket").arg(&handoff_sock);
+                }
+                if nft {
+                    m = m.arg("--nft");
                 }
                 if shaping {
                     m = m.args([
@@ -446,7 +452,7 @@ fn storm(
     storm_creds: &[Cred],
 ) -> Result<StormResult> {
     eprintln!("bench-net: storm with {}", auth.name());
-    let s = ctx.server(auth, false)?;
+    let s = ctx.server(auth, false, false)?;
     let c = ctx.client(&s, prober_cred, false)?;
     c.wait_connected(CONNECT_TIMEOUT)?;
     let target = SocketAddr::from((s.handle.tunnel_ip(), ECHO_PORT));
@@ -538,6 +544,10 @@ fn status_change_ms(ctx: &Ctx<'_>, channel: &str) -> Result<i64> {
 }
 
 struct CutResult {
+    /// suspending, terminating or exhaustion.
+    kind: &'static str,
+    /// Exhaustion: bytes the core counted past maxUnits (negative: short of it).
+    past: Option<i64>,
     what: String,
     /// Status change → the monitor's `client-kill` (from its log), when found.
     kill: Option<Duration>,
@@ -633,6 +643,8 @@ fn cutoff_trials(ctx: &Ctx<'_>, s: &Server, creds: &[Cred]) -> Result<Vec<CutRes
             .and_then(|m| kill_time_ms(m, &cred.key.0))
             .map(|k| to_d(k - at));
         out.push(CutResult {
+            kind: status,
+            past: None,
             what: format!(
                 "`core-lite channel set-status {status}` (the CLI ran {} ms)",
                 cli.as_millis()
@@ -647,8 +659,11 @@ fn cutoff_trials(ctx: &Ctx<'_>, s: &Server, creds: &[Cred]) -> Result<Vec<CutRes
 
 /// A channel of `max_units` MB: upload through it until the core exhausts it; time from the
 /// core's status change (history atMs) to the client's exit / last echo reply.
-fn exhaustion(ctx: &Ctx<'_>, s: &Server, cred: &Cred, secs: u32) -> Result<CutResult> {
+fn exhaustion(ctx: &Ctx<'_>, s: &Server, cred: &Cred, secs: u32, port: u16) -> Result<CutResult> {
     eprintln!("bench-net: exhaustion");
+    // A server of its own: an iperf3 server serves one test at a time, and the previous
+    // trial's test (its client cut mid-run) can hold it busy for a while.
+    let _iperf = iperf3_server(ctx.env, &ctx.hosts.server_ns, s.handle.tunnel_ip(), port)?;
     let c = ctx.client(s, cred, false)?;
     c.wait_connected(CONNECT_TIMEOUT)?;
     let prober = Prober::start(
@@ -664,7 +679,7 @@ fn exhaustion(ctx: &Ctx<'_>, s: &Server, cred: &Cred, secs: u32) -> Result<CutRe
             pin_self(CLIENT_CPU);
             let _ = Iperf3Run {
                 server: server_ip,
-                port: IPERF_PORT,
+                port,
                 seconds: secs,
                 reverse: false,
             }
@@ -681,7 +696,10 @@ fn exhaustion(ctx: &Ctx<'_>, s: &Server, cred: &Cred, secs: u32) -> Result<CutRe
         .as_ref()
         .and_then(|m| kill_time_ms(m, &cred.key.0))
         .map(|k| to_d(k - at));
+    let past = info["bytesTotal"].as_i64().map(|b| b - 20_000_000);
     Ok(CutResult {
+        kind: "exhaustion",
+        past,
         kill,
         what: format!(
             "exhaustion (channel of 20 MB; {} MB counted)",
@@ -770,6 +788,77 @@ fn wait_shaped(ctx: &Ctx<'_>, s: &Server) -> Result<()> {
     })
 }
 
+/// The `q` quantile (nearest rank) of `v`.
+fn quantile<T: Copy + Ord>(v: &[T], q: f64) -> Option<T> {
+    let mut s = v.to_vec();
+    s.sort();
+    let n = s.len();
+    if n == 0 {
+        return None;
+    }
+    let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+    Some(s[rank - 1])
+}
+
+/// p50 / p99 per kind of cut-off, with the verdicts (p99 ≤ 200 ms from the status
+/// change to the last packet; ≤ 1 MB past maxUnits).
+fn print_cut_summary(cuts: &[CutResult]) {
+    println!("### Cut-off summary: p50 / p99 per trigger (monitor --client-auth --nft, WatchStatus, bytecount every 1 s)\n");
+    let mut t = Table::new(&[
+        "trigger",
+        "trials",
+        "→ monitor's client-kill p50 / p99 ms",
+        "→ last packet (echo reply) p50 / p99 ms",
+        "→ client exit p50 / p99 ms",
+        "bytes past maxUnits p50 / p99 / max",
+        "target",
+        "verdict",
+    ]);
+    for kind in ["suspending", "terminating", "exhaustion"] {
+        let mine: Vec<&CutResult> = cuts.iter().filter(|c| c.kind == kind).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let pair = |v: Vec<Duration>| match (quantile(&v, 0.5), quantile(&v, 0.99)) {
+            (Some(a), Some(b)) => format!("{} / {}", ms(a), ms(b)),
+            _ => "?".into(),
+        };
+        let stops: Vec<Duration> = mine.iter().map(|c| c.data_stop).collect();
+        let p99_stop = quantile(&stops, 0.99).unwrap_or_default();
+        let past: Vec<i64> = mine.iter().filter_map(|c| c.past).collect();
+        let (past_text, target, verdict) = if kind == "exhaustion" {
+            let max = past.iter().copied().max().unwrap_or(i64::MAX);
+            (
+                format!(
+                    "{} / {} / {} bytes",
+                    quantile(&past, 0.5).unwrap_or(0),
+                    quantile(&past, 0.99).unwrap_or(0),
+                    max
+                ),
+                "≤ 1 MB past the limit (max)".to_string(),
+                verdict_le(max as f64, 1_000_000.0),
+            )
+        } else {
+            (
+                "–".into(),
+                "p99 ≤ 200 ms to the last packet".to_string(),
+                verdict_le(p99_stop.as_secs_f64() * 1000.0, 200.0),
+            )
+        };
+        t.row(vec![
+            kind.into(),
+            mine.len().to_string(),
+            pair(mine.iter().filter_map(|c| c.kill).collect()),
+            pair(stops),
+            pair(mine.iter().map(|c| c.client_exit).collect()),
+            past_text,
+            target,
+            verdict,
+        ]);
+    }
+    println!("{}", t.render());
+}
+
 fn mbps(bps: f64) -> String {
     format!("{:.1}", bps / 1e6)
 }
@@ -804,7 +893,7 @@ fn main() -> Result<()> {
             OfferingSpec {
                 speed: None,
                 max_units: 20,
-                channels: 1,
+                channels: args.exhaustion_trials.max(1),
             },
         ],
     )?;
@@ -945,10 +1034,17 @@ fn main() -> Result<()> {
 
     // --- Cut-off (hook + monitor, no shaping)
     if part("cutoff") {
-        let s = ctx.server(AuthMode::ClientAuth, false)?;
+        let s = ctx.server(AuthMode::ClientAuth, false, true)?;
         let cuts = cutoff_trials(&ctx, &s, &prep.creds[2])?;
         let _iperf = iperf3_server(&env, &hosts.server_ns, s.handle.tunnel_ip(), IPERF_PORT)?;
-        let ex = exhaustion(&ctx, &s, &prep.creds[3][0], 30);
+        let mut ex = Vec::new();
+        for (i, cred) in prep.creds[3].iter().enumerate() {
+            eprintln!("bench-net: exhaustion trial {i}");
+            match exhaustion(&ctx, &s, cred, 5, IPERF_PORT + 1 + i as u16) {
+                Ok(r) => ex.push(r),
+                Err(e) => eprintln!("bench-net: exhaustion trial {i} failed: {e:#}"),
+            }
+        }
         drop(_iperf);
         drop(s);
         println!("### Cut-off: status change recorded in the core (history `atMs`) → client cut off (monitor --client-auth, bytecount every 1 s)\n");
@@ -960,10 +1056,9 @@ fn main() -> Result<()> {
             "target ≤ 1,500 ms",
         ]);
         let mut all_cuts = cuts;
-        match ex {
-            Ok(r) => all_cuts.push(r),
-            Err(e) => eprintln!("bench-net: exhaustion trial failed: {e:#}"),
-        }
+        all_cuts.extend(ex);
+        print_cut_summary(&all_cuts);
+        println!("Every trial:\n");
         for r in &all_cuts {
             t.row(vec![
                 r.what.clone(),
@@ -989,14 +1084,14 @@ fn main() -> Result<()> {
     for round in 0..rounds {
         eprintln!("bench-net: throughput round {round}: bare");
         {
-            let s = ctx.server(AuthMode::Bare, false)?;
+            let s = ctx.server(AuthMode::Bare, false, false)?;
             let c = ctx.client(&s, &take(1)[0], false)?;
             c.wait_connected(CONNECT_TIMEOUT)?;
             bare.push(iperf_pair(&ctx, &s, args.iperf_secs)?);
         }
         eprintln!("bench-net: throughput round {round}: adapters");
         {
-            let s = ctx.server(AuthMode::ClientAuth, true)?;
+            let s = ctx.server(AuthMode::ClientAuth, true, false)?;
             if round == 0 {
                 let c = ctx.client(&s, &prep.creds[1][0], false)?;
                 c.wait_connected(CONNECT_TIMEOUT)?;
@@ -1015,7 +1110,7 @@ fn main() -> Result<()> {
         }
         eprintln!("bench-net: throughput round {round}: adapters, monitor --no-shaping");
         {
-            let s = ctx.server(AuthMode::ClientAuth, false)?;
+            let s = ctx.server(AuthMode::ClientAuth, false, false)?;
             let cred = take(1)[0].clone();
             monitored.push(cred.clone());
             let c = ctx.client(&s, &cred, false)?;
@@ -1030,7 +1125,7 @@ fn main() -> Result<()> {
     let mut monitored_a: Vec<Cred> = Vec::new();
     if part("throughput") {
         eprintln!("bench-net: accounting with hook + monitor (mode A)");
-        let s = ctx.server(AuthMode::Hook, false)?;
+        let s = ctx.server(AuthMode::Hook, false, false)?;
         let cred = take(1)[0].clone();
         monitored_a.push(cred.clone());
         let c = ctx.client(&s, &cred, false)?;

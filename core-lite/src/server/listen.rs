@@ -73,6 +73,11 @@ impl Default for ServerLimits {
 #[derive(Clone, Copy, Debug)]
 pub struct BodyTimeout(pub Duration);
 
+/// The listener's stop signal (a request extension): a long-poll ends when it turns true,
+/// so a graceful shutdown never waits for one.
+#[derive(Clone, Debug)]
+pub struct Stopping(pub watch::Receiver<bool>);
+
 /// Descriptors kept free for everything that is not a connection (database, listeners, logs).
 const RESERVED_FDS: u64 = 64;
 
@@ -301,9 +306,11 @@ pub(super) async fn serve(
         };
         let app = app.clone();
         let body_timeout = BodyTimeout(limits.header_timeout);
+        let stopping = Stopping(stop.clone());
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             let guard = InFlight::begin(&times);
             req.extensions_mut().insert(body_timeout);
+            req.extensions_mut().insert(stopping.clone());
             req.extensions_mut()
                 .insert(axum::extract::ConnectInfo(peer));
             let answer = app.clone().oneshot(req.map(Body::new));

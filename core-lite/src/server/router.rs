@@ -88,6 +88,59 @@ async fn update_session(
     call(core, who, move |c, who| c.update_session(who, &req)).await
 }
 
+async fn update_sessions(
+    State(core): St,
+    Authed(who): Authed,
+    Valid(req): Valid<api::UpdateSessionsRequest>,
+) -> Result<Json<api::UpdateSessionsResponse>, CoreError> {
+    call(core, who, move |c, who| c.update_sessions(who, &req)).await
+}
+
+/// How often a waiting WatchStatus looks for new changes.
+const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+/// How long a WatchStatus waits when the caller does not say.
+const WATCH_DEFAULT_WAIT_MS: u64 = 10_000;
+
+/// WatchStatus: long-poll on the status history (a cheap indexed look every
+/// [`WATCH_POLL`] while waiting, on the blocking pool like every other call).
+async fn watch_status(
+    State(core): St,
+    stopping: Option<axum::Extension<super::listen::Stopping>>,
+    Authed(who): Authed,
+    Valid(req): Valid<api::WatchStatusRequest>,
+) -> Result<Json<api::WatchStatusResponse>, CoreError> {
+    let mut stopping = stopping.map(|s| s.0 .0);
+    let wait = std::time::Duration::from_millis(req.wait_ms.unwrap_or(WATCH_DEFAULT_WAIT_MS));
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let cursor = req.cursor;
+        let r = call(core.clone(), who.clone(), move |c, who| {
+            c.watch_status_once(who, cursor)
+        })
+        .await?;
+        let now = tokio::time::Instant::now();
+        let stop = stopping.as_ref().is_some_and(|s| *s.borrow());
+        if !r.changes.is_empty() || req.cursor.is_none() || now >= deadline || stop {
+            return Ok(r);
+        }
+        let pause = tokio::time::sleep(WATCH_POLL.min(deadline - now));
+        match &mut stopping {
+            Some(s) => {
+                tokio::select! {
+                    _ = pause => {}
+                    changed = s.changed() => {
+                        // The listener is gone: answer now.
+                        if changed.is_err() {
+                            return Ok(r);
+                        }
+                    }
+                }
+            }
+            None => pause.await,
+        }
+    }
+}
+
 async fn stop_session(
     State(core): St,
     Authed(who): Authed,
@@ -189,7 +242,13 @@ pub fn api_routes() -> Vec<(Method, String, MethodRouter<Arc<Core>>)> {
             paths::UPDATE_SESSION.into(),
             post(update_session),
         ),
+        (
+            Method::POST,
+            paths::UPDATE_SESSIONS.into(),
+            post(update_sessions),
+        ),
         (Method::POST, paths::STOP_SESSION.into(), post(stop_session)),
+        (Method::POST, paths::WATCH_STATUS.into(), post(watch_status)),
         (Method::POST, paths::GET_ACCESS.into(), post(get_access)),
         (
             Method::POST,

@@ -13,6 +13,7 @@
 //! | `access` | GetAccess (served only when the stored signed access message checks out) |
 //! | `config` | SetProductConfig |
 //! | `status` | status changes, billing applied, the timers ([`Core::tick`]) |
+//! | `watch` | WatchStatus: status changes after a cursor |
 //!
 //! The rules of the request fields are `service_api::rules`, enforced once, where the HTTP
 //! layer reads a request ([`crate::server::Valid`]); the admin commands use the same rule
@@ -26,6 +27,7 @@ pub mod limiter;
 mod sessions;
 mod state;
 pub(crate) mod status;
+mod watch;
 
 pub use crate::error::{CoreError, Result};
 pub(crate) use state::new_id;

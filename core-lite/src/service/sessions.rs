@@ -4,15 +4,16 @@
 use std::collections::BTreeMap;
 
 use service_api::{
-    self as api, FindSessionRequest, ServiceStatus, SessionId, StartSessionRequest,
-    StartSessionResponse, StopSessionRequest, StopSessionResponse, UpdateSessionRequest,
-    UpdateSessionResponse,
+    self as api, ErrorCode, ErrorDetail, FindSessionRequest, ServiceStatus, SessionId,
+    StartSessionRequest, StartSessionResponse, StopSessionRequest, StopSessionResponse,
+    UpdateSessionRequest, UpdateSessionResponse, UpdateSessionsRequest, UpdateSessionsResponse,
+    UpdateSessionsResult,
 };
 
 use super::access::verified_access;
 use super::state::speed_of;
 use super::state::{new_id, now_ms, Caller, Core};
-use super::status::{apply_billing, set_status};
+use super::status::{apply_billing_budget, budget, set_status};
 use crate::billing;
 use crate::error::{CoreError, Result};
 use crate::store::channels::{self, AgentKey, Side};
@@ -26,6 +27,8 @@ struct Usage {
     bytes_out: u64,
     channel_bytes: u64,
     stopped_now: bool,
+    /// Bytes the channel may still use (agent side only).
+    remaining_bytes: Option<u64>,
     /// What this report added, for the usage series: (channel, in, out, at unix ms).
     added: (String, u64, u64, i64),
 }
@@ -58,6 +61,15 @@ fn channel_of(
     })
 }
 
+/// The bytes an agent channel may still use; `None` on the client side (its core does not
+/// bill).
+fn budget_of(tx: &Tx<'_>, caller: &Caller, channel_id: &str) -> Result<Option<u64>> {
+    match side_of(caller) {
+        Side::Agent => Ok(Some(budget(tx, channel_id)?)),
+        Side::Client => Ok(None),
+    }
+}
+
 fn side_of(caller: &Caller) -> Side {
     match caller {
         Caller::Client => Side::Client,
@@ -83,6 +95,7 @@ impl Core {
             // opened) returns that session, open or already stopped, whatever the status.
             if let Some(conn) = &req.connection_id {
                 if let Some(known) = sessions::by_connection(tx, &channel_id, conn)? {
+                    let remaining_bytes = budget_of(tx, caller, &channel_id)?;
                     return Ok(StartSessionResponse {
                         session_id: SessionId(known.id),
                         channel_id,
@@ -90,6 +103,7 @@ impl Core {
                         speed: speed_of(params.as_ref()),
                         bytes_in: known.bytes_in,
                         bytes_out: known.bytes_out,
+                        remaining_bytes,
                     });
                 }
             }
@@ -126,6 +140,7 @@ impl Core {
                 )?;
                 status = ServiceStatus::Active;
             }
+            let remaining_bytes = budget_of(tx, caller, &channel_id)?;
             Ok(StartSessionResponse {
                 session_id: SessionId(sid),
                 channel_id,
@@ -133,6 +148,7 @@ impl Core {
                 speed: speed_of(params.as_ref()),
                 bytes_in: 0,
                 bytes_out: 0,
+                remaining_bytes,
             })
         })
     }
@@ -157,6 +173,7 @@ impl Core {
                         req.connection_id
                     ))
                 })?;
+            let remaining_bytes = budget_of(tx, caller, &channel_id)?;
             Ok(StartSessionResponse {
                 session_id: SessionId(known.id),
                 channel_id,
@@ -164,6 +181,7 @@ impl Core {
                 speed: speed_of(params.as_ref()),
                 bytes_in: known.bytes_in,
                 bytes_out: known.bytes_out,
+                remaining_bytes,
             })
         })
     }
@@ -174,14 +192,7 @@ impl Core {
         req: &UpdateSessionRequest,
     ) -> Result<UpdateSessionResponse> {
         let r = self.record_usage(caller, &req.session_id, req.bytes_in, req.bytes_out, false)?;
-        Ok(UpdateSessionResponse {
-            session_id: req.session_id.clone(),
-            status: r.status,
-            bytes_in: r.bytes_in,
-            bytes_out: r.bytes_out,
-            channel_bytes: r.channel_bytes,
-            units_used: billing::units_used(r.channel_bytes),
-        })
+        Ok(update_answer(&req.session_id, &r))
     }
 
     pub fn stop_session(
@@ -201,6 +212,64 @@ impl Core {
         })
     }
 
+    /// UpdateSessions: every report applied as UpdateSession would, all in one transaction
+    /// (one commit, one durable write); a report the core refuses (unknown session,
+    /// overflow) gets its error and the others still count. A storage failure fails the
+    /// whole batch (nothing of it is recorded).
+    pub fn update_sessions(
+        &self,
+        caller: &Caller,
+        req: &UpdateSessionsRequest,
+    ) -> Result<UpdateSessionsResponse> {
+        let outcomes = self.db.write(|tx| {
+            let now = now_ms();
+            let mut out = Vec::with_capacity(req.updates.len());
+            for u in &req.updates {
+                match record_in_tx(
+                    tx,
+                    caller,
+                    &u.session_id,
+                    u.bytes_in,
+                    u.bytes_out,
+                    false,
+                    now,
+                ) {
+                    Ok(r) => out.push(Ok(r)),
+                    Err(e) if !matches!(e.code(), ErrorCode::Internal | ErrorCode::Unavailable) => {
+                        out.push(Err(e))
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok::<_, CoreError>(out)
+        })?;
+        let results = req
+            .updates
+            .iter()
+            .zip(outcomes)
+            .map(|(u, r)| match r {
+                Ok(r) => {
+                    self.count_usage(&r);
+                    UpdateSessionsResult {
+                        session_id: u.session_id.clone(),
+                        update: Some(update_answer(&u.session_id, &r)),
+                        error: None,
+                    }
+                }
+                Err(e) => UpdateSessionsResult {
+                    session_id: u.session_id.clone(),
+                    update: None,
+                    error: Some(ErrorDetail {
+                        code: e.code(),
+                        message: e.to_string(),
+                        status: e.status(),
+                    }),
+                },
+            })
+            .collect();
+        Ok(UpdateSessionsResponse { results })
+    }
+
     /// Records cumulative counters (per-field maximum, so replays and reordering change
     /// nothing), optionally closes the session, then applies the billing rules.
     fn record_usage(
@@ -212,78 +281,110 @@ impl Core {
         stop: bool,
     ) -> Result<Usage> {
         let r = self.db.write(|tx| {
-            let now = now_ms();
-            let not_found = || CoreError::NotFound(format!("unknown session {session_id}"));
-            let s = sessions::usage(tx, &session_id.0)?.ok_or_else(not_found)?;
-            let allowed = match caller {
-                Caller::Admin => true,
-                Caller::Product(p) => {
-                    s.side == Side::Agent && s.product_id.as_deref() == Some(p.as_str())
-                }
-                Caller::Client => s.side == Side::Client,
-            };
-            if !allowed {
-                return Err(not_found());
-            }
-            let (old_in, old_out) = (s.bytes_in, s.bytes_out);
-            // Per-field maximum. After the stop, a usage report changes nothing; a later
-            // StopSession with higher final counts still wins (the monitor may stop a session
-            // with its last bytecount before the client-disconnect hook brings OpenVPN's exact
-            // final counters).
-            let (new_in, new_out) = if s.stopped && !stop {
-                (old_in, old_out)
-            } else {
-                (old_in.max(bytes_in), old_out.max(bytes_out))
-            };
-            // Counters only grow (per-field maximum), and each is at most MAX_BYTE_COUNT (a
-            // rule of the request), so neither difference underflows; their sum and the
-            // channel's new total are checked.
-            let delta = new_in
-                .saturating_sub(old_in)
-                .checked_add(new_out.saturating_sub(old_out));
-            let total = delta.and_then(|d| s.channel_bytes.checked_add(d));
-            let (Some(delta), Some(channel_bytes)) =
-                (delta, total.filter(|t| *t <= api::MAX_CHANNEL_BYTES))
-            else {
-                return Err(CoreError::UsageOverflow {
-                    channel: s.channel_id.clone(),
-                    total: s.channel_bytes,
-                    delta: delta.unwrap_or(u64::MAX),
-                });
-            };
-            let stopped_now = stop && !s.stopped;
-            if delta > 0 || stopped_now {
-                sessions::set_counts(tx, &session_id.0, new_in, new_out, now, stopped_now)?;
-            }
-            if delta > 0 {
-                channels::add_bytes(tx, &s.channel_id, delta)?;
-            }
-            // Billing looks again only when usage or the session changed (timers and cheques
-            // apply it themselves).
-            let status = if s.side == Side::Agent && (delta > 0 || stopped_now) {
-                apply_billing(tx, &s.channel_id, now)?
-            } else {
-                s.channel_status
-            };
-            Ok(Usage {
-                status,
-                bytes_in: new_in,
-                bytes_out: new_out,
-                channel_bytes,
-                stopped_now,
-                added: (
-                    s.channel_id,
-                    new_in.saturating_sub(old_in),
-                    new_out.saturating_sub(old_out),
-                    now,
-                ),
-            })
+            record_in_tx(tx, caller, session_id, bytes_in, bytes_out, stop, now_ms())
         })?;
-        // Committed: count it for the console's plot (in memory, written in batches).
+        self.count_usage(&r);
+        Ok(r)
+    }
+
+    /// A committed report: counted for the console's plot (in memory, written in batches).
+    fn count_usage(&self, r: &Usage) {
         let (channel, added_in, added_out, at) = &r.added;
         if added_in + added_out > 0 {
             self.usage_series.add(channel, *added_in, *added_out, *at);
         }
-        Ok(r)
     }
+}
+
+/// The UpdateSession answer of a recorded report.
+fn update_answer(session_id: &SessionId, r: &Usage) -> UpdateSessionResponse {
+    UpdateSessionResponse {
+        session_id: session_id.clone(),
+        status: r.status,
+        bytes_in: r.bytes_in,
+        bytes_out: r.bytes_out,
+        channel_bytes: r.channel_bytes,
+        units_used: billing::units_used(r.channel_bytes),
+        remaining_bytes: r.remaining_bytes,
+    }
+}
+
+/// One usage report inside the caller's transaction: the counters, the session's stop, the
+/// billing rules. Refusals (unknown session, overflow) come before any write.
+fn record_in_tx(
+    tx: &Tx<'_>,
+    caller: &Caller,
+    session_id: &SessionId,
+    bytes_in: u64,
+    bytes_out: u64,
+    stop: bool,
+    now: i64,
+) -> Result<Usage> {
+    let not_found = || CoreError::NotFound(format!("unknown session {session_id}"));
+    let s = sessions::usage(tx, &session_id.0)?.ok_or_else(not_found)?;
+    let allowed = match caller {
+        Caller::Admin => true,
+        Caller::Product(p) => s.side == Side::Agent && s.product_id.as_deref() == Some(p.as_str()),
+        Caller::Client => s.side == Side::Client,
+    };
+    if !allowed {
+        return Err(not_found());
+    }
+    let (old_in, old_out) = (s.bytes_in, s.bytes_out);
+    // Per-field maximum. After the stop, a usage report changes nothing; a later
+    // StopSession with higher final counts still wins (the monitor may stop a session
+    // with its last bytecount before the client-disconnect hook brings OpenVPN's exact
+    // final counters).
+    let (new_in, new_out) = if s.stopped && !stop {
+        (old_in, old_out)
+    } else {
+        (old_in.max(bytes_in), old_out.max(bytes_out))
+    };
+    // Counters only grow (per-field maximum), and each is at most MAX_BYTE_COUNT (a
+    // rule of the request), so neither difference underflows; their sum and the
+    // channel's new total are checked.
+    let delta = new_in
+        .saturating_sub(old_in)
+        .checked_add(new_out.saturating_sub(old_out));
+    let total = delta.and_then(|d| s.channel_bytes.checked_add(d));
+    let (Some(delta), Some(channel_bytes)) =
+        (delta, total.filter(|t| *t <= api::MAX_CHANNEL_BYTES))
+    else {
+        return Err(CoreError::UsageOverflow {
+            channel: s.channel_id.clone(),
+            total: s.channel_bytes,
+            delta: delta.unwrap_or(u64::MAX),
+        });
+    };
+    let stopped_now = stop && !s.stopped;
+    if delta > 0 || stopped_now {
+        sessions::set_counts(tx, &session_id.0, new_in, new_out, now, stopped_now)?;
+    }
+    if delta > 0 {
+        channels::add_bytes(tx, &s.channel_id, delta)?;
+    }
+    // Billing looks again only when usage or the session changed (timers and cheques
+    // apply it themselves).
+    let (status, remaining_bytes) = if s.side != Side::Agent {
+        (s.channel_status, None)
+    } else if delta > 0 || stopped_now {
+        let (status, left) = apply_billing_budget(tx, &s.channel_id, now)?;
+        (status, Some(left))
+    } else {
+        (s.channel_status, Some(budget(tx, &s.channel_id)?))
+    };
+    Ok(Usage {
+        status,
+        bytes_in: new_in,
+        bytes_out: new_out,
+        channel_bytes,
+        stopped_now,
+        remaining_bytes,
+        added: (
+            s.channel_id,
+            new_in.saturating_sub(old_in),
+            new_out.saturating_sub(old_out),
+            now,
+        ),
+    })
 }

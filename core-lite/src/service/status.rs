@@ -26,6 +26,27 @@ pub(crate) fn set_status(
 
 /// Applies [`billing::next_status`] until it settles; returns the final status.
 pub(crate) fn apply_billing(tx: &Tx<'_>, channel_id: &str, now: i64) -> Result<ServiceStatus> {
+    Ok(apply_billing_budget(tx, channel_id, now)?.0)
+}
+
+/// The bytes an agent channel may still use ([`billing::remaining_bytes`]).
+pub(crate) fn budget(tx: &Tx<'_>, channel_id: &str) -> Result<u64> {
+    let ch = channels::agent(tx, AgentKey::Id(channel_id), None)?
+        .ok_or_else(|| CoreError::NotFound(format!("no agent channel {channel_id}")))?;
+    Ok(billing::remaining_bytes(
+        &ch.terms,
+        ch.status,
+        ch.bytes_total,
+        ch.deposit,
+    ))
+}
+
+/// [`apply_billing`], also answering the bytes the channel may still use afterwards.
+pub(crate) fn apply_billing_budget(
+    tx: &Tx<'_>,
+    channel_id: &str,
+    now: i64,
+) -> Result<(ServiceStatus, u64)> {
     let ch = channels::agent(tx, AgentKey::Id(channel_id), None)?
         .ok_or_else(|| CoreError::NotFound(format!("no agent channel {channel_id}")))?;
     let mut st = ChannelState {
@@ -46,7 +67,8 @@ pub(crate) fn apply_billing(tx: &Tx<'_>, channel_id: &str, now: i64) -> Result<S
         set_status(tx, channel_id, next, now, &reason)?;
         st.enter(next, now);
     }
-    Ok(st.status)
+    let left = billing::remaining_bytes(&ch.terms, st.status, st.bytes_total, st.deposit);
+    Ok((st.status, left))
 }
 
 impl Core {

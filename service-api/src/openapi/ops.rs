@@ -190,6 +190,55 @@ pub(super) const OPS: &[Op] = &[
     },
     Op {
         method: HttpMethod::Post,
+        path: paths::UPDATE_SESSIONS,
+        id: "UpdateSessions",
+        summary: "Many UpdateSession reports in one call and one transaction; one answer per \
+                  report (its UpdateSession answer or its error), in order",
+        callers: "agent (product token), client (client token)",
+        request: Some("UpdateSessionsRequest"),
+        response: "UpdateSessionsResponse",
+        answers: &[
+            BAD_REQUEST,
+            UNAUTHORIZED,
+            TOO_LARGE,
+            NOT_JSON,
+            (
+                422,
+                "`invalid`: no reports, more than 500, or a counter above the maximum (the \
+                 message names a JSON pointer)",
+                &[ErrorCode::Invalid],
+            ),
+            INTERNAL,
+            UNAVAILABLE,
+        ],
+    },
+    Op {
+        method: HttpMethod::Post,
+        path: paths::WATCH_STATUS,
+        id: "WatchStatus",
+        summary: "Long-poll: the status changes of the caller's channels after `cursor` (a \
+                  product token: its product's channels; a client token: the client's \
+                  channels), answered as soon as there is one or when `waitMs` has passed; \
+                  without `cursor`, at once with the current cursor",
+        callers: "agent (product token), client (client token)",
+        request: Some("WatchStatusRequest"),
+        response: "WatchStatusResponse",
+        answers: &[
+            BAD_REQUEST,
+            UNAUTHORIZED,
+            TOO_LARGE,
+            NOT_JSON,
+            (
+                422,
+                "`invalid`: `waitMs` above 30000",
+                &[ErrorCode::Invalid],
+            ),
+            INTERNAL,
+            UNAVAILABLE,
+        ],
+    },
+    Op {
+        method: HttpMethod::Post,
         path: paths::STOP_SESSION,
         id: "StopSession",
         summary: "Close a session with final cumulative counts",

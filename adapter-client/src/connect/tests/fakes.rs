@@ -332,6 +332,7 @@ impl CoreApi for FakeCore {
             speed: SpeedLimits::default(),
             bytes_in: counts.0,
             bytes_out: counts.1,
+            remaining_bytes: None,
         };
         if let Some(s) = st.sessions.iter().find(|s| s.connection == conn) {
             return Ok(resp(&s.id, s.counts, status));
@@ -369,6 +370,7 @@ impl CoreApi for FakeCore {
             bytes_out: counts.1,
             channel_bytes: counts.0 + counts.1,
             units_used: 0,
+            remaining_bytes: None,
         })
     }
 

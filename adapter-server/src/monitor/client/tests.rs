@@ -47,6 +47,7 @@ pub(crate) fn started(status: ServiceStatus) -> Result<StartSessionResponse, Api
         speed: limits(),
         bytes_in: 0,
         bytes_out: 0,
+        remaining_bytes: None,
     })
 }
 
@@ -58,6 +59,7 @@ pub(crate) fn updated(status: ServiceStatus) -> Result<UpdateSessionResponse, Ap
         bytes_out: 0,
         channel_bytes: 0,
         units_used: 0,
+        remaining_bytes: None,
     })
 }
 

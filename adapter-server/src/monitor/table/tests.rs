@@ -61,6 +61,7 @@ fn status_learns_and_vanished_clients_are_stopped() {
                 bytes_out: 600,
                 channel_bytes: 1100,
                 units_used: 0,
+                remaining_bytes: None,
             }),
             &ctx,
         )
