@@ -40,6 +40,15 @@ pub struct Cli {
     )]
     pub data_dir: PathBuf,
 
+    /// The database: a PostgreSQL URL (`postgres://user@host/db`, or on a unix socket
+    /// `postgres:///db?host=/run/postgresql&user=core`), shared by several `core-lite serve`
+    /// on different hosts; the schema is created and migrated at start. Without it, SQLite
+    /// in the data dir (core.db). The data dir still holds agent.key (copy the same key to
+    /// every core of one agent) and the token files. No TLS: use a unix socket, loopback or
+    /// a trusted network.
+    #[arg(long, env = "CORE_LITE_DATABASE", global = true, value_name = "URL")]
+    pub database: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -289,20 +298,27 @@ fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open(data_dir: &Path) -> anyhow::Result<Core> {
-    Core::open(data_dir).with_context(|| format!("opening data dir {}", data_dir.display()))
+fn open(data_dir: &Path, database: Option<&str>) -> anyhow::Result<Core> {
+    Core::open_with(data_dir, database).with_context(|| match database {
+        None => format!("opening data dir {}", data_dir.display()),
+        Some(_) => format!(
+            "opening data dir {} with the database of --database",
+            data_dir.display()
+        ),
+    })
 }
 
 /// Runs one command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let db = cli.database.as_deref();
     match cli.command {
-        Command::Serve(args) => serve(&cli.data_dir, args).await,
-        Command::Module(cmd) => module(&open(&cli.data_dir)?, cmd),
-        Command::Product(cmd) => product(&open(&cli.data_dir)?, cmd),
-        Command::Offering(cmd) => offering(&open(&cli.data_dir)?, cmd).await,
-        Command::Channel(cmd) => channel(&open(&cli.data_dir)?, cmd),
-        Command::Access(cmd) => access(&open(&cli.data_dir)?, cmd),
-        Command::Token(TokenCmd::Create { role, out }) => token(&cli.data_dir, &role, out),
+        Command::Serve(args) => serve(&cli.data_dir, db, args).await,
+        Command::Module(cmd) => module(&open(&cli.data_dir, db)?, cmd),
+        Command::Product(cmd) => product(&open(&cli.data_dir, db)?, cmd),
+        Command::Offering(cmd) => offering(&open(&cli.data_dir, db)?, cmd).await,
+        Command::Channel(cmd) => channel(&open(&cli.data_dir, db)?, cmd),
+        Command::Access(cmd) => access(&open(&cli.data_dir, db)?, cmd),
+        Command::Token(TokenCmd::Create { role, out }) => token(&cli.data_dir, db, &role, out),
     }
 }
 
@@ -469,11 +485,16 @@ fn access(core: &Core, cmd: AccessCmd) -> anyhow::Result<()> {
     }
 }
 
-fn token(data_dir: &Path, role: &str, out: Option<PathBuf>) -> anyhow::Result<()> {
+fn token(
+    data_dir: &Path,
+    db: Option<&str>,
+    role: &str,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
     if role != "client" {
         bail!("--role: only `client` tokens are created here (product tokens come with `product create`)");
     }
-    let core = open(data_dir)?;
+    let core = open(data_dir, db)?;
     let t = core.create_client_token()?;
     if let Some(path) = out {
         write_private_file(&path, format!("{}\n", t.expose()).as_bytes())?;
@@ -482,8 +503,8 @@ fn token(data_dir: &Path, role: &str, out: Option<PathBuf>) -> anyhow::Result<()
     print_json(&serde_json::json!({ "token": t.expose() }))
 }
 
-async fn serve(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
-    let core = Arc::new(open(data_dir)?);
+async fn serve(data_dir: &Path, db: Option<&str>, args: ServeArgs) -> anyhow::Result<()> {
+    let core = Arc::new(open(data_dir, db)?);
     core.usage_series
         .set_width(Duration::from_secs(args.usage_bucket_secs.max(1)));
     let market = matches!(args.role, Role::Agent | Role::Both);
@@ -500,6 +521,7 @@ async fn serve(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         listen = %server.addr,
         max_connections = limits.max_connections,
         data_dir = %data_dir.display(),
+        database = %core.db.describe(),
         admin_token = %core.admin_token_path().display(),
         "core-lite serving"
     );

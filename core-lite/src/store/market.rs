@@ -2,12 +2,11 @@
 //! cheque an agent accepted) and the market columns of `channels` (the client's key, the
 //! accept nonce, the best cheque; on the client side where the agent's market is).
 
-use rusqlite::params;
 use service_api::market::{Cheque, SignedAccess, SignedOffering};
 use service_api::ServiceStatus;
 
 use super::codec::{from_json, from_sql_u64, status, to_json, to_sql_u64};
-use super::db::Tx;
+use super::db::{args, Tx};
 use super::error::StoreError;
 use crate::offering::OfferingTerms;
 
@@ -24,7 +23,7 @@ pub struct AcceptedChannel {
 pub fn by_accept_nonce(tx: &Tx<'_>, nonce: &str) -> Result<Option<AcceptedChannel>, StoreError> {
     tx.opt_row(
         "SELECT id, client_public_key FROM channels WHERE side = 'agent' AND accept_nonce = ?1",
-        [nonce],
+        args![nonce],
         |r| {
             Ok(AcceptedChannel {
                 id: r.get(0)?,
@@ -43,7 +42,7 @@ pub fn bind_client_key(
 ) -> Result<(), StoreError> {
     tx.exec(
         "UPDATE channels SET client_public_key = ?1, accept_nonce = ?2, amount_paid = 0 WHERE id = ?3",
-        params![client_public_key, nonce, channel_id],
+        args![client_public_key, nonce, channel_id],
     )?;
     Ok(())
 }
@@ -60,7 +59,7 @@ pub struct Payments {
 pub fn payments(tx: &Tx<'_>, channel_id: &str) -> Result<Option<Payments>, StoreError> {
     tx.opt_row(
         "SELECT client_public_key, amount_paid, deposit FROM channels WHERE side = 'agent' AND id = ?1",
-        [channel_id],
+        args![channel_id],
         |r| {
             Ok(Payments {
                 client_public_key: r.get(0)?,
@@ -75,7 +74,7 @@ pub fn payments(tx: &Tx<'_>, channel_id: &str) -> Result<Option<Payments>, Store
 pub fn amount_paid(tx: &Tx<'_>, channel_id: &str) -> Result<u64, StoreError> {
     let paid: i64 = tx.row(
         "SELECT amount_paid FROM channels WHERE id = ?1",
-        [channel_id],
+        args![channel_id],
         |r| r.get(0),
     )?;
     Ok(from_sql_u64(paid))
@@ -85,7 +84,7 @@ pub fn amount_paid(tx: &Tx<'_>, channel_id: &str) -> Result<u64, StoreError> {
 pub fn record_cheque(tx: &Tx<'_>, cheque: &Cheque, now: i64) -> Result<(), StoreError> {
     tx.exec(
         "UPDATE channels SET amount_paid = ?1, cheque = ?2 WHERE id = ?3",
-        params![
+        args![
             to_sql_u64(cheque.amount),
             to_json("channels.cheque", cheque)?,
             cheque.channel_id
@@ -93,7 +92,7 @@ pub fn record_cheque(tx: &Tx<'_>, cheque: &Cheque, now: i64) -> Result<(), Store
     )?;
     tx.exec(
         "INSERT INTO cheques (channel_id, amount, signature, at_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![
+        args![
             cheque.channel_id,
             to_sql_u64(cheque.amount),
             cheque.signature,
@@ -117,7 +116,7 @@ pub fn agent_channel(tx: &Tx<'_>, channel_id: &str) -> Result<Option<MarketChann
     let row: Option<(String, i64, i64, i64, String)> = tx.opt_row(
         "SELECT status, bytes_total, deposit, amount_paid, offering_hash FROM channels
          WHERE side = 'agent' AND id = ?1 AND client_public_key IS NOT NULL",
-        [channel_id],
+        args![channel_id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )?;
     row.map(|(st, bytes, deposit, paid, offering_hash)| {
@@ -157,7 +156,7 @@ pub fn upsert_offering(
         "INSERT INTO market_offerings (hash, market_url, signed, terms, fetched_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(hash) DO UPDATE SET market_url = excluded.market_url, fetched_at_ms = excluded.fetched_at_ms",
-        params![hash, market_url, signed, terms, now],
+        args![hash, market_url, signed, terms, now],
     )?;
     Ok(())
 }
@@ -166,7 +165,7 @@ pub fn upsert_offering(
 pub fn offerings(tx: &Tx<'_>) -> Result<Vec<MarketOffering>, StoreError> {
     let rows: Vec<(String, String, String)> = tx.rows(
         "SELECT hash, market_url, terms FROM market_offerings ORDER BY fetched_at_ms, hash",
-        [],
+        args![],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     rows.into_iter()
@@ -183,7 +182,7 @@ pub fn offerings(tx: &Tx<'_>) -> Result<Vec<MarketOffering>, StoreError> {
 pub fn offering(tx: &Tx<'_>, hash: &str) -> Result<Option<MarketOffering>, StoreError> {
     let row: Option<(String, String)> = tx.opt_row(
         "SELECT market_url, terms FROM market_offerings WHERE hash = ?1",
-        [hash],
+        args![hash],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     row.map(|(market_url, terms)| {
@@ -212,7 +211,7 @@ pub fn insert_accepted(tx: &Tx<'_>, c: &NewAcceptedChannel<'_>) -> Result<(), St
         "INSERT INTO channels (id, side, client_key, access_message, deposit, status, status_since_ms,
                                created_at_ms, market_url, remote_channel_id, market_offering)
          VALUES (?1, 'client', ?2, ?3, ?4, 'activating', ?5, ?5, ?6, ?7, ?8)",
-        params![
+        args![
             c.id,
             c.signed.access.username.0,
             body,
@@ -236,7 +235,7 @@ pub fn set_payments_paused(
     tx.exec(
         "UPDATE channels SET payments_paused = ?1
          WHERE side = 'client' AND market_url IS NOT NULL AND (id = ?2 OR client_key = ?2)",
-        params![paused, id_or_key],
+        args![paused, id_or_key],
     )
 }
 
@@ -262,7 +261,7 @@ pub fn client_channels(tx: &Tx<'_>) -> Result<Vec<ClientMarketChannel>, StoreErr
                 ch.amount_paid, ch.status, ch.payments_paused
          FROM channels ch JOIN market_offerings m ON m.hash = ch.market_offering
          WHERE ch.side = 'client' AND ch.status != 'terminated'",
-        [],
+        args![],
         |r| {
             Ok((
                 r.get(0)?,
@@ -307,7 +306,7 @@ pub struct ClientPayments {
 pub fn client_payments(tx: &Tx<'_>, channel_id: &str) -> Result<ClientPayments, StoreError> {
     let (st, paid): (String, i64) = tx.row(
         "SELECT status, amount_paid FROM channels WHERE id = ?1",
-        [channel_id],
+        args![channel_id],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     Ok(ClientPayments {
@@ -325,7 +324,7 @@ pub fn set_client_paid(
 ) -> Result<(), StoreError> {
     tx.exec(
         "UPDATE channels SET amount_paid = ?1, cheque = ?2 WHERE id = ?3",
-        params![
+        args![
             to_sql_u64(amount_paid),
             cheque.and_then(|c| serde_json::to_string(c).ok()),
             channel_id

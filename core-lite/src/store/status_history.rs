@@ -1,10 +1,9 @@
 //! `status_history`: every status a channel entered, when and why.
 
-use rusqlite::params;
 use service_api::{ServiceStatus, StatusChange};
 
 use super::codec::status;
-use super::db::Tx;
+use super::db::{args, Tx};
 use super::error::StoreError;
 
 pub fn insert(
@@ -16,7 +15,7 @@ pub fn insert(
 ) -> Result<(), StoreError> {
     tx.exec(
         "INSERT INTO status_history (channel_id, status, at_ms, reason) VALUES (?1, ?2, ?3, ?4)",
-        params![channel_id, status.as_str(), now, reason],
+        args![channel_id, status.as_str(), now, reason],
     )?;
     Ok(())
 }
@@ -25,7 +24,7 @@ pub fn insert(
 pub fn of_channel(tx: &Tx<'_>, channel_id: &str) -> Result<Vec<StatusChange>, StoreError> {
     let rows: Vec<(String, i64, String)> = tx.rows(
         "SELECT status, at_ms, reason FROM status_history WHERE channel_id = ?1 ORDER BY id",
-        [channel_id],
+        args![channel_id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     rows.into_iter()
