@@ -75,6 +75,11 @@ export E2E_REQUIRED=1
 step cargo test --workspace --locked --exclude e2e
 cargo test --workspace --locked --exclude e2e
 
+# The core-lite suite again, on PostgreSQL (a private cluster on a unix socket, removed
+# after), with the tests of several cores on one database and of a PostgreSQL restart.
+step scripts/pg-test.sh cargo test -p core-lite --locked
+scripts/pg-test.sh cargo test -p core-lite --locked
+
 # The OpenAPI document against a running core: schemathesis, every check, 0 failures.
 step scripts/api-fuzz.sh
 scripts/api-fuzz.sh

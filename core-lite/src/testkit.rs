@@ -52,6 +52,9 @@ pub struct TestOptions {
     pub parent_dir: Option<PathBuf>,
     /// The core's database.
     pub database: TestDb,
+    /// Copy this `agent.key` into the new data dir (another core of the same agent: tokens
+    /// and passwords are hashed with the agent's key, so every core needs the same one).
+    pub agent_key_from: Option<PathBuf>,
 }
 
 /// Which database a test core uses.
@@ -133,6 +136,13 @@ impl TestCore {
             TestDb::Sqlite => None,
             TestDb::Postgres(url) => Some(url.clone()),
         };
+        if let Some(key) = &opts.agent_key_from {
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            std::fs::DirBuilder::new().mode(0o700).create(&data_dir)?;
+            let to = data_dir.join("agent.key");
+            std::fs::copy(key, &to).with_context(|| format!("copying {}", key.display()))?;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))?;
+        }
         let core = Arc::new(Core::open_with(&data_dir, database.as_deref())?);
         let admin_token = core.ensure_admin_token()?;
         let server =
