@@ -148,3 +148,122 @@ async fn two_cores_on_one_database_keep_totals_exact_and_change_status_once() ->
     );
     Ok(())
 }
+
+/// A `core-lite serve` process on database `db` with a copy of `key` (the agent's key).
+struct Serve {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    fn start(db: &str, key: &std::path::Path) -> anyhow::Result<Serve> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("data");
+        std::fs::DirBuilder::new().mode(0o700).create(&data)?;
+        std::fs::copy(key, data.join("agent.key"))?;
+        std::fs::set_permissions(
+            data.join("agent.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_core-lite"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--database", db, "serve", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        Ok(Serve {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        })
+    }
+
+    async fn ready(&self) -> anyhow::Result<()> {
+        for _ in 0..100 {
+            if reqwest::get(format!("{}/health", self.url))
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("core-lite serve at {} never became ready", self.url)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_one_core_fails_over_to_the_other_and_loses_no_acknowledged_report(
+) -> anyhow::Result<()> {
+    let Some(base) = server() else {
+        return Ok(());
+    };
+    let db = fresh_database(&base).await?;
+    // The agent set up once (module, product, offering, channel) on the database.
+    let setup = core_on(&db, None).await?;
+    setup.register_vpn_module()?;
+    let (pid, token) = setup.create_product("vpn-1", "192.0.2.1:1194")?;
+    let offering = setup.publish_offering(&pid, &vpn_offering_input(100_000, None))?;
+    let (_, key) = setup.create_channel(&offering, None)?;
+    let agent_key = setup.data_dir.join("agent.key");
+    let mut a = Serve::start(&db, &agent_key)?;
+    let b = Serve::start(&db, &agent_key)?;
+    a.ready().await?;
+    b.ready().await?;
+    // The adapters' client with both cores, A first.
+    let c = Client::new(&format!("{},{}", a.url, b.url), token, T)?;
+    let s = c
+        .start_session(&StartSessionRequest::new(key.clone(), Some("c-1")))
+        .await?;
+    assert_eq!(c.base_url(), a.url);
+    // Reports one after the other; A is killed (SIGKILL) while they run, whatever is in
+    // flight. A report either fails on both (the test fails) or is acknowledged.
+    let progress = Arc::new(AtomicU64::new(0));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(a.child.id())?);
+    let killer = {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            while progress.load(Ordering::SeqCst) < 150 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL)
+        })
+    };
+    let mut acked = 0u64;
+    for n in 1..=300u64 {
+        let r = c
+            .update_session(&UpdateSessionRequest {
+                session_id: s.session_id.clone(),
+                bytes_in: n * 1_000,
+                bytes_out: n * 1_000,
+            })
+            .await?;
+        assert_eq!(
+            r.channel_bytes,
+            2 * n * 1_000,
+            "report {n} on {}",
+            c.base_url()
+        );
+        acked = n * 1_000;
+        progress.store(n, Ordering::SeqCst);
+    }
+    killer.await??;
+    a.child.wait()?;
+    assert_eq!(c.base_url(), b.url, "the client moved to B");
+    // Everything acknowledged, by A before its death or by B, is in the database.
+    assert_eq!(setup.channel(&key.0)?.bytes_total, 2 * acked);
+    Ok(())
+}

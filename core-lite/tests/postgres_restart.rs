@@ -3,7 +3,8 @@
 //!
 //! Needs a PostgreSQL server: `sudo scripts/pg-test.sh cargo test -p core-lite --test
 //! postgres_restart` (`CORE_LITE_TEST_DATABASE`, `CORE_LITE_TEST_PG_BIN`/`_DATA`/`_LOG`).
-//! Without it the test says so and passes, unless `E2E_REQUIRED=1` (scripts/test.sh).
+//! Without it the test says so and passes (scripts/test.sh runs the core-lite suite again
+//! under scripts/pg-test.sh).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
