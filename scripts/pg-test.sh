@@ -53,12 +53,13 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 as_pg "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >/dev/null
-# One socket in $dir, no TCP; throw-away data: no fsync needed for the tests' speed. In the
-# configuration file, so that a plain `pg_ctl start` (the restart test) starts it the same.
+# One socket in $dir, no TCP; throw-away data: no fsync for the tests' speed (PG_TEST_FSYNC=on
+# for benchmarks). In the configuration file, so that a plain `pg_ctl start` (the restart
+# test) starts it the same.
 cat >> "$dir/data/postgresql.conf" <<CONF
 unix_socket_directories = '$dir'
 listen_addresses = ''
-fsync = off
+fsync = ${PG_TEST_FSYNC:-off}
 max_connections = 400
 CONF
 as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null
