@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use core_lite::testkit::{fresh_database, vpn_offering_input, TestCore, TestDb, TestOptions};
 use service_api::{
     AuthClientRequest, Client, ServiceStatus, StartSessionRequest, UpdateSessionRequest,
@@ -265,5 +267,67 @@ async fn kill_9_of_one_core_fails_over_to_the_other_and_loses_no_acknowledged_re
     assert_eq!(c.base_url(), b.url, "the client moved to B");
     // Everything acknowledged, by A before its death or by B, is in the database.
     assert_eq!(setup.channel(&key.0)?.bytes_total, 2 * acked);
+    Ok(())
+}
+
+/// `core-lite --data-dir DIR --database DB ARGS…`, its stdout as JSON.
+fn cli(data: &std::path::Path, db: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_core-lite"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--database", db])
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "core-lite {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+#[test]
+fn admin_commands_work_on_the_shared_database() -> anyhow::Result<()> {
+    let Some(base) = server() else {
+        return Ok(());
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    let db = rt.block_on(fresh_database(&base))?;
+    let dir = tempfile::tempdir()?;
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let module = core_lite::testkit::vpn_module_dir();
+    let module = module.to_str().context("path")?;
+    cli(&one, &db, &["module", "register", module])?;
+    let created = cli(
+        &one,
+        &db,
+        &[
+            "product",
+            "create",
+            "--name",
+            "vpn-1",
+            "--module",
+            "vpn",
+            "--endpoint",
+            "192.0.2.1",
+        ],
+    )?;
+    // Another core's data dir with the same agent key sees the product on the database.
+    std::fs::create_dir(&two)?;
+    std::fs::copy(one.join("agent.key"), two.join("agent.key"))?;
+    let shown = cli(&two, &db, &["product", "show", "vpn-1"])?;
+    assert!(created["productId"].is_string(), "{created}");
+    assert_eq!(shown["productId"], created["productId"], "{shown}");
+    // Without --database, `two` is its own SQLite core: no such product there.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_core-lite"))
+        .arg("--data-dir")
+        .arg(&two)
+        .env_remove("CORE_LITE_DATABASE")
+        .args(["product", "show", "vpn-1"])
+        .output()?;
+    assert!(
+        !out.status.success(),
+        "the SQLite core has no product vpn-1"
+    );
     Ok(())
 }
