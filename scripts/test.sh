@@ -84,8 +84,10 @@ scripts/pg-test.sh cargo test -p core-lite --locked
 step scripts/api-fuzz.sh
 scripts/api-fuzz.sh
 
-# Namespace tests are heavy (OpenVPN processes, TLS handshakes): limit parallelism.
-step cargo test -p e2e --locked -- --test-threads="${E2E_TEST_THREADS:-2}"
-cargo test -p e2e --locked -- --test-threads="${E2E_TEST_THREADS:-2}"
+# Namespace tests are heavy (OpenVPN processes, TLS handshakes): limit parallelism. Under
+# scripts/pg-test.sh: multi_core_pg_e2e runs two cores on that PostgreSQL (the other tests
+# use SQLite in their data dirs, as before).
+step scripts/pg-test.sh cargo test -p e2e --locked -- --test-threads="${E2E_TEST_THREADS:-2}"
+scripts/pg-test.sh cargo test -p e2e --locked -- --test-threads="${E2E_TEST_THREADS:-2}"
 
 step all tests passed
