@@ -57,6 +57,12 @@ pub struct Payments {
 }
 
 pub fn payments(tx: &Tx<'_>, channel_id: &str) -> Result<Option<Payments>, StoreError> {
+    // In a write, the channel is locked first: two cores taking cheques for it take turns
+    // (a lower cheque never replaces a higher one).
+    tx.lock(
+        "SELECT id FROM channels WHERE side = 'agent' AND id = ?1",
+        args![channel_id],
+    )?;
     tx.opt_row(
         "SELECT client_public_key, amount_paid, deposit FROM channels WHERE side = 'agent' AND id = ?1",
         args![channel_id],
