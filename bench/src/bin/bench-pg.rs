@@ -114,6 +114,13 @@ async fn fresh(url: &str) -> Result<String> {
     core_lite::testkit::fresh_database(url).await
 }
 
+/// `url` for the preparation only: commits not waiting for the WAL flush (thousands of
+/// channels in seconds, not minutes); the measured cores use `url` itself.
+fn quick(url: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20synchronous_commit%3Doff")
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Op {
     Auth,
@@ -169,16 +176,16 @@ async fn closed_loop(
             let (mut lat, mut errors, mut i) = (Vec::new(), 0u64, w);
             while Instant::now() < end {
                 let t = Instant::now();
-                let ok = match op {
+                let r = match op {
                     Op::Auth => {
                         let cr = &creds[i % creds.len()];
                         c.auth_client(&AuthClientRequest {
                             client_key: cr.key.clone(),
                             password: cr.password.clone(),
-                            client_addr: None,
+                            client_addr: Some("10.1.2.3:40000".into()),
                         })
                         .await
-                        .is_ok()
+                        .map(drop)
                     }
                     Op::Update => {
                         let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -188,11 +195,16 @@ async fn closed_loop(
                             bytes_out: n * 1000,
                         })
                         .await
-                        .is_ok()
+                        .map(drop)
                     }
                 };
                 lat.push(t.elapsed());
-                errors += u64::from(!ok);
+                if let Err(e) = r {
+                    if errors == 0 {
+                        eprintln!("bench-pg: {op:?}: first error: {e}");
+                    }
+                    errors += 1;
+                }
                 i += callers;
             }
             (lat, errors)
@@ -226,7 +238,7 @@ async fn backend_points(args: &Args, bin: &Path, tmp: &Path, pg: bool) -> Result
     eprintln!("bench-pg: {name}: preparing {} channels", args.channels);
     let prep = prepare_core_on(
         &dir,
-        db.as_deref(),
+        db.as_deref().map(quick).as_deref(),
         &[OfferingSpec {
             speed: None,
             max_units: 1_000_000,
@@ -287,7 +299,7 @@ async fn reporting(args: &Args, bin: &Path, tmp: &Path) -> Result<String> {
     let t = Instant::now();
     let prep = prepare_core_on(
         &dir,
-        Some(&db),
+        Some(&quick(&db)),
         &[OfferingSpec {
             speed: None,
             max_units: 1_000_000,
@@ -299,11 +311,36 @@ async fn reporting(args: &Args, bin: &Path, tmp: &Path) -> Result<String> {
     let b = CoreProc::start_on(bin, &dir, Some(&db), None, &tmp.join("b.log"))?;
     let urls = [a.url.clone(), b.url.clone()];
     let creds = &prep.creds[0];
-    let mut sessions = Vec::with_capacity(creds.len());
-    for (k, chunk) in creds.chunks(1000).enumerate() {
-        let c = client(&urls[k % 2], &prep.token)?;
-        sessions.extend(start_sessions(&c, chunk, &format!("two{k}")).await?);
+    // Session i on core i % 2, started 32 at a time.
+    let mut starts = Vec::new();
+    let per = creds.len().div_ceil(32);
+    for (k, chunk) in creds.chunks(per.max(1)).enumerate() {
+        let urls = urls.clone();
+        let (token, chunk) = (prep.token.clone(), chunk.to_vec());
+        starts.push(tokio::spawn(async move {
+            let cs = [client(&urls[0], &token)?, client(&urls[1], &token)?];
+            let mut out = Vec::with_capacity(chunk.len());
+            for (j, cr) in chunk.iter().enumerate() {
+                let i = k * per + j;
+                let r = cs[i % 2]
+                    .start_session(&StartSessionRequest {
+                        client_key: cr.key.clone(),
+                        connection_id: Some(format!("two|10.0.0.1:{i}|1")),
+                        client_addr: None,
+                        vpn_addr: None,
+                    })
+                    .await
+                    .context("StartSession")?;
+                out.push(r.session_id);
+            }
+            anyhow::Ok(out)
+        }));
     }
+    let mut sessions = Vec::with_capacity(creds.len());
+    for s in starts {
+        sessions.extend(s.await??);
+    }
+    eprintln!("bench-pg: {} sessions started", sessions.len());
     let sessions = Arc::new(sessions);
     let n = sessions.len();
     let period = Duration::from_secs(1);

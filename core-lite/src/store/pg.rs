@@ -146,7 +146,10 @@ impl PgDb {
         let _enter = self.rt.as_ref().map(|rt| rt.handle().enter());
         let waker = std::task::Waker::from(Arc::new(ThreadWaker(std::thread::current())));
         let mut cx = Context::from_waker(&waker);
-        let mut f = std::pin::pin!(f);
+        // Unconstrained: when the caller is itself inside a tokio task (the admin commands,
+        // the testkit), tokio's cooperative budget of that task must not make the driver's
+        // futures yield here, where yielding only spins.
+        let mut f = std::pin::pin!(tokio::task::unconstrained(f));
         loop {
             if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
                 return v;
