@@ -149,6 +149,12 @@ step "Agent: core-lite (SQLite in $AGENT), VPN module, product, offering"
 agent module register templates/vpn >/dev/null 2>"$WORK/logs/cli.log"
 agent product create --name vpn-demo --module vpn --endpoint "$IP_A:$VPN_PORT" \
   --token-out "$WORK/product.token" >/dev/null 2>>"$WORK/logs/cli.log"
+# The market listens on the veth: TLS with a self-signed certificate the core makes once;
+# offerings published from now on pin its key (agentTlsSpkiSha256), so the client needs no CA.
+spawn agent-core "$NS_A" "$BIN/core-lite" --data-dir "$AGENT" serve --role agent \
+  --listen "$AGENT_API" --market-listen "$MARKET" --tick-ms 250
+wait_until 20 "the agent's core" in_a curl -sf -o /dev/null "http://$AGENT_API/health"
+info "Service API on $AGENT_API (inside $NS_A), market API on https://$MARKET (TLS key $(cut -c1-16 "$AGENT/market-tls.pin")…)"
 cat >"$WORK/offer.json" <<EOF
 { "serviceName": "Privatix VPN", "supply": 10, "unitName": "MB", "unitPrice": 0.001,
   "minUnits": 1, "maxUnits": $MAX_UNITS, "billingType": "prepaid", "billingInterval": 2,
@@ -161,10 +167,6 @@ OFFERING=$(agent offering publish --product vpn-demo --input "$WORK/offer.json" 
   --out "$WORK/offering.signed.json" 2>>"$WORK/logs/cli.log" | jq -r .offeringHash) ||
   die "offering publish failed: $(tail -2 "$WORK/logs/cli.log")"
 info "offering $OFFERING: 0.001 PRIX/MB, maxUnits $MAX_UNITS MB, down $DOWN_MBIT / up $UP_MBIT Mbit/s"
-spawn agent-core "$NS_A" "$BIN/core-lite" --data-dir "$AGENT" serve --role agent \
-  --listen "$AGENT_API" --market-listen "$MARKET" --tick-ms 250
-wait_until 20 "the agent's core" in_a curl -sf -o /dev/null "http://$AGENT_API/health"
-info "Service API on $AGENT_API (inside $NS_A), market API on $MARKET"
 
 step "Agent: OpenVPN server config; adapter-server push-config"
 mkdir -m 700 "$WORK/ovpn-tmp" "$WORK/hook-state"
@@ -245,10 +247,10 @@ client module register templates/vpn >/dev/null 2>>"$WORK/logs/cli.log"
 spawn client-core "$NS_C" "$BIN/core-lite" --data-dir "$CLIENT" serve --role client \
   --listen "$CLIENT_API" --pay-interval-ms 500
 wait_until 20 "the client's core" in_c curl -sf -o /dev/null "http://$CLIENT_API/health"
-in_c "$BIN/core-lite" --data-dir "$CLIENT" offering fetch "http://$MARKET" \
+in_c "$BIN/core-lite" --data-dir "$CLIENT" offering fetch "https://$MARKET" \
   >"$WORK/fetched.json" 2>"$WORK/logs/fetch.log" ||
   die "offering fetch failed: $(tail -3 "$WORK/logs/fetch.log")"
-info "fetched from http://$MARKET (hash  country  price  setup  max units  billing  speeds):"
+info "fetched from https://$MARKET, its TLS key pinned by the signed offerings (hash  country  price  setup  max units  billing  speeds):"
 sed 's/^/       /' "$WORK/logs/fetch.log"
 jq -e --arg h "$OFFERING" '[.accepted[] | select(.offeringHash == $h)] | length == 1' \
   "$WORK/fetched.json" >/dev/null || die "the client did not accept the agent's offering as valid"

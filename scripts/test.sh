@@ -21,10 +21,10 @@ fi
 
 # Tools the end-to-end tests run; installed only when a command is missing.
 missing=()
-# promtool checks every metrics scrape, prometheus scrapes them (issue 15); chromium and
+# tcpdump captures the link between the hosts (secure_transport). promtool checks every metrics scrape, prometheus scrapes them (issue 15); chromium and
 # chromedriver run the web console's browser test.
 for pair in openvpn:openvpn iperf3:iperf3 ip:iproute2 tc:iproute2 openssl:openssl jq:jq curl:curl \
-  python3:python3 nft:nftables dnsmasq:dnsmasq-base getent:libc-bin \
+  python3:python3 nft:nftables dnsmasq:dnsmasq-base getent:libc-bin tcpdump:tcpdump \
   promtool:prometheus prometheus:prometheus chromium:chromium chromedriver:chromium-driver; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done

@@ -63,6 +63,11 @@ pub struct Cli {
     /// Log lines go to stderr [default: `warn` for up, ls and down, else `info`].
     #[arg(long, env = "ADAPTER_CLIENT_LOG", global = true)]
     pub log: Option<String>,
+    /// PEM file of the certificate authorities trusted for an https:// --core-url (a client
+    /// core on another host with `serve --tls-cert`); default: the system's roots. A
+    /// self-signed core certificate can be given here itself.
+    #[arg(long, env = "ADAPTER_CLIENT_CA_FILE", global = true)]
+    pub ca_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -4,6 +4,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = adapter_client::cli::Cli::parse();
+    if let Some(ca) = &cli.ca_file {
+        service_api::tls::set_default_ca_file(ca.clone());
+    }
     adapter_client::cli::init_tracing(cli.log_filter());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -52,6 +52,11 @@ pub struct CommonArgs {
     /// /run/adapter-server/hook.sock); `hook` itself ignores it.
     #[arg(long, env = "ADAPTER_SERVER_HANDOFF_SOCKET", global = true)]
     pub handoff_socket: Option<PathBuf>,
+    /// PEM file of the certificate authorities trusted for an https:// --core-url (a remote
+    /// agent core with `serve --tls-cert`); default: the system's roots. A self-signed core
+    /// certificate can be given here itself.
+    #[arg(long, env = "ADAPTER_SERVER_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

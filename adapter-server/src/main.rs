@@ -7,6 +7,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = adapter_server::cli::Cli::parse();
+    if let Some(ca) = &cli.common.ca_file {
+        service_api::tls::set_default_ca_file(ca.clone());
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()

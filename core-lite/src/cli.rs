@@ -2,18 +2,18 @@
 //! data dir directly (SQLite allows a running server beside them). Commands that create
 //! something print one JSON object on stdout and a sentence on stderr.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 use crate::admin::{read_json_file, write_private_file};
-use crate::server::ServerLimits;
+
+mod serve;
 use crate::service::Core;
+pub use serve::ServeArgs;
 use service_api::ServiceStatus;
 
 /// core-lite — the light core of the VPN service module pair.
@@ -49,6 +49,13 @@ pub struct Cli {
     #[arg(long, env = "CORE_LITE_DATABASE", global = true, value_name = "URL")]
     pub database: Option<String>,
 
+    /// PEM file of the certificate authorities trusted for an agent's market reached over
+    /// https:// whose offerings pin no TLS key (default: the system's roots). Offerings of an
+    /// agent with a self-signed certificate carry its key's fingerprint
+    /// (agentTlsSpkiSha256) and need no CA.
+    #[arg(long, env = "CORE_LITE_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -75,73 +82,6 @@ pub enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCmd),
-}
-
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address to listen on. The default is loopback only; expose it with care.
-    #[arg(long, env = "CORE_LITE_LISTEN", default_value = "127.0.0.1:7700")]
-    pub listen: SocketAddr,
-    /// How often the billing timers (maxInactiveTime, maxSuspendTime) run, in milliseconds.
-    #[arg(long, env = "CORE_LITE_TICK_MS", default_value_t = 1000)]
-    pub tick_ms: u64,
-    /// `core`: the Service API only. `agent`: also the market API on --market-listen.
-    /// `client`: also the payer (cheques for channels accepted over the market; the agent's
-    /// status mirrored). `both`: agent and client.
-    #[arg(long, env = "CORE_LITE_ROLE", value_enum, default_value_t = Role::Core)]
-    pub role: Role,
-    /// Market API address (role agent): reachable by clients, e.g. 0.0.0.0:7710.
-    #[arg(
-        long,
-        env = "CORE_LITE_MARKET_LISTEN",
-        default_value = "127.0.0.1:7710"
-    )]
-    pub market_listen: SocketAddr,
-    /// How often the payer (role client) looks at usage and the agent's view, in ms.
-    #[arg(long, env = "CORE_LITE_PAY_INTERVAL_MS", default_value_t = 1000)]
-    pub pay_interval_ms: u64,
-    /// The payer pays the agent's count of units up to this many percent above its own.
-    #[arg(long, env = "CORE_LITE_TOLERANCE_PCT", default_value_t = crate::market::DEFAULT_TOLERANCE_PCT)]
-    pub tolerance_pct: u64,
-    /// Most connections open at once on each listener (Service API, market API); at the cap
-    /// new ones wait until one closes. Lowered to what the descriptor limit allows.
-    #[arg(long, env = "CORE_LITE_MAX_CONNECTIONS", default_value_t = ServerLimits::DEFAULT_MAX_CONNECTIONS)]
-    pub max_connections: usize,
-    /// A request head must be complete within this many ms from the moment the server waits
-    /// for it, and a request body within as long after its head.
-    #[arg(long, env = "CORE_LITE_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
-    pub header_timeout_ms: u64,
-    /// A connection that sends nothing for this many ms while the server waits for a request
-    /// is closed.
-    #[arg(long, env = "CORE_LITE_IDLE_TIMEOUT_MS", default_value_t = 5_000)]
-    pub idle_timeout_ms: u64,
-    /// Resolution of the usage series the web console plots (/ui): seconds per bucket (at
-    /// least 1; the last 1440 buckets of each channel are kept).
-    #[arg(long, env = "CORE_LITE_USAGE_BUCKET_SECS", default_value_t = 60)]
-    pub usage_bucket_secs: u64,
-}
-
-impl ServeArgs {
-    /// The listeners' limits, the connection cap lowered to what the descriptor limit allows
-    /// for `listeners` listeners.
-    fn limits(&self, listeners: usize) -> ServerLimits {
-        let mut max_connections = self.max_connections.max(1);
-        if let Some(budget) = crate::server::fd_budget(listeners) {
-            if budget < max_connections {
-                tracing::warn!(
-                    requested = max_connections,
-                    allowed = budget,
-                    "--max-connections lowered to what the open-file limit allows"
-                );
-                max_connections = budget;
-            }
-        }
-        ServerLimits {
-            max_connections,
-            header_timeout: Duration::from_millis(self.header_timeout_ms.max(1)),
-            idle_timeout: Duration::from_millis(self.idle_timeout_ms.max(1)),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -262,16 +202,25 @@ pub enum ChannelCmd {
 #[derive(Debug, Subcommand)]
 pub enum AccessCmd {
     /// Agent: print (or write, 0600) the access message of a channel, signed by the agent,
-    /// with the signed offering it was sold under.
+    /// with the signed offering it was sold under. With --seal-to, sealed to the client
+    /// (HPKE): only the client core holding that key can read it.
     Export {
         /// Channel id or client key.
         channel: String,
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The client core's sealing key (base64 X25519, what `access seal-key` prints on
+        /// the client host).
+        #[arg(long)]
+        seal_to: Option<String>,
     },
+    /// Client: print this core's sealing key (base64 X25519; made on first use), for the
+    /// agent's `access export --seal-to`.
+    SealKey,
     /// Client: check a signed access message (the file `access export` writes: the access
     /// message signed by the agent, with the signed offering) and store it so that GetAccess
-    /// serves it. A bare or changed access message is refused.
+    /// serves it. A bare or changed access message is refused; a sealed one is opened with
+    /// this core's sealing key.
     Import {
         file: PathBuf,
         /// Refuse it unless it is for this offering (the hash `offering verify` printed).
@@ -298,7 +247,7 @@ fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open(data_dir: &Path, database: Option<&str>) -> anyhow::Result<Core> {
+pub(crate) fn open(data_dir: &Path, database: Option<&str>) -> anyhow::Result<Core> {
     Core::open_with(data_dir, database).with_context(|| match database {
         None => format!("opening data dir {}", data_dir.display()),
         Some(_) => format!(
@@ -312,10 +261,10 @@ fn open(data_dir: &Path, database: Option<&str>) -> anyhow::Result<Core> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let db = cli.database.as_deref();
     match cli.command {
-        Command::Serve(args) => serve(&cli.data_dir, db, args).await,
+        Command::Serve(args) => serve::serve(&cli.data_dir, db, cli.ca_file.as_deref(), args).await,
         Command::Module(cmd) => module(&open(&cli.data_dir, db)?, cmd),
         Command::Product(cmd) => product(&open(&cli.data_dir, db)?, cmd),
-        Command::Offering(cmd) => offering(&open(&cli.data_dir, db)?, cmd).await,
+        Command::Offering(cmd) => offering(&open(&cli.data_dir, db)?, cli.ca_file, cmd).await,
         Command::Channel(cmd) => channel(&open(&cli.data_dir, db)?, cmd),
         Command::Access(cmd) => access(&open(&cli.data_dir, db)?, cmd),
         Command::Token(TokenCmd::Create { role, out }) => token(&cli.data_dir, db, &role, out),
@@ -369,7 +318,7 @@ fn product(core: &Core, cmd: ProductCmd) -> anyhow::Result<()> {
     }
 }
 
-async fn offering(core: &Core, cmd: OfferingCmd) -> anyhow::Result<()> {
+async fn offering(core: &Core, ca_file: Option<PathBuf>, cmd: OfferingCmd) -> anyhow::Result<()> {
     match cmd {
         OfferingCmd::Publish {
             product,
@@ -389,7 +338,8 @@ async fn offering(core: &Core, cmd: OfferingCmd) -> anyhow::Result<()> {
         OfferingCmd::List => print_json(&core.list_offerings()?),
         OfferingCmd::Show { hash } => print_json(&core.show_offering(&hash)?),
         OfferingCmd::Fetch { url } => {
-            let market = crate::market::MarketClient::new(Duration::from_secs(10))?;
+            let market =
+                crate::market::MarketClient::with_ca_file(Duration::from_secs(10), ca_file)?;
             let report = crate::market::fetch_offerings(core, &market, &url).await?;
             for o in &report.accepted {
                 eprintln!(
@@ -412,7 +362,8 @@ async fn offering(core: &Core, cmd: OfferingCmd) -> anyhow::Result<()> {
         }
         OfferingCmd::Fetched => print_json(&core.list_market_offerings()?),
         OfferingCmd::Accept { hash, deposit } => {
-            let market = crate::market::MarketClient::new(Duration::from_secs(10))?;
+            let market =
+                crate::market::MarketClient::with_ca_file(Duration::from_secs(10), ca_file)?;
             let (id, key) = crate::market::accept_offering(core, &market, &hash, deposit).await?;
             eprintln!("offering accepted: channel {id}, client key {key}");
             print_json(&serde_json::json!({ "channelId": id, "clientKey": key }))
@@ -461,9 +412,18 @@ fn channel(core: &Core, cmd: ChannelCmd) -> anyhow::Result<()> {
 
 fn access(core: &Core, cmd: AccessCmd) -> anyhow::Result<()> {
     match cmd {
-        AccessCmd::Export { channel, out } => {
+        AccessCmd::Export {
+            channel,
+            out,
+            seal_to,
+        } => {
             let signed = core.export_signed_access(&channel)?;
-            let text = serde_json::to_string_pretty(&signed)?;
+            let text = match seal_to {
+                Some(k) => serde_json::to_string_pretty(&crate::market::sealed::seal_access(
+                    &core.keys, &signed, &k,
+                )?)?,
+                None => serde_json::to_string_pretty(&signed)?,
+            };
             match out {
                 Some(path) => {
                     write_private_file(&path, text.as_bytes())?;
@@ -475,6 +435,9 @@ fn access(core: &Core, cmd: AccessCmd) -> anyhow::Result<()> {
                     Ok(())
                 }
             }
+        }
+        AccessCmd::SealKey => {
+            print_json(&serde_json::json!({ "sealKey": core.seal_public_key()? }))
         }
         AccessCmd::Import { file, offering } => {
             let v = read_json_file(&file)?;
@@ -501,64 +464,4 @@ fn token(
         eprintln!("token written to {}", path.display());
     }
     print_json(&serde_json::json!({ "token": t.expose() }))
-}
-
-async fn serve(data_dir: &Path, db: Option<&str>, args: ServeArgs) -> anyhow::Result<()> {
-    let core = Arc::new(open(data_dir, db)?);
-    core.usage_series
-        .set_width(Duration::from_secs(args.usage_bucket_secs.max(1)));
-    let market = matches!(args.role, Role::Agent | Role::Both);
-    let limits = args.limits(1 + usize::from(market));
-    let server = crate::server::start(
-        core.clone(),
-        args.listen,
-        Duration::from_millis(args.tick_ms.max(10)),
-        limits,
-    )
-    .await
-    .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(
-        listen = %server.addr,
-        max_connections = limits.max_connections,
-        data_dir = %data_dir.display(),
-        database = %core.db.describe(),
-        admin_token = %core.admin_token_path().display(),
-        "core-lite serving"
-    );
-    if market {
-        let (addr, _task) =
-            crate::server::start_market(core.clone(), args.market_listen, limits, server.stopped())
-                .await
-                .with_context(|| format!("market API on {}", args.market_listen))?;
-        tracing::info!(listen = %addr, "market API serving");
-    }
-    if matches!(args.role, Role::Client | Role::Both) {
-        tokio::spawn(crate::market::run_payer(
-            core.clone(),
-            Duration::from_millis(args.pay_interval_ms.max(50)),
-            args.tolerance_pct,
-        ));
-        tracing::info!(every_ms = args.pay_interval_ms, "payer running");
-    }
-    let stop = server.stopper();
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch SIGTERM");
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("stopping");
-        let _ = stop.send(true);
-    });
-    let mut server = server;
-    server.wait().await.context("serving")?;
-    tracing::info!("stopped");
-    Ok(())
 }

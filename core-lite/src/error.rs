@@ -22,6 +22,15 @@ pub enum CoreError {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    /// A market read without a valid signature by the channel's client key (401).
+    #[error("signed read refused: {0}")]
+    UnsignedRead(String),
+    /// Too many accepts from one address (429).
+    #[error("too many accepts from {who}; retry in {} s", retry_after.as_millis().div_ceil(1000).max(1))]
+    TooManyAccepts {
+        who: String,
+        retry_after: std::time::Duration,
+    },
     /// Unknown client key or wrong password; the answer waits `delay` (the AuthClient
     /// throttle's delay for failures, waited out by the HTTP handler).
     #[error("unknown client key or wrong password")]
@@ -110,13 +119,32 @@ pub enum CoreError {
     /// An error answered by another core (market protocol).
     #[error("the agent answered {code:?}: {message}")]
     Remote { code: ErrorCode, message: String },
+    /// TLS set-up of a listener (certificate, key).
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// What went wrong on the way to another core's market and back.
 #[derive(Debug, thiserror::Error)]
 pub enum MarketCallError {
-    #[error(transparent)]
+    /// With every cause: the TLS reason (such as a fingerprint mismatch) is deep inside.
+    #[error("{}", service_api::tls::error_chain(.0))]
     Http(#[from] reqwest::Error),
+    /// A plain `http://` URL for an agent whose signed offering pins its TLS key.
+    #[error(
+        "refusing plain http://: the agent's signed offering pins its TLS key \
+         ({} {pin}), so it is reached over https:// only (a downgrade to http:// is refused)",
+        service_api::tls::PIN_FIELD
+    )]
+    Downgrade { pin: String },
+    /// The key the server presented is not the one its offerings pin.
+    #[error("{0}")]
+    PinMismatch(service_api::tls::PinMismatch),
+    /// TLS without a pin, and no trusted root vouches for the server's certificate.
+    #[error("the server's certificate is not trusted ({0}) and its offerings pin no TLS key: give --ca-file")]
+    Untrusted(String),
+    #[error("TLS client: {0}")]
+    TlsSetup(#[from] service_api::tls::TlsError),
     #[error("answer larger than 4 MiB")]
     TooLarge,
     #[error("unreadable answer: {0}")]
@@ -138,7 +166,8 @@ impl CoreError {
         match self {
             CoreError::BadRequest(_) => ErrorCode::BadRequest,
             CoreError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
-            CoreError::Unauthorized => ErrorCode::Unauthorized,
+            CoreError::Unauthorized | CoreError::UnsignedRead(_) => ErrorCode::Unauthorized,
+            CoreError::TooManyAccepts { .. } => ErrorCode::RateLimited,
             CoreError::Forbidden(_) | CoreError::AccessOffering(_) => ErrorCode::Forbidden,
             CoreError::AuthFailed { .. } => ErrorCode::AuthFailed,
             CoreError::ChannelInactive { .. } => ErrorCode::ChannelInactive,
@@ -161,14 +190,16 @@ impl CoreError {
             | CoreError::Task { .. }
             | CoreError::Panicked
             | CoreError::Metrics(_)
-            | CoreError::HttpClient(_) => ErrorCode::Internal,
+            | CoreError::HttpClient(_)
+            | CoreError::Tls(_) => ErrorCode::Internal,
         }
     }
 
     /// When a retry may succeed, for [`CoreError::RateLimited`].
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            CoreError::RateLimited { retry_after, .. } => Some(*retry_after),
+            CoreError::RateLimited { retry_after, .. }
+            | CoreError::TooManyAccepts { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }

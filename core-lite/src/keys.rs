@@ -95,6 +95,14 @@ pub struct AgentKeys {
     hash_key: [u8; 32],
 }
 
+/// The secrets are wiped when the keys are dropped (the ed25519 signing key wipes itself).
+impl Drop for AgentKeys {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.password_secret);
+        zeroize::Zeroize::zeroize(&mut self.hash_key);
+    }
+}
+
 impl fmt::Debug for AgentKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AgentKeys")

@@ -181,6 +181,7 @@ impl TestCore {
             self.core.clone(),
             "127.0.0.1:0".parse()?,
             self.limits,
+            None,
             stop,
         )
         .await?;

@@ -170,14 +170,24 @@ async fn access_signed_by_another_key_is_refused() -> anyhow::Result<()> {
                 let up = up2.clone();
                 let k = mitm_keys.clone();
                 async move {
-                    let mut s = MarketClient::new(T)
+                    let answer = MarketClient::new(T)
                         .expect("mc")
-                        .accept(&up, &req)
+                        .accept(&up, None, &req)
                         .await
                         .expect("upstream");
-                    s.access.password = Secret("attacker-chosen-password".into());
-                    s.signature = k.sign(b"anything");
-                    axum::Json(s)
+                    match answer {
+                        market::AccessEnvelope::Signed(mut s) => {
+                            s.access.password = Secret("attacker-chosen-password".into());
+                            s.signature = k.sign(b"anything");
+                            axum::Json(market::AccessEnvelope::Signed(s))
+                        }
+                        // Sealed: the attacker swaps the ciphertext for its own.
+                        market::AccessEnvelope::Sealed(mut s) => {
+                            s.ciphertext = s.ciphertext.chars().rev().collect();
+                            s.signature = k.sign(b"anything");
+                            axum::Json(market::AccessEnvelope::Sealed(s))
+                        }
+                    }
                 }
             }),
         );
@@ -224,7 +234,7 @@ async fn cheques_forged_replayed_or_above_deposit_are_refused() -> anyhow::Resul
     let remote = p.agent.channel(&key.0)?.channel_id;
     let ck = &p.client.core().keys;
     let r =
-        p.mc.cheque(&p.market_url, &signed_cheque(ck, &remote, 1_000_000)?)
+        p.mc.cheque(&p.market_url, None, &signed_cheque(ck, &remote, 1_000_000)?)
             .await?;
     assert_eq!(r.amount_paid, 1_000_000);
     let paid = || -> anyhow::Result<u64> {
@@ -232,31 +242,38 @@ async fn cheques_forged_replayed_or_above_deposit_are_refused() -> anyhow::Resul
     };
     // Replayed.
     let e =
-        p.mc.cheque(&p.market_url, &signed_cheque(ck, &remote, 1_000_000)?)
+        p.mc.cheque(&p.market_url, None, &signed_cheque(ck, &remote, 1_000_000)?)
             .await
             .expect_err("replay");
     assert!(e.to_string().contains("replayed or older"), "{e}");
     // Older.
     let e =
-        p.mc.cheque(&p.market_url, &signed_cheque(ck, &remote, 500_000)?)
+        p.mc.cheque(&p.market_url, None, &signed_cheque(ck, &remote, 500_000)?)
             .await
             .expect_err("older");
     assert!(e.to_string().contains("replayed or older"), "{e}");
     // Forged: signed by another key.
     let other = core_lite::keys::AgentKeys::generate();
     let e =
-        p.mc.cheque(&p.market_url, &signed_cheque(&other, &remote, 2_000_000)?)
-            .await
-            .expect_err("forged");
+        p.mc.cheque(
+            &p.market_url,
+            None,
+            &signed_cheque(&other, &remote, 2_000_000)?,
+        )
+        .await
+        .expect_err("forged");
     assert!(e.to_string().contains("signature"), "{e}");
     // Tampered amount.
     let mut c = signed_cheque(ck, &remote, 2_000_000)?;
     c.amount = 3_000_000;
-    let e = p.mc.cheque(&p.market_url, &c).await.expect_err("tampered");
+    let e =
+        p.mc.cheque(&p.market_url, None, &c)
+            .await
+            .expect_err("tampered");
     assert!(e.to_string().contains("signature"), "{e}");
     // Above the deposit.
     let e =
-        p.mc.cheque(&p.market_url, &signed_cheque(ck, &remote, 5_000_001)?)
+        p.mc.cheque(&p.market_url, None, &signed_cheque(ck, &remote, 5_000_001)?)
             .await
             .expect_err("above");
     assert!(e.to_string().contains("above the deposit"), "{e}");
@@ -268,7 +285,7 @@ async fn cheques_forged_replayed_or_above_deposit_are_refused() -> anyhow::Resul
     // A manual channel takes no cheques.
     let (manual, _) = p.agent.create_channel(&p.offering, None)?;
     let e =
-        p.mc.cheque(&p.market_url, &signed_cheque(ck, &manual, 1)?)
+        p.mc.cheque(&p.market_url, None, &signed_cheque(ck, &manual, 1)?)
             .await
             .expect_err("manual");
     assert!(
@@ -371,5 +388,82 @@ async fn client_refuses_to_pay_beyond_its_own_measure() -> anyhow::Result<()> {
     // 10 MB + 10 % + 1 = 12 units at most: 1_200_000 base units, not 4_000_000.
     assert_eq!(paid, 1_200_000);
     assert_eq!(p.agent.channel(&key.0)?.status, ServiceStatus::Suspending);
+    Ok(())
+}
+
+/// Anti-hoarding: a prepaid channel that pays nothing within the claim window is closed
+/// and its supply returns; one that pays its first interval keeps going.
+#[tokio::test]
+async fn unclaimed_channels_are_released_and_their_supply_returns() -> anyhow::Result<()> {
+    let p = pair(|v| v["supply"] = 1.into()).await?;
+    p.agent.core().set_claim_window(Duration::from_millis(400));
+    market::fetch_offerings(p.client.core(), &p.mc, &p.market_url).await?;
+    // The client's core accepts but never pays (its payer does not run here).
+    let (_, key) = market::accept_offering(p.client.core(), &p.mc, &p.offering, None).await?;
+    assert!(
+        p.agent.core().market_offerings()?.offerings.is_empty(),
+        "the only unit of supply is taken"
+    );
+    let deadline = std::time::Instant::now() + T;
+    while p.agent.channel(&key.0)?.status != ServiceStatus::Terminated {
+        assert!(std::time::Instant::now() < deadline, "never released");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let h = p.agent.channel(&key.0)?.history;
+    assert!(h.iter().any(|c| c.reason.contains("claim window")), "{h:?}");
+    assert_eq!(
+        p.agent.core().market_offerings()?.offerings.len(),
+        1,
+        "supply returned"
+    );
+
+    // A paying client keeps its channel past the window.
+    let other = TestCore::start().await?;
+    other.register_vpn_module()?;
+    market::fetch_offerings(other.core(), &p.mc, &p.market_url).await?;
+    let (_, key2) = market::accept_offering(other.core(), &p.mc, &p.offering, None).await?;
+    market::pay_round(&other.core_arc(), &p.mc, 10).await?;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(p.agent.channel(&key2.0)?.status, ServiceStatus::Activating);
+    Ok(())
+}
+
+/// A channel's status is read only with a request signed by its client key.
+#[tokio::test]
+async fn channel_reads_need_the_channel_key() -> anyhow::Result<()> {
+    let p = pair(|_| {}).await?;
+    market::fetch_offerings(p.client.core(), &p.mc, &p.market_url).await?;
+    let (_, key) = market::accept_offering(p.client.core(), &p.mc, &p.offering, None).await?;
+    let id = p.agent.channel(&key.0)?.channel_id;
+    let url = format!("{}/market/v1/channels/{id}", p.market_url);
+    let plain = reqwest::get(&url).await?;
+    assert_eq!(plain.status().as_u16(), 401);
+    let stranger = core_lite::keys::AgentKeys::generate();
+    let signed_by = |k: &core_lite::keys::AgentKeys| {
+        let path = format!("/market/v1/channels/{id}");
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut r = reqwest::Client::new().get(&url);
+        for (n, v) in market::guard::sign_read(k, "GET", &path, ts) {
+            r = r.header(n, v);
+        }
+        r
+    };
+    assert_eq!(signed_by(&stranger).send().await?.status().as_u16(), 401);
+    assert_eq!(
+        signed_by(&p.client.core().keys)
+            .send()
+            .await?
+            .status()
+            .as_u16(),
+        200
+    );
+    // Through the client's market client (signed by its key).
+    let view =
+        p.mc.channel(&p.market_url, None, &id, &p.client.core().keys)
+            .await?;
+    assert_eq!(view.channel_id, id);
     Ok(())
 }

@@ -299,10 +299,10 @@ async fn payments_and_the_market_api_are_counted() -> Result<()> {
     let (_, key) = market::accept_offering(client.core(), &mc, &offering, Some(5_000_000)).await?;
     let remote = agent.channel(&key.0)?.channel_id;
     let ck = &client.core().keys;
-    mc.cheque(&market_url, &signed_cheque(ck, &remote, 1_000_000)?)
+    mc.cheque(&market_url, None, &signed_cheque(ck, &remote, 1_000_000)?)
         .await?;
     let replayed = mc
-        .cheque(&market_url, &signed_cheque(ck, &remote, 1_000_000)?)
+        .cheque(&market_url, None, &signed_cheque(ck, &remote, 1_000_000)?)
         .await;
     ensure!(replayed.is_err(), "a replayed cheque was accepted");
 

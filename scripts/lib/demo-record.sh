@@ -2,7 +2,7 @@
 # The recording mode of scripts/demo.sh (DEMO_RECORD_UP=DIR): once the agent host runs, a
 # real terminal (tmux, 100x30) in the client namespace, recorded with `script` (typescript
 # + timing: `scriptreplay -t up.timing up.typescript` plays it back), runs the end user's
-# one command `adapter-client up http://AGENT:7710`, answers its prompts like a person
+# one command `adapter-client up https://AGENT:7710`, answers its prompts like a person
 # would, moves traffic through the tunnel (iperf3 download), runs `adapter-client ls` in a
 # second window, and ends the connection with Ctrl-C. What the terminal showed is captured
 # with `tmux capture-pane` (the screen as rendered, not the escape codes):
@@ -49,7 +49,7 @@ record_up() { # DIR
   echo "$(tm display -p -t up '#{pid}') tmux-recording" >>"$WORK/pids"
   pane=up:0
   wait_screen "$pane" '$' 10
-  tm send-keys -t "$pane" "adapter-client up http://$IP_A:7710" Enter
+  tm send-keys -t "$pane" "adapter-client up https://$IP_A:7710" Enter
   wait_screen "$pane" 'Offering [1-' 60
   sleep 1
   tm send-keys -t "$pane" 1 Enter

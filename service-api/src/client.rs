@@ -68,7 +68,19 @@ impl Client {
     pub fn new(base: &str, token: Secret, timeout: Duration) -> Result<Self, ApiError> {
         let bases = parse_bases(base)?;
         let base = bases.join(",");
-        let http = reqwest::Client::builder()
+        // https: the system's roots, or the CA file of the process (`--ca-file`).
+        let builder = if bases.iter().any(|b| b.starts_with("https://")) {
+            crate::tls::http_builder(&crate::tls::Trust::Roots {
+                ca_file: crate::tls::default_ca_file(),
+            })
+            .map_err(|e| ApiError::BadUrl {
+                url: base.clone(),
+                reason: e.to_string(),
+            })?
+        } else {
+            reqwest::Client::builder()
+        };
+        let http = builder
             .timeout(timeout)
             .connect_timeout(timeout)
             // Idle keep-alive connections kept for reuse: enough for steady traffic; a burst's

@@ -28,8 +28,10 @@ pub mod messages;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 pub mod rules;
+pub mod seal;
 pub mod speed;
 pub mod status;
+pub mod tls;
 
 pub use body::BodyError;
 pub use buyer::*;

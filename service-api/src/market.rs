@@ -48,8 +48,73 @@ pub struct AcceptRequest {
     pub client_public_key: String,
     /// uuid v4 chosen by the client: a retried accept returns the same channel.
     pub nonce: String,
+    /// The client's X25519 public key (base64, distinct from `clientPublicKey`): the agent
+    /// answers a [`SealedAccess`] sealed to it (HPKE, [`crate::seal`]) instead of a
+    /// [`SignedAccess`] in clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_seal_key: Option<String>,
     /// Client's signature (proof that it holds the key).
     pub signature: String,
+}
+
+/// A signed access message sealed to the client ([`crate::seal`]): `ciphertext` is the JSON
+/// of the [`SignedAccess`], sealed to `recipient` with `info` = [`SEAL_INFO`] and `aad` =
+/// `channelId` `\n` `offeringHash`. The agent's signature (the offering's `agentPublicKey`,
+/// `"type": "sealed-access"`) covers everything but `signature` and `offering`, so the
+/// ciphertext too; the signed offering rides along as in [`SignedAccess`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SealedAccess {
+    pub channel_id: String,
+    pub offering_hash: String,
+    /// [`crate::seal::SUITE`].
+    pub suite: String,
+    /// The client's X25519 public key it is sealed to (base64).
+    pub recipient: String,
+    /// HPKE encapsulated key (base64).
+    pub enc: String,
+    /// Sealed JSON of the [`SignedAccess`] (base64).
+    pub ciphertext: String,
+    pub offering: SignedOffering,
+    pub signature: String,
+}
+
+/// HPKE `info` of a sealed access message.
+pub const SEAL_INFO: &[u8] = b"core-lite sealed access v1";
+
+impl SealedAccess {
+    /// HPKE `aad` of this message.
+    pub fn aad(&self) -> Vec<u8> {
+        format!("{}\n{}", self.channel_id, self.offering_hash).into_bytes()
+    }
+}
+
+/// What an accept answers, and what `access export`/`import` carry: a signed access message
+/// in clear, or sealed to the client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AccessEnvelope {
+    Sealed(SealedAccess),
+    Signed(SignedAccess),
+}
+
+/// Headers of a signed market read (`GET /market/v1/channels/{id}`): the channel's client
+/// key (base64 ed25519), unix seconds, a random nonce (16–64 characters) and its signature
+/// over `"core-lite market read v1\n{ts}\n{nonce}\n{METHOD}\n{path}"` (base64). The agent answers 401
+/// unless the key is the channel's, the time is within [`READ_WINDOW_SECS`] of its clock
+/// and the signature was not seen before.
+pub mod read_auth {
+    pub const KEY: &str = "x-market-key";
+    pub const TS: &str = "x-market-ts";
+    pub const SIG: &str = "x-market-sig";
+    pub const NONCE: &str = "x-market-nonce";
+    /// Accepted clock difference, seconds.
+    pub const READ_WINDOW_SECS: u64 = 60;
+
+    /// The bytes signed for a read.
+    pub fn message(ts: u64, nonce: &str, method: &str, path: &str) -> Vec<u8> {
+        format!("core-lite market read v1\n{ts}\n{nonce}\n{method}\n{path}").into_bytes()
+    }
 }
 
 /// An access message as its agent signed it. One format on every path: the market's accept

@@ -146,8 +146,10 @@ pub fn market_url() -> Schema {
         .max_length(Some(MARKET_URL_MAX_LEN))
         .pattern(Some(MARKET_URL_PATTERN))
         .description(Some(
-            "The agent's market URL (`http://HOST:PORT`). One the core cannot reach or use: \
-             502 `bad_gateway`.",
+            "The agent's market URL (`https://HOST:PORT`; plain `http://` only for an agent \
+             whose offerings pin no TLS key). One the core cannot reach or use, or whose TLS \
+             key is not the one its signed offerings pin (`agentTlsSpkiSha256`): 502 \
+             `bad_gateway`.",
         ))
         .build()
         .into()

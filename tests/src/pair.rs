@@ -238,6 +238,8 @@ pub struct PairOptions {
     pub internet: bool,
     /// Further options the server pushes (`push "…"`), e.g. ones the client must ignore.
     pub push: Vec<String>,
+    /// Further arguments of the agent's `core-lite serve` (e.g. `--claim-window-secs 3`).
+    pub agent_args: Vec<String>,
 }
 
 impl Default for PairOptions {
@@ -254,6 +256,7 @@ impl Default for PairOptions {
             full_tunnel: true,
             internet: false,
             push: Vec::new(),
+            agent_args: Vec::new(),
         }
     }
 }
@@ -533,7 +536,7 @@ impl<'e> Agent<'e> {
             "--token-out",
             utf8(&token_file)?,
         ])?;
-        let core_proc = spawn_agent_core(env, &ns, &core, public)?;
+        let core_proc = spawn_agent_core(env, &ns, &core, public, &opts.agent_args)?;
 
         // The OpenVPN server: hook auth (deferred) or management-client-auth, a
         // client-disconnect recorder of OpenVPN's own final counters, management socket.
@@ -773,9 +776,43 @@ impl<'e> Agent<'e> {
         self.public
     }
 
-    /// `http://PUBLIC:MARKET_PORT`.
+    /// `https://PUBLIC:MARKET_PORT` (the agent's self-signed certificate, pinned by its
+    /// offerings).
     pub fn market_url(&self) -> String {
-        format!("http://{}:{MARKET_PORT}", self.public)
+        format!("https://{}:{MARKET_PORT}", self.public)
+    }
+
+    /// The agent's TLS key pin (`market-tls.pin` of its data dir, what its offerings carry).
+    pub fn tls_pin(&self) -> Result<String> {
+        let path = self.core.data_dir().join("market-tls.pin");
+        Ok(std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .trim()
+            .to_string())
+    }
+
+    /// The agent's market view of a channel (`GET /market/v1/channels/ID`), read from the
+    /// client host's namespace with a request signed by that client core's key (curl).
+    pub fn market_view(&self, client: &ClientHost<'_>, channel_id: &str) -> Result<Value> {
+        let keys = core_lite::keys::AgentKeys::load(&client.core.data_dir().join("agent.key"))
+            .context("loading the client core's key")?;
+        let path = format!("/market/v1/channels/{channel_id}");
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let url = format!("{}{path}", self.market_url());
+        let mut argv: Vec<String> = ["curl", "-sS", "-k", "--max-time", "5"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for (name, value) in core_lite::market::guard::sign_read(&keys, "GET", &path, ts) {
+            argv.push("-H".into());
+            argv.push(format!("{name}: {value}"));
+        }
+        argv.push(url);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let out = client.ns.run(&argv)?;
+        serde_json::from_str(&out).with_context(|| format!("market answered {out}"))
     }
 
     /// The OpenVPN server's tunnel address `10.8.X.1`.
@@ -938,6 +975,7 @@ impl<'e> Agent<'e> {
             &self.ns,
             &self.core,
             self.public,
+            &self.opts.agent_args,
         )?);
         Ok(())
     }
@@ -1087,7 +1125,13 @@ impl Internet {
     }
 }
 
-fn spawn_agent_core(env: &TestEnv, ns: &Netns, core: &CoreLite, public: Ipv4Addr) -> Result<Proc> {
+fn spawn_agent_core(
+    env: &TestEnv,
+    ns: &Netns,
+    core: &CoreLite,
+    public: Ipv4Addr,
+    extra: &[String],
+) -> Result<Proc> {
     let listen = SocketAddr::from(([127, 0, 0, 1], AGENT_CORE_PORT));
     let market = SocketAddr::from((public, MARKET_PORT));
     let proc = ns
@@ -1099,6 +1143,7 @@ fn spawn_agent_core(env: &TestEnv, ns: &Netns, core: &CoreLite, public: Ipv4Addr
         .arg(listen.to_string())
         .arg("--market-listen")
         .arg(market.to_string())
+        .args(extra)
         .label("core-lite-agent")
         .spawn(env)?;
     for addr in [listen, market] {

@@ -15,15 +15,10 @@ const INTERVAL: u64 = 4;
 const LAG: u64 = 4;
 
 /// The agent's market view of the channel (`GET /market/v1/channels/ID`), fetched from the
-/// client's namespace as the client's core sees it.
+/// client's namespace with a read signed by the client core's key.
 fn market_view(pair: &Pair<'_>, key: &str) -> Result<Value> {
     let id = pair.agent.channel(key)?.channel_id;
-    let url = format!("{}/market/v1/channels/{id}", pair.agent.market_url());
-    let out = pair
-        .client(0)?
-        .ns
-        .run(&["curl", "-sS", "--max-time", "5", &url])?;
-    serde_json::from_str(&out).with_context(|| format!("market answered {out}"))
+    pair.agent.market_view(pair.client(0)?, &id)
 }
 
 fn field(v: &Value, k: &str) -> Result<u64> {

@@ -2,7 +2,8 @@
 //! the one place where an agent address is read (`up AGENT_URL`).
 //!
 //! `10.77.0.1`, `10.77.0.1:7710`, `http://10.77.0.1:7710/` and `vpn.example.org` are all
-//! accepted: a missing scheme is `http://`, a missing port the market's default
+//! accepted: a missing scheme is `https://` (an agent's market on a network address speaks
+//! TLS unless its operator chose `--insecure-http`), a missing port the market's default
 //! [`DEFAULT_MARKET_PORT`], a trailing `/` is dropped. `https://` is kept as given (the
 //! client core decides whether it can use it). User info (`user@`), a query or a fragment
 //! are refused, and so is anything the Service API's rule for market URLs
@@ -43,7 +44,7 @@ impl AgentUrl {
         let url = raw.to_string();
         let (scheme, rest) = match raw.split_once("://") {
             Some((s, r)) => (s.to_ascii_lowercase(), r),
-            None => ("http".to_string(), raw),
+            None => ("https".to_string(), raw),
         };
         if scheme != "http" && scheme != "https" {
             return Err(AgentUrlError::Scheme { url });
@@ -107,12 +108,12 @@ mod tests {
     #[test]
     fn what_users_type_becomes_one_url() {
         for (input, want) in [
-            ("10.77.0.1", "http://10.77.0.1:7710"),
-            ("10.77.0.1:7711", "http://10.77.0.1:7711"),
+            ("10.77.0.1", "https://10.77.0.1:7710"),
+            ("10.77.0.1:7711", "https://10.77.0.1:7711"),
             ("http://10.77.0.1:7710/", "http://10.77.0.1:7710"),
             (" HTTP://vpn.example.org ", "http://vpn.example.org:7710"),
             ("https://vpn.example.org", "https://vpn.example.org:7710"),
-            ("[2001:db8::1]", "http://[2001:db8::1]:7710"),
+            ("[2001:db8::1]", "https://[2001:db8::1]:7710"),
             (
                 "http://[2001:db8::1]:80/market/",
                 "http://[2001:db8::1]:80/market",

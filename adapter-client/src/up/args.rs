@@ -42,7 +42,7 @@ pub struct UserCoreArgs {
 /// `adapter-client up`.
 #[derive(Debug, Clone, Args)]
 pub struct UpArgs {
-    /// The agent's market: http://HOST:PORT (the scheme may be left out; without a port,
+    /// The agent's market: https://HOST:PORT (the scheme may be left out: https; without a port,
     /// 7710). Not needed with --client-key.
     pub agent_url: Option<String>,
     /// Buy this offering (its hash, or a prefix of at least 8 hex digits).

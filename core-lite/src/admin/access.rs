@@ -142,6 +142,13 @@ impl Core {
     /// it, replacing an earlier one for the same client key. `expected_offering`: the offering
     /// hash it must be for (`access import --offering`).
     pub fn import_access(&self, raw: &Value, expected_offering: Option<&str>) -> Result<ClientKey> {
+        // Sealed to this core (`access export --seal-to`): checked and opened first.
+        if let Ok(sealed) = serde_json::from_value::<service_api::market::SealedAccess>(raw.clone())
+        {
+            let signed =
+                self.open_envelope(&service_api::market::AccessEnvelope::Sealed(sealed))?;
+            return self.import_access(&to_value(&signed)?, expected_offering);
+        }
         let signed: SignedAccess = serde_json::from_value(raw.clone()).map_err(|e| {
             if serde_json::from_value::<AccessMessage>(raw.clone()).is_ok() {
                 CoreError::Forbidden(

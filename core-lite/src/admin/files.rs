@@ -47,10 +47,12 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
         source,
     };
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // A stale temporary file (a crash) may have other modes: never reuse it; the new one
+    // is created 0600 from its first byte, then renamed over the target.
+    let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&tmp)
         .map_err(io)?;

@@ -30,12 +30,15 @@ impl Core {
         let template = self
             .db
             .read(|tx| modules::offering_template(tx, &p.module))?;
+        // The market's self-signed TLS key, when `serve` made one (server::tls).
+        let pin = crate::server::tls::read_pin(self.data_dir())?;
         let (signed, hash, terms) = offering::build_offering(
             &template.body,
             &template.hash,
             &p.product_id,
             &self.keys,
             input,
+            pin.as_deref(),
         )
         .map_err(CoreError::OfferingRejected)?;
         self.db.write(|tx| {

@@ -3,7 +3,7 @@
 //! status as its client sees it.
 
 use service_api::market::{
-    AcceptRequest, ChannelStatus, Cheque, ChequeReceipt, OfferingList, SignedAccess,
+    AcceptRequest, AccessEnvelope, ChannelStatus, Cheque, ChequeReceipt, OfferingList,
 };
 
 use crate::billing;
@@ -26,7 +26,8 @@ impl Core {
 
     /// Agent: a client accepts an offering. Creates the channel (supply, minimum deposit)
     /// bound to the client's key and answers the access message signed by the agent.
-    pub fn market_accept(&self, req: &AcceptRequest) -> Result<SignedAccess> {
+    /// With `clientSealKey`, the answer is sealed to it ([`super::sealed`]).
+    pub fn market_accept(&self, req: &AcceptRequest) -> Result<AccessEnvelope> {
         if !jcs::is_hash_hex(&req.offering_hash) {
             return Err(CoreError::Invalid(
                 "offeringHash: 64 lowercase hex digits".into(),
@@ -37,6 +38,9 @@ impl Core {
         }
         keys::parse_public_key(&req.client_public_key)
             .map_err(|e| CoreError::Invalid(format!("clientPublicKey: {e}")))?;
+        if let Some(k) = &req.client_seal_key {
+            service_api::seal::check_public(k).map_err(|e| CoreError::Invalid(e.to_string()))?;
+        }
         check_sig(
             "accept",
             &to_value(req)?,
@@ -53,14 +57,45 @@ impl Core {
             }
             None => {
                 let (id, _) = self.create_channel(&req.offering_hash, Some(req.deposit))?;
+                let deadline = self.claim_deadline(now_ms());
                 self.db.write(|tx| {
-                    market::bind_client_key(tx, &id, &req.client_public_key, &req.nonce)
+                    market::bind_client_key(tx, &id, &req.client_public_key, &req.nonce)?;
+                    crate::store::claims::set_deadline(tx, &id, deadline)
                 })?;
                 tracing::info!(channel = %id, offering = %req.offering_hash, deposit = req.deposit, "offering accepted over the market");
                 id
             }
         };
-        self.export_signed_access(&channel_id)
+        let signed = self.export_signed_access(&channel_id)?;
+        match &req.client_seal_key {
+            Some(k) => Ok(AccessEnvelope::Sealed(super::sealed::seal_access(
+                &self.keys, &signed, k,
+            )?)),
+            None => Ok(AccessEnvelope::Signed(signed)),
+        }
+    }
+
+    /// Agent: checks a signed read of a channel (`method path`, the headers in `auth`)
+    /// against the channel's client key.
+    pub fn check_market_read(
+        &self,
+        channel_id: &str,
+        auth: &super::guard::ReadAuth,
+        method: &str,
+        path: &str,
+    ) -> Result<()> {
+        let key = self
+            .db
+            .read(|tx| market::payments(tx, channel_id))?
+            .and_then(|p| p.client_public_key);
+        // An unknown channel is refused like a wrong key: nobody learns which ids exist.
+        let Some(key) = key else {
+            return Err(CoreError::UnsignedRead(
+                "no channel with that id takes reads signed by this key".into(),
+            ));
+        };
+        let now = u64::try_from(now_ms() / 1000).unwrap_or(0);
+        self.market_guard.check_read(auth, method, path, &key, now)
     }
 
     /// Agent: a payment cheque. Verified (signature by the channel's client key, amount

@@ -97,7 +97,7 @@ pub async fn fetch_offerings(
 ) -> Result<FetchOfferingsResponse> {
     check_caller(caller, "FetchOfferings")?;
     let url = req.url.trim_end_matches('/').to_string();
-    let list = MarketClient::new(MARKET_TIMEOUT)?
+    let list = MarketClient::with_ca_file(MARKET_TIMEOUT, core.market_ca_file())?
         .offerings(&url)
         .await
         .map_err(|e| from_agent(&url, e, &[]))?;
@@ -160,8 +160,8 @@ pub async fn accept_offering(
     })
     .await?;
     let url = prepared.url.clone();
-    let signed = MarketClient::new(MARKET_TIMEOUT)?
-        .accept(&url, &prepared.request)
+    let answer = MarketClient::with_ca_file(MARKET_TIMEOUT, core.market_ca_file())?
+        .accept(&url, prepared.pin.as_deref(), &prepared.request)
         .await
         .map_err(|e| {
             from_agent(
@@ -170,10 +170,9 @@ pub async fn accept_offering(
                 &[ErrorCode::NotFound, ErrorCode::Conflict, ErrorCode::Invalid],
             )
         })?;
-    let client_key: ClientKey = signed.access.username.clone();
     let offering_hash = prepared.offering_hash.clone();
-    let channel_id = blocking(move || {
-        core.finish_accept(&prepared, &signed).map_err(|e| match e {
+    let (channel_id, client_key) = blocking(move || {
+        core.finish_accept(&prepared, &answer).map_err(|e| match e {
             CoreError::Forbidden(m) | CoreError::Invalid(m) => CoreError::MarketUnreachable {
                 url: prepared.url.clone(),
                 source: MarketCallError::Unverified(m),

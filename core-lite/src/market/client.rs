@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use service_api::market::{AcceptRequest, ChannelStatus, Cheque, SignedAccess, SignedOffering};
+use service_api::market::{
+    AcceptRequest, AccessEnvelope, ChannelStatus, Cheque, SignedAccess, SignedOffering,
+};
 use service_api::{ClientKey, ServiceStatus};
 
 use super::http::MarketClient;
@@ -290,9 +292,10 @@ pub async fn accept_offering(
     deposit: Option<u64>,
 ) -> Result<(String, ClientKey)> {
     let prepared = core.prepare_accept(offering_hash, deposit)?;
-    let signed = market.accept(&prepared.url, &prepared.request).await?;
-    let id = core.finish_accept(&prepared, &signed)?;
-    Ok((id, signed.access.username))
+    let answer = market
+        .accept(&prepared.url, prepared.pin.as_deref(), &prepared.request)
+        .await?;
+    core.finish_accept(&prepared, &answer)
 }
 
 /// An accept signed and ready to send ([`Core::prepare_accept`]), with what checking the
@@ -304,6 +307,8 @@ pub(crate) struct PreparedAccept {
     pub terms: OfferingTerms,
     pub deposit: u64,
     pub request: AcceptRequest,
+    /// The agent's TLS key its signed offering pins.
+    pub pin: Option<String>,
 }
 
 impl Core {
@@ -322,41 +327,55 @@ impl Core {
                     "offering {offering_hash} was not fetched (core-lite offering fetch URL)"
                 ))
             })?;
-        let (url, terms) = (fetched.market_url, fetched.terms);
+        let (url, terms, pin) = (fetched.market_url, fetched.terms, fetched.pin);
         let deposit = match deposit {
             Some(d) => d,
             None => billing::min_deposit(&terms.billing_terms())
                 .ok_or_else(|| CoreError::Invalid("minimum deposit overflows".into()))?,
         };
         let nonce = uuid::Uuid::new_v4().to_string();
-        let request = signed_accept(&self.keys, offering_hash, deposit, &nonce)?;
+        let seal_key = self.seal_public_key()?;
+        let request = signed_accept(&self.keys, offering_hash, deposit, &nonce, Some(seal_key))?;
         Ok(PreparedAccept {
             url,
             offering_hash: offering_hash.to_string(),
             terms,
             deposit,
             request,
+            pin,
         })
     }
 
     /// Client: the second half of an accept, after the agent answered: the signed access
     /// message is checked like `access import` checks it, then stored (GetAccess serves
-    /// it). Returns the local channel id.
+    /// it). A sealed answer is opened first ([`Core::open_envelope`]); one in clear is
+    /// refused when this core asked for sealing. Returns the local channel id and the
+    /// client key.
     pub(crate) fn finish_accept(
         &self,
         prepared: &PreparedAccept,
-        signed: &SignedAccess,
-    ) -> Result<String> {
+        answer: &AccessEnvelope,
+    ) -> Result<(String, ClientKey)> {
+        if prepared.request.client_seal_key.is_some() && matches!(answer, AccessEnvelope::Signed(_))
+        {
+            return Err(CoreError::Forbidden(
+                "access message refused: the agent answered it in clear although this core \
+                 sent a key to seal it to"
+                    .into(),
+            ));
+        }
+        let signed = &self.open_envelope(answer)?;
         // The same checks as `access import`: the offering it carries is the one accepted
         // (same hash as the one fetched; its signature and terms), and its agent key signed
         // the access message.
         self.verify_signed_access(signed, Some(&prepared.offering_hash))?;
-        self.store_accepted(
+        let id = self.store_accepted(
             &prepared.offering_hash,
             &prepared.url,
             prepared.deposit,
             signed,
-        )
+        )?;
+        Ok((id, signed.access.username.clone()))
     }
 }
 
@@ -370,7 +389,10 @@ pub async fn pay_round(core: &Arc<Core>, market: &MarketClient, tolerance_pct: u
             source,
         })??;
     for ch in channels {
-        let view = match market.channel(&ch.market_url, &ch.remote_id).await {
+        let view = match market
+            .channel(&ch.market_url, ch.pin.as_deref(), &ch.remote_id, &core.keys)
+            .await
+        {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(channel = %ch.local_id, error = %e, "cannot reach the agent's market");
@@ -405,7 +427,10 @@ pub async fn pay_round(core: &Arc<Core>, market: &MarketClient, tolerance_pct: u
             }
             PayDecision::Pay(amount) => {
                 let cheque = signed_cheque(&core.keys, &ch.remote_id, amount)?;
-                match market.cheque(&ch.market_url, &cheque).await {
+                match market
+                    .cheque(&ch.market_url, ch.pin.as_deref(), &cheque)
+                    .await
+                {
                     Ok(receipt) => {
                         tracing::info!(channel = %ch.local_id, amount, status = %receipt.status, "cheque accepted");
                         latest = receipt;
@@ -433,7 +458,7 @@ pub async fn pay_round(core: &Arc<Core>, market: &MarketClient, tolerance_pct: u
 
 /// The client's payer: a [`pay_round`] every `every`, until the process ends.
 pub async fn run_payer(core: Arc<Core>, every: Duration, tolerance_pct: u64) {
-    let market = match MarketClient::new(Duration::from_secs(5)) {
+    let market = match MarketClient::with_ca_file(Duration::from_secs(5), core.market_ca_file()) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "payer cannot start");
@@ -451,143 +476,5 @@ pub async fn run_payer(core: Arc<Core>, every: Duration, tolerance_pct: u64) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeMap;
-
-    fn terms(billing_type: BillingType) -> OfferingTerms {
-        OfferingTerms {
-            template_hash: String::new(),
-            product: String::new(),
-            agent_public_key: String::new(),
-            nonce: String::new(),
-            service_name: "Privatix VPN".into(),
-            supply: 1,
-            unit_name: "MB".into(),
-            unit_price: 1_000,
-            setup_price: 500,
-            min_units: 1,
-            max_units: 100,
-            billing_type,
-            billing_interval: 10,
-            max_billing_unit_lag: 5,
-            max_suspend_time_s: 60,
-            max_inactive_time_s: 60,
-            free_units: 2,
-            country: "DE".into(),
-            additional_params: BTreeMap::new(),
-            speed: Default::default(),
-        }
-    }
-
-    const MB: u64 = 1_000_000;
-
-    #[test]
-    fn prepaid_pays_one_interval_ahead() {
-        let t = terms(BillingType::Prepaid);
-        // nothing used: setup + (2 free + 10) units... free units are free: 500 + 10·1000
-        assert_eq!(
-            client_payment(&t, 1_000_000, 0, 0, None, 10),
-            PayDecision::Pay(10_500)
-        );
-        assert_eq!(
-            client_payment(&t, 1_000_000, 11 * MB, 10_500, None, 10),
-            PayDecision::Nothing
-        );
-        assert_eq!(
-            client_payment(&t, 1_000_000, 12 * MB, 10_500, None, 10),
-            PayDecision::Pay(20_500)
-        );
-    }
-
-    #[test]
-    fn postpaid_pays_whole_intervals_used() {
-        let t = terms(BillingType::Postpaid);
-        // The setup price (500) up front, before any unit is billable.
-        assert_eq!(
-            client_payment(&t, 1_000_000, 0, 0, None, 10),
-            PayDecision::Pay(500)
-        );
-        assert_eq!(
-            client_payment(&t, 1_000_000, 11 * MB, 500, None, 10),
-            PayDecision::Nothing
-        );
-        assert_eq!(
-            client_payment(&t, 1_000_000, 12 * MB, 0, None, 10),
-            PayDecision::Pay(10_500)
-        );
-    }
-
-    #[test]
-    fn a_postpaid_client_is_never_behind_the_agent_for_the_setup_price() {
-        // The agent suspends once a unit is billable and the setup price is unpaid; the
-        // client pays it before that, whatever the billing type.
-        for bt in [BillingType::Prepaid, BillingType::Postpaid] {
-            let t = terms(bt);
-            let PayDecision::Pay(amount) = client_payment(&t, 1_000_000, 0, 0, None, 10) else {
-                panic!("{bt:?}: nothing paid up front");
-            };
-            let b = t.billing_terms();
-            let lag = billing::unpaid_units(&b, 3 * MB, Some(amount)).expect("by cheque");
-            assert!(lag <= t.max_billing_unit_lag, "{bt:?}: lag {lag}");
-        }
-    }
-
-    #[test]
-    fn free_and_trial_channels_pay_nothing_they_cannot() {
-        // A free offering: nothing to pay, ever.
-        let t = OfferingTerms {
-            unit_price: 0,
-            setup_price: 0,
-            ..terms(BillingType::Prepaid)
-        };
-        assert_eq!(
-            client_payment(&t, 0, 50 * MB, 0, None, 10),
-            PayDecision::Nothing
-        );
-        // A trial with a deposit of 0: nothing above the deposit.
-        let t = OfferingTerms {
-            setup_price: 0,
-            ..terms(BillingType::Postpaid)
-        };
-        assert_eq!(
-            client_payment(&t, 0, 2 * MB, 0, None, 10),
-            PayDecision::Nothing
-        );
-    }
-
-    #[test]
-    fn never_above_deposit() {
-        let t = terms(BillingType::Prepaid);
-        assert_eq!(
-            client_payment(&t, 3_000, 0, 0, None, 10),
-            PayDecision::Pay(3_000)
-        );
-        assert_eq!(
-            client_payment(&t, 3_000, 0, 3_000, None, 10),
-            PayDecision::Nothing
-        );
-    }
-
-    #[test]
-    fn agent_due_is_paid_within_tolerance_and_refused_beyond() {
-        let t = terms(BillingType::Postpaid);
-        // We measured 50 MB; the agent counts 53 (6 % more): pay what it asks.
-        let due = billing::amount_for_units(&t.billing_terms(), 53, 1_000_000);
-        assert_eq!(
-            client_payment(&t, 1_000_000, 50 * MB, 40_500, Some(due), 10),
-            PayDecision::Pay(due)
-        );
-        // The agent claims 80: pay only what 50 MB + 10 % allows, and say so.
-        let due = billing::amount_for_units(&t.billing_terms(), 80, 1_000_000);
-        let allowed = billing::amount_for_units(&t.billing_terms(), 56, 1_000_000);
-        assert_eq!(
-            client_payment(&t, 1_000_000, 50 * MB, 40_500, Some(due), 10),
-            PayDecision::Pay(allowed)
-        );
-        assert_eq!(
-            client_payment(&t, 1_000_000, 50 * MB, allowed, Some(due), 10),
-            PayDecision::Refuse { due, allowed }
-        );
-    }
-}
+#[path = "client_tests.rs"]
+mod tests;

@@ -25,7 +25,9 @@
 mod agent;
 pub mod buyer;
 mod client;
+pub mod guard;
 pub mod http;
+pub mod sealed;
 mod sign;
 
 pub use crate::signing::{check_signed_access, verify_access, SigningError};
@@ -36,6 +38,7 @@ pub use client::{
 };
 pub use http::MarketClient;
 pub use service_api::market::{
-    paths, AcceptRequest, ChannelStatus, Cheque, ChequeReceipt, OfferingList, SignedAccess,
+    paths, AcceptRequest, AccessEnvelope, ChannelStatus, Cheque, ChequeReceipt, OfferingList,
+    SealedAccess, SignedAccess,
 };
 pub use sign::{signed_accept, signed_cheque};

@@ -13,12 +13,14 @@ pub fn signed_accept(
     offering_hash: &str,
     deposit: u64,
     nonce: &str,
+    client_seal_key: Option<String>,
 ) -> Result<AcceptRequest> {
     let mut r = AcceptRequest {
         offering_hash: offering_hash.into(),
         deposit,
         client_public_key: keys.public_key_b64(),
         nonce: nonce.into(),
+        client_seal_key,
         signature: String::new(),
     };
     r.signature = keys.sign(&signing_bytes("accept", &to_value(&r)?)?);

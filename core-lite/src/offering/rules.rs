@@ -218,6 +218,15 @@ impl<'a> Semantic<'a> {
                         false
                     }
                 });
+        // Optional: the agent's TLS key pin (service_api::tls).
+        match self.get(service_api::tls::PIN_FIELD, false) {
+            None => {}
+            Some(Value::String(p)) if service_api::tls::is_pin(p) => {}
+            Some(_) => self.err(
+                &format!("/{}", service_api::tls::PIN_FIELD),
+                "must be the SHA-256 of the agent's TLS public key (SPKI), 64 lowercase hex digits",
+            ),
+        }
         let nonce = self.string("nonce").filter(|n| {
             if is_uuid_v4(n) {
                 true

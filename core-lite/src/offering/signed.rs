@@ -30,13 +30,16 @@ pub fn offering_hash(offering: &Value) -> Result<String, JcsError> {
 
 /// Agent side: fills the core's fields into the agent's `input` (`templateHash`, a fresh
 /// uuid v4 `nonce`, `agentPublicKey`, `product`), validates, hashes (hex SHA-256 of the JCS
-/// form) and signs the 32 hash bytes. `input` must not contain the core's fields.
+/// form) and signs the 32 hash bytes. `input` must not contain the core's fields. With
+/// `tls_pin`, the offering also carries the agent's TLS key pin (`agentTlsSpkiSha256`,
+/// [`service_api::tls`]).
 pub fn build_offering(
     template: &Value,
     template_hash: &str,
     product_id: &str,
     agent: &AgentKeys,
     input: &Value,
+    tls_pin: Option<&str>,
 ) -> Result<(SignedOffering, String, OfferingTerms), OfferingError> {
     let Some(obj) = input.as_object() else {
         return Err(Invalid(vec![FieldError::new(
@@ -47,6 +50,7 @@ pub fn build_offering(
     };
     let forbidden: Vec<FieldError> = CORE_FILLED_FIELDS
         .iter()
+        .chain(std::iter::once(&service_api::tls::PIN_FIELD))
         .filter(|f| obj.contains_key(**f))
         .map(|f| {
             FieldError::new(
@@ -72,6 +76,12 @@ pub fn build_offering(
         Value::String(agent.public_key_b64()),
     );
     offering.insert("product".into(), Value::String(product_id.to_string()));
+    if let Some(pin) = tls_pin {
+        offering.insert(
+            service_api::tls::PIN_FIELD.into(),
+            Value::String(pin.to_string()),
+        );
+    }
     let offering = Value::Object(offering);
 
     let terms = validate_offering(template, &offering)?;

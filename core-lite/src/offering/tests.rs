@@ -481,6 +481,7 @@ fn build_and_verify_round_trip() {
         "prod-1",
         &agent,
         &input(),
+        None,
     )
     .expect("build");
     assert_eq!(hash, offering_hash(&signed.offering).expect("hash"));
@@ -502,6 +503,7 @@ fn build_and_verify_round_trip() {
         "prod-1",
         &agent,
         &input(),
+        None,
     )
     .expect("build");
     assert_ne!(hash, hash_b);
@@ -578,7 +580,14 @@ fn build_rejects_core_fields_and_invalid_input() {
     for f in CORE_FILLED_FIELDS {
         let mut v = input();
         v[f] = json!("x");
-        match build_offering(&m.offering_template, &m.offering_hash, "p", &agent, &v) {
+        match build_offering(
+            &m.offering_template,
+            &m.offering_hash,
+            "p",
+            &agent,
+            &v,
+            None,
+        ) {
             Err(OfferingError::Invalid(inv)) => {
                 assert!(inv.has_pointer(&format!("/{f}")), "{inv}")
             }
@@ -587,12 +596,26 @@ fn build_rejects_core_fields_and_invalid_input() {
     }
     let mut v = input();
     v["minUnits"] = json!(5000);
-    match build_offering(&m.offering_template, &m.offering_hash, "p", &agent, &v) {
+    match build_offering(
+        &m.offering_template,
+        &m.offering_hash,
+        "p",
+        &agent,
+        &v,
+        None,
+    ) {
         Err(OfferingError::Invalid(inv)) => assert!(inv.has_pointer("/minUnits"), "{inv}"),
         other => panic!("expected Invalid, got {other:?}"),
     }
     // A wrong template hash from the caller is caught too.
-    match build_offering(&m.offering_template, &"0".repeat(64), "p", &agent, &input()) {
+    match build_offering(
+        &m.offering_template,
+        &"0".repeat(64),
+        "p",
+        &agent,
+        &input(),
+        None,
+    ) {
         Err(OfferingError::Invalid(inv)) => assert!(inv.has_pointer("/templateHash"), "{inv}"),
         other => panic!("expected Invalid, got {other:?}"),
     }
@@ -602,6 +625,7 @@ fn build_rejects_core_fields_and_invalid_input() {
         "p",
         &agent,
         &json!(3),
+        None,
     ) {
         Err(OfferingError::Invalid(inv)) => assert!(inv.has_pointer(""), "{inv}"),
         other => panic!("expected Invalid, got {other:?}"),

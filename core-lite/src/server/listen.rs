@@ -228,13 +228,17 @@ impl Drop for InFlight {
 }
 
 /// Serves `app` on `listener` with `limits` until `stop` turns true; then stops accepting
-/// and waits for the open connections to finish their requests.
+/// and waits for the open connections to finish their requests. With `tls`, every
+/// connection is TLS (the handshake must end within the header timeout). Each request
+/// carries its peer's address (`ConnectInfo<SocketAddr>`).
 pub(super) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ServerLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let addr = listener.local_addr()?;
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
@@ -289,17 +293,19 @@ pub(super) async fn serve(
             in_flight: 0,
             waiting_since: Instant::now(),
         }));
-        let io = TokioIo::new(IdleStream {
+        let io = IdleStream {
             inner: stream,
             times: times.clone(),
             idle: limits.idle_timeout,
             timer: Box::pin(tokio::time::sleep(limits.idle_timeout)),
-        });
+        };
         let app = app.clone();
         let body_timeout = BodyTimeout(limits.header_timeout);
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             let guard = InFlight::begin(&times);
             req.extensions_mut().insert(body_timeout);
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             let answer = app.clone().oneshot(req.map(Body::new));
             async move {
                 let r: Result<_, Infallible> = answer.await;
@@ -307,9 +313,36 @@ pub(super) async fn serve(
                 r
             }
         });
-        let conn = graceful.watch(http.serve_connection(io, service));
+        let watcher = graceful.watcher();
+        let http = http.clone();
+        let tls = tls.clone();
+        let handshake_timeout = limits.header_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let r = match tls {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(io), service))
+                        .await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(io)).await {
+                        Ok(Ok(stream)) => {
+                            watcher
+                                .watch(http.serve_connection(TokioIo::new(stream), service))
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::debug!(peer = %peer, "TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = r {
                 tracing::debug!(peer = %peer, error = %e, "connection closed");
             }
             drop(permit);

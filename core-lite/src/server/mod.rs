@@ -10,6 +10,7 @@
 //! | `extract` | [`ApiJson`] (bounded JSON body, 415 unless declared JSON), [`Valid`] (the body plus its type's rules), [`Authed`] (the bearer token's caller) |
 //! | `error` | [`CoreError`](crate::error::CoreError) as an HTTP answer |
 //! | `run` | [`start`], [`RunningServer`] |
+//! | [`tls`] | the listeners' TLS: PEM certificate and key, the agent's self-signed market certificate and its pin |
 //! | `listen` | the accept loop under both: [`ServerLimits`] (connection cap, idle and header timeouts), graceful shutdown |
 
 mod buyer;
@@ -19,9 +20,10 @@ mod listen;
 mod market;
 mod router;
 mod run;
+pub mod tls;
 
 pub use extract::{is_json_media_type, ApiJson, Authed, BodyRejection, Valid};
 pub use listen::{fd_budget, BodyTimeout, ServerLimits};
 pub use market::{market_router, start_market};
 pub use router::{api_routes, router};
-pub use run::{start, RunningServer};
+pub use run::{start, start_tls, RunningServer};

@@ -73,11 +73,22 @@ pub async fn start(
     tick: Duration,
     limits: ServerLimits,
 ) -> std::io::Result<RunningServer> {
+    start_tls(core, listen, tick, limits, None).await
+}
+
+/// [`start`], over TLS with `tls` when given.
+pub async fn start_tls(
+    core: Arc<Core>,
+    listen: SocketAddr,
+    tick: Duration,
+    limits: ServerLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<RunningServer> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
     let app = router(core.clone());
-    let server = tokio::spawn(serve(listener, app, limits, stopped));
+    let server = tokio::spawn(serve(listener, app, limits, tls, stopped));
     let ticker_core = core.clone();
     let ticker = tokio::spawn(async move {
         let core = ticker_core;

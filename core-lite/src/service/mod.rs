@@ -20,6 +20,7 @@
 
 mod access;
 mod auth;
+pub mod claim;
 mod config;
 pub mod limiter;
 mod sessions;
@@ -28,4 +29,4 @@ pub(crate) mod status;
 
 pub use crate::error::{CoreError, Result};
 pub(crate) use state::new_id;
-pub use state::{now_ms, Caller, Core};
+pub use state::{now_ms, Caller, Core, SEAL_KEY_FILE};

@@ -39,6 +39,12 @@ pub struct Core {
     pub metrics: CoreMetrics,
     /// Usage buckets waiting to be written ([`crate::usage_series`]).
     pub usage_series: UsageSeries,
+    /// `--ca-file` of the market client (agents whose offerings pin no TLS key).
+    market_ca_file: std::sync::OnceLock<PathBuf>,
+    /// The agent's replay guard of signed market reads and its accept rate limit.
+    pub(crate) market_guard: crate::market::guard::MarketGuard,
+    /// How long a channel accepted over the market has to be claimed ([`super::claim`]).
+    pub(crate) claim_window: super::claim::ClaimWindow,
 }
 
 impl Core {
@@ -52,6 +58,47 @@ impl Core {
             data_dir: data_dir.to_path_buf(),
             auth_throttle: AuthThrottle::default(),
             callers: Default::default(),
+            market_ca_file: Default::default(),
+            market_guard: Default::default(),
+            claim_window: Default::default(),
+        }
+    }
+
+    /// Sets the market client's `--ca-file` (once, at start).
+    pub fn set_market_ca_file(&self, path: PathBuf) {
+        let _ = self.market_ca_file.set(path);
+    }
+
+    /// The market client's `--ca-file`.
+    pub fn market_ca_file(&self) -> Option<PathBuf> {
+        self.market_ca_file.get().cloned()
+    }
+
+    /// This client core's X25519 key that agents seal access messages to (`seal.key` in the
+    /// data dir, made on first use, 0600, written atomically).
+    pub fn seal_secret(&self) -> crate::error::Result<service_api::seal::SealSecret> {
+        use service_api::seal::SealSecret;
+        let path = self.data_dir.join(SEAL_KEY_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let bytes = zeroize::Zeroizing::new(bytes);
+                SealSecret::from_bytes(&bytes)
+                    .map_err(|e| crate::error::CoreError::Tls(format!("{}: {e}", path.display())))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Made beside and linked in: a concurrent maker's key is never replaced.
+                let s = SealSecret::generate();
+                let tmp = path.with_extension(format!("new{}", std::process::id()));
+                crate::admin::write_private_file(&tmp, s.expose())?;
+                let linked = std::fs::hard_link(&tmp, &path);
+                let _ = std::fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => Ok(s),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => self.seal_secret(),
+                    Err(source) => Err(crate::error::CoreError::Io { path, source }),
+                }
+            }
+            Err(source) => Err(crate::error::CoreError::Io { path, source }),
         }
     }
 
@@ -59,6 +106,9 @@ impl Core {
         &self.data_dir
     }
 }
+
+/// The client core's X25519 sealing key in the data dir.
+pub const SEAL_KEY_FILE: &str = "seal.key";
 
 /// Now, in unix milliseconds.
 pub fn now_ms() -> i64 {

@@ -58,8 +58,8 @@ impl Core {
         // Each transition also locks its channel and re-reads it, so a status changes once
         // (the next core finds the new status and has nothing left to do).
         let run = || -> Result<Vec<(String, ServiceStatus)>> {
+            let mut changed = self.release_unclaimed(now)?;
             let timed = self.db.read(channels::agent_with_timers)?;
-            let mut changed = Vec::new();
             for ch in timed {
                 let after = self.db.write(|tx| apply_billing(tx, &ch.id, now))?;
                 if after != ch.status {

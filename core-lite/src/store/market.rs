@@ -145,6 +145,8 @@ pub struct MarketOffering {
     pub hash: String,
     pub market_url: String,
     pub terms: OfferingTerms,
+    /// The agent's TLS key the signed offering pins (`agentTlsSpkiSha256`).
+    pub pin: Option<String>,
 }
 
 /// Stores a fetched offering (a known one gets the new URL and fetch time).
@@ -169,33 +171,36 @@ pub fn upsert_offering(
 
 /// The fetched offerings, in the order they were fetched.
 pub fn offerings(tx: &Tx<'_>) -> Result<Vec<MarketOffering>, StoreError> {
-    let rows: Vec<(String, String, String)> = tx.rows(
-        "SELECT hash, market_url, terms FROM market_offerings ORDER BY fetched_at_ms, hash",
+    type Row = (String, String, String, String);
+    let rows: Vec<Row> = tx.rows(
+        "SELECT hash, market_url, terms, signed FROM market_offerings ORDER BY fetched_at_ms, hash",
         args![],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
     rows.into_iter()
-        .map(|(hash, market_url, terms)| {
+        .map(|(hash, market_url, terms, pin)| {
             Ok(MarketOffering {
                 hash,
                 market_url,
                 terms: from_json("market_offerings.terms", &terms)?,
+                pin: pin_of(&pin),
             })
         })
         .collect()
 }
 
 pub fn offering(tx: &Tx<'_>, hash: &str) -> Result<Option<MarketOffering>, StoreError> {
-    let row: Option<(String, String)> = tx.opt_row(
-        "SELECT market_url, terms FROM market_offerings WHERE hash = ?1",
+    let row: Option<(String, String, String)> = tx.opt_row(
+        "SELECT market_url, terms, signed FROM market_offerings WHERE hash = ?1",
         args![hash],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    row.map(|(market_url, terms)| {
+    row.map(|(market_url, terms, pin)| {
         Ok(MarketOffering {
             hash: hash.to_string(),
             market_url,
             terms: from_json("market_offerings.terms", &terms)?,
+            pin: pin_of(&pin),
         })
     })
     .transpose()
@@ -257,14 +262,28 @@ pub struct ClientMarketChannel {
     pub paid: u64,
     pub status: ServiceStatus,
     pub paused: bool,
+    /// The agent's TLS key its signed offering pins (`agentTlsSpkiSha256`).
+    pub pin: Option<String>,
 }
 
 /// The client's market channels that are not terminated.
 pub fn client_channels(tx: &Tx<'_>) -> Result<Vec<ClientMarketChannel>, StoreError> {
-    type Row = (String, String, String, String, i64, i64, i64, String, bool);
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        i64,
+        i64,
+        i64,
+        String,
+        bool,
+        String,
+    );
     let rows: Vec<Row> = tx.rows(
         "SELECT ch.id, ch.remote_channel_id, ch.market_url, m.terms, ch.deposit, ch.bytes_total,
-                ch.amount_paid, ch.status, ch.payments_paused
+                ch.amount_paid, ch.status, ch.payments_paused,
+                m.signed
          FROM channels ch JOIN market_offerings m ON m.hash = ch.market_offering
          WHERE ch.side = 'client' AND ch.status != 'terminated'",
         args![],
@@ -279,12 +298,13 @@ pub fn client_channels(tx: &Tx<'_>) -> Result<Vec<ClientMarketChannel>, StoreErr
                 r.get(6)?,
                 r.get(7)?,
                 r.get(8)?,
+                r.get(9)?,
             ))
         },
     )?;
     rows.into_iter()
         .map(
-            |(local_id, remote_id, market_url, terms, dep, bytes, paid, st, paused)| {
+            |(local_id, remote_id, market_url, terms, dep, bytes, paid, st, paused, pin)| {
                 Ok(ClientMarketChannel {
                     local_id,
                     remote_id,
@@ -295,6 +315,7 @@ pub fn client_channels(tx: &Tx<'_>) -> Result<Vec<ClientMarketChannel>, StoreErr
                     paid: from_sql_u64(paid),
                     status: status("channels.status", &st)?,
                     paused,
+                    pin: pin_of(&pin),
                 })
             },
         )
@@ -337,4 +358,14 @@ pub fn set_client_paid(
         ],
     )?;
     Ok(())
+}
+
+/// The agent's TLS key a stored signed offering pins (`offering.agentTlsSpkiSha256`), read
+/// in Rust: the same on SQLite and PostgreSQL.
+fn pin_of(signed: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(signed)
+        .ok()?
+        .pointer("/offering/agentTlsSpkiSha256")?
+        .as_str()
+        .map(str::to_string)
 }

@@ -149,6 +149,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX usage_buckets_start ON usage_buckets(start_ms);
     "#,
+    // 5: issue 13. The claim window of a channel accepted over the market: by this time it
+    // must have paid what its billing type requires (prepaid: the first interval;
+    // postpaid: been used), or it is closed and its supply returns. NULL once claimed.
+    r#"
+    ALTER TABLE channels ADD COLUMN claim_deadline_ms INTEGER;
+    CREATE INDEX channels_claim ON channels(claim_deadline_ms) WHERE claim_deadline_ms IS NOT NULL;
+    "#,
 ];
 
 /// Brings the database to the newest version (refusing one newer than this code).

@@ -34,6 +34,7 @@ mod stats;
 
 pub mod buyer;
 pub mod channels;
+pub mod claims;
 pub mod market;
 pub mod modules;
 pub mod offerings;

@@ -137,4 +137,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX usage_buckets_start ON usage_buckets(start_ms);
     "#,
+    // 5: issue 13: the claim window of a channel accepted over the market.
+    r#"
+    ALTER TABLE channels ADD COLUMN claim_deadline_ms BIGINT;
+    CREATE INDEX channels_claim ON channels(claim_deadline_ms) WHERE claim_deadline_ms IS NOT NULL;
+    "#,
 ];
