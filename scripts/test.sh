@@ -76,6 +76,11 @@ export E2E_REQUIRED=1
 step cargo test --workspace --locked --exclude e2e
 cargo test --workspace --locked --exclude e2e
 
+# The core-lite suite again, on PostgreSQL (a private cluster on a unix socket, removed
+# after), with the tests of several cores on one database and of a PostgreSQL restart.
+step scripts/pg-test.sh cargo test -p core-lite --locked
+scripts/pg-test.sh cargo test -p core-lite --locked
+
 # The OpenAPI document against a running core: schemathesis, every check, 0 failures.
 step scripts/api-fuzz.sh
 scripts/api-fuzz.sh
@@ -87,8 +92,10 @@ scripts/api-fuzz.sh
 step scripts/package-test.sh
 scripts/package-test.sh
 
-# Namespace tests are heavy (OpenVPN processes, TLS handshakes): limit parallelism.
-step cargo test -p e2e --locked -- --test-threads="${E2E_TEST_THREADS:-2}"
-cargo test -p e2e --locked -- --test-threads="${E2E_TEST_THREADS:-2}"
+# Namespace tests are heavy (OpenVPN processes, TLS handshakes): limit parallelism. Under
+# scripts/pg-test.sh: multi_core_pg_e2e runs two cores on that PostgreSQL (the other tests
+# use SQLite in their data dirs, as before).
+step scripts/pg-test.sh cargo test -p e2e --locked -- --test-threads="${E2E_TEST_THREADS:-2}"
+scripts/pg-test.sh cargo test -p e2e --locked -- --test-threads="${E2E_TEST_THREADS:-2}"
 
 step all tests passed

@@ -122,7 +122,8 @@ pub struct CoreArgs {
     /// lockdown_allow, nft).
     #[arg(long, env = "ADAPTER_CLIENT_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Base URL of the client's core-lite [default: http://127.0.0.1:7701].
+    /// Base URL of the client's core-lite [default: http://127.0.0.1:7701]; several cores
+    /// separated by commas are tried in order (the one that answered last first).
     #[arg(long, env = "ADAPTER_CLIENT_CORE_URL")]
     pub core_url: Option<String>,
     /// Client token for the core (prefer --token-file: command lines are visible to others).

@@ -25,7 +25,11 @@ pub struct CommonArgs {
     /// win over the file.
     #[arg(long, env = "ADAPTER_SERVER_CONFIG", global = true)]
     pub config: Option<PathBuf>,
-    /// Base URL of the core's Service API [default: http://127.0.0.1:7700].
+    /// Base URL of the core's Service API [default: http://127.0.0.1:7700]. Several cores of
+    /// one agent (core-lite serve on one PostgreSQL database): their URLs separated by
+    /// commas; calls go to the one that answered last and fail over to the next in order
+    /// when it is unreachable or answers 503/500 (reports are buffered only when none
+    /// answers).
     #[arg(long, env = "ADAPTER_SERVER_CORE_URL", global = true)]
     pub core_url: Option<String>,
     /// File holding the product token (one line, mode 0600).

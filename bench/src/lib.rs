@@ -312,10 +312,19 @@ pub fn vpn_module_dir() -> PathBuf {
 /// for, using core-lite's own operations in this process (fast); the server is started
 /// afterwards as a separate process ([`CoreProc`]).
 pub fn prepare_core(data_dir: &Path, offerings: &[OfferingSpec]) -> Result<Prepared> {
+    prepare_core_on(data_dir, None, offerings)
+}
+
+/// [`prepare_core`] with the database of `--database` (`None`: SQLite in the data dir).
+pub fn prepare_core_on(
+    data_dir: &Path,
+    database: Option<&str>,
+    offerings: &[OfferingSpec],
+) -> Result<Prepared> {
     use core_lite::service::Core;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    let core = Core::open(data_dir).context("opening the core data dir")?;
+    let core = Core::open_with(data_dir, database).context("opening the core data dir")?;
     core.ensure_admin_token()?;
     core.register_module(&vpn_module_dir())
         .context("registering templates/vpn")?;
@@ -363,6 +372,18 @@ pub struct CoreProc {
 
 impl CoreProc {
     pub fn start(bin: &Path, data_dir: &Path, cpu: Option<usize>, log: &Path) -> Result<CoreProc> {
+        Self::start_on(bin, data_dir, None, cpu, log)
+    }
+
+    /// [`CoreProc::start`] with `--database` (several may share one PostgreSQL database and
+    /// one data dir: the same agent key).
+    pub fn start_on(
+        bin: &Path,
+        data_dir: &Path,
+        database: Option<&str>,
+        cpu: Option<usize>,
+        log: &Path,
+    ) -> Result<CoreProc> {
         let port = free_port()?;
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let logf = std::fs::File::create(log).with_context(|| format!("{}", log.display()))?;
@@ -374,9 +395,11 @@ impl CoreProc {
             }
             None => Command::new(bin),
         };
-        cmd.arg("--data-dir")
-            .arg(data_dir)
-            .args(["serve", "--listen", &addr.to_string()])
+        cmd.arg("--data-dir").arg(data_dir);
+        if let Some(db) = database {
+            cmd.args(["--database", db]);
+        }
+        cmd.args(["serve", "--listen", &addr.to_string()])
             .stdin(Stdio::null())
             .stdout(logf.try_clone()?)
             .stderr(logf);

@@ -50,6 +50,16 @@ pub struct Cli {
     /// win over it; a file with problems stops every command but `check-config`.
     #[arg(long, env = "CORE_LITE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+
+    /// The database: a PostgreSQL URL (`postgres://user@host/db`, or on a unix socket
+    /// `postgres:///db?host=/run/postgresql&user=core`), shared by several `core-lite serve`
+    /// on different hosts; the schema is created and migrated at start. Without it, SQLite
+    /// in the data dir (core.db). The data dir still holds agent.key (copy the same key to
+    /// every core of one agent) and the token files. No TLS: use a unix socket, loopback or
+    /// a trusted network.
+    #[arg(long, env = "CORE_LITE_DATABASE", global = true, value_name = "URL")]
+    pub database: Option<String>,
+
     /// PEM file of the certificate authorities trusted for an agent's market reached over
     /// https:// whose offerings pin no TLS key (default: the system's roots). Offerings of an
     /// agent with a self-signed certificate carry its key's fingerprint
@@ -255,8 +265,14 @@ fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn open(data_dir: &Path) -> anyhow::Result<Core> {
-    Core::open(data_dir).with_context(|| format!("opening data dir {}", data_dir.display()))
+pub(crate) fn open(data_dir: &Path, database: Option<&str>) -> anyhow::Result<Core> {
+    Core::open_with(data_dir, database).with_context(|| match database {
+        None => format!("opening data dir {}", data_dir.display()),
+        Some(_) => format!(
+            "opening data dir {} with the database of --database",
+            data_dir.display()
+        ),
+    })
 }
 
 /// Runs one command line; the exit code (check-config's 1 when the file has problems).
@@ -268,15 +284,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 async fn run_command(cli: Cli) -> anyhow::Result<()> {
+    let db = cli.database.as_deref();
     match cli.command {
         Command::CheckConfig { .. } => Ok(()),
-        Command::Serve(args) => serve::serve(&cli.data_dir, cli.ca_file.as_deref(), args).await,
-        Command::Module(cmd) => module(&open(&cli.data_dir)?, cmd),
-        Command::Product(cmd) => product(&open(&cli.data_dir)?, cmd),
-        Command::Offering(cmd) => offering(&open(&cli.data_dir)?, cli.ca_file, cmd).await,
-        Command::Channel(cmd) => channel(&open(&cli.data_dir)?, cmd),
-        Command::Access(cmd) => access(&open(&cli.data_dir)?, cmd),
-        Command::Token(TokenCmd::Create { role, out }) => token(&cli.data_dir, &role, out),
+        Command::Serve(args) => serve::serve(&cli.data_dir, db, cli.ca_file.as_deref(), args).await,
+        Command::Module(cmd) => module(&open(&cli.data_dir, db)?, cmd),
+        Command::Product(cmd) => product(&open(&cli.data_dir, db)?, cmd),
+        Command::Offering(cmd) => offering(&open(&cli.data_dir, db)?, cli.ca_file, cmd).await,
+        Command::Channel(cmd) => channel(&open(&cli.data_dir, db)?, cmd),
+        Command::Access(cmd) => access(&open(&cli.data_dir, db)?, cmd),
+        Command::Token(TokenCmd::Create { role, out }) => token(&cli.data_dir, db, &role, out),
     }
 }
 
@@ -457,11 +474,16 @@ fn access(core: &Core, cmd: AccessCmd) -> anyhow::Result<()> {
     }
 }
 
-fn token(data_dir: &Path, role: &str, out: Option<PathBuf>) -> anyhow::Result<()> {
+fn token(
+    data_dir: &Path,
+    db: Option<&str>,
+    role: &str,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
     if role != "client" {
         bail!("--role: only `client` tokens are created here (product tokens come with `product create`)");
     }
-    let core = open(data_dir)?;
+    let core = open(data_dir, db)?;
     let t = core.create_client_token()?;
     if let Some(path) = out {
         write_private_file(&path, format!("{}\n", t.expose()).as_bytes())?;

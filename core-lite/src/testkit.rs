@@ -33,6 +33,9 @@ pub struct TestCore {
     pub url: String,
     pub admin_token: Secret,
     pub data_dir: PathBuf,
+    /// The PostgreSQL database of this core (`CORE_LITE_TEST_DATABASE` set), else `None`
+    /// (SQLite in the data dir).
+    pub database: Option<String>,
     core: Arc<Core>,
     server: Option<RunningServer>,
     limits: ServerLimits,
@@ -47,6 +50,24 @@ pub struct TestOptions {
     /// Where to make the temporary data dir (default: the system's temporary directory),
     /// e.g. on a small filesystem.
     pub parent_dir: Option<PathBuf>,
+    /// The core's database.
+    pub database: TestDb,
+    /// Copy this `agent.key` into the new data dir (another core of the same agent: tokens
+    /// and passwords are hashed with the agent's key, so every core needs the same one).
+    pub agent_key_from: Option<PathBuf>,
+}
+
+/// Which database a test core uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum TestDb {
+    /// `CORE_LITE_TEST_DATABASE` set (as `scripts/pg-test.sh` does): a fresh PostgreSQL
+    /// database on that server; unset: SQLite in the data dir.
+    #[default]
+    FromEnv,
+    /// SQLite in the data dir whatever the environment (tests of the SQLite file itself).
+    Sqlite,
+    /// This PostgreSQL database (several cores sharing one database).
+    Postgres(String),
 }
 
 /// The signed access messages exported by the test cores of this process, by client key.
@@ -107,7 +128,22 @@ impl TestCore {
         }
         .context("tempdir")?;
         let data_dir = dir.path().join("data");
-        let core = Arc::new(Core::open(&data_dir)?);
+        let database = match &opts.database {
+            TestDb::FromEnv => match std::env::var("CORE_LITE_TEST_DATABASE") {
+                Ok(url) if !url.is_empty() => Some(fresh_database(&url).await?),
+                _ => None,
+            },
+            TestDb::Sqlite => None,
+            TestDb::Postgres(url) => Some(url.clone()),
+        };
+        if let Some(key) = &opts.agent_key_from {
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            std::fs::DirBuilder::new().mode(0o700).create(&data_dir)?;
+            let to = data_dir.join("agent.key");
+            std::fs::copy(key, &to).with_context(|| format!("copying {}", key.display()))?;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))?;
+        }
+        let core = Arc::new(Core::open_with(&data_dir, database.as_deref())?);
         let admin_token = core.ensure_admin_token()?;
         let server =
             crate::server::start(core.clone(), "127.0.0.1:0".parse()?, TEST_TICK, opts.limits)
@@ -116,6 +152,7 @@ impl TestCore {
             url: format!("http://{}", server.addr),
             admin_token,
             data_dir,
+            database,
             core,
             server: Some(server),
             limits: opts.limits,
@@ -167,7 +204,8 @@ impl TestCore {
             .trim_start_matches("http://")
             .parse()
             .context("test core url")?;
-        self.core = Arc::new(Core::open(&self.data_dir)?);
+        // The old core's pool must go before the new one opens (SQLite: one writer).
+        self.core = Arc::new(Core::open_with(&self.data_dir, self.database.as_deref())?);
         let mut last = None;
         for _ in 0..50 {
             match crate::server::start(self.core.clone(), addr, TEST_TICK, self.limits).await {
@@ -264,4 +302,35 @@ impl Drop for TestCore {
             let _ = s.stopper().send(true);
         }
     }
+}
+
+/// A new, empty PostgreSQL database on the server of `url` (which names a database, e.g.
+/// `postgres:///postgres?host=/tmp/pg&user=postgres`, as `scripts/pg-test.sh` exports it);
+/// returns the URL of the new one. Every test core gets its own database.
+pub async fn fresh_database(url: &str) -> anyhow::Result<String> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connecting to CORE_LITE_TEST_DATABASE {url}"))?;
+    let driver = tokio::spawn(conn);
+    let name = format!("core_lite_test_{}", uuid::Uuid::new_v4().simple());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .with_context(|| format!("creating database {name}"))?;
+    drop(client);
+    let _ = driver.await;
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = head.find("://").map_or(0, |i| i + 3);
+    let (base, _) = head[scheme_end..]
+        .rsplit_once('/')
+        .context("CORE_LITE_TEST_DATABASE must name a database (postgres://…/DB)")?;
+    let mut out = format!("{}{base}/{name}", &head[..scheme_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    Ok(out)
 }

@@ -198,11 +198,15 @@ async fn get_access_serves_only_a_stored_message_that_checks_out() -> anyhow::Re
 
     // The stored message is changed behind the core's back: GetAccess no longer serves it.
     client.core().db.write(|tx| {
-        tx.raw().execute(
-            "UPDATE channels SET access_message =
-                 json_set(access_message, '$.access.serviceEndpointAddress', '203.0.113.66:1194')
-             WHERE client_key = ?1",
-            [&key.0],
+        let stored = tx.test_query_text(
+            "SELECT access_message FROM channels WHERE client_key = ?1",
+            &[&key.0],
+        )?;
+        let mut v: serde_json::Value = serde_json::from_str(&stored).expect("json");
+        v["access"]["serviceEndpointAddress"] = serde_json::json!("203.0.113.66:1194");
+        tx.test_exec(
+            "UPDATE channels SET access_message = ?1 WHERE client_key = ?2",
+            &[&v.to_string(), &key.0],
         )?;
         Ok::<_, core_lite::store::StoreError>(())
     })?;
@@ -211,10 +215,14 @@ async fn get_access_serves_only_a_stored_message_that_checks_out() -> anyhow::Re
     assert!(e.to_string().contains("does not check out"), "{e}");
     // A bare message stored by an older version is not served either.
     client.core().db.write(|tx| {
-        tx.raw().execute(
-            "UPDATE channels SET access_message = json_extract(access_message, '$.access')
-             WHERE client_key = ?1",
-            [&key.0],
+        let stored = tx.test_query_text(
+            "SELECT access_message FROM channels WHERE client_key = ?1",
+            &[&key.0],
+        )?;
+        let v: serde_json::Value = serde_json::from_str(&stored).expect("json");
+        tx.test_exec(
+            "UPDATE channels SET access_message = ?1 WHERE client_key = ?2",
+            &[&v["access"].to_string(), &key.0],
         )?;
         Ok::<_, core_lite::store::StoreError>(())
     })?;

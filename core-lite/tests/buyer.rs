@@ -230,11 +230,10 @@ async fn an_offering_that_does_not_verify_is_rejected_not_stored() -> anyhow::Re
     let p = pair(|_| {}).await?;
     // The agent's stored offering is altered after signing.
     p.agent.core().db.write(|tx| {
-        let tx = tx.raw();
-        let signed: String = tx.query_row("SELECT signed FROM offerings", [], |r| r.get(0))?;
+        let signed = tx.test_query_text("SELECT signed FROM offerings", &[])?;
         let mut v: serde_json::Value = serde_json::from_str(&signed).expect("json");
         v["offering"]["unitPrice"] = serde_json::json!(0.00001);
-        tx.execute("UPDATE offerings SET signed = ?1", [v.to_string()])?;
+        tx.test_exec("UPDATE offerings SET signed = ?1", &[&v.to_string()])?;
         Ok::<_, core_lite::store::StoreError>(())
     })?;
     let r = p

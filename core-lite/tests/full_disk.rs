@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use core_lite::testkit::{vpn_offering_input, TestCore, TestOptions};
+use core_lite::testkit::{vpn_offering_input, TestCore, TestDb, TestOptions};
 use service_api::{
     ApiError, Client, ErrorCode, StartSessionRequest, StopSessionRequest, UpdateSessionRequest,
 };
@@ -114,6 +114,8 @@ async fn a_full_disk_answers_503_and_health_reports_it_until_space_is_back() -> 
     let fs = Tmpfs::mount("4m")?;
     let mut core = TestCore::start_with(TestOptions {
         parent_dir: Some(fs.path().to_path_buf()),
+        // The SQLite file on the full filesystem (also in the PostgreSQL pass).
+        database: TestDb::Sqlite,
         ..TestOptions::default()
     })
     .await?;

@@ -109,11 +109,10 @@ async fn tampered_offering_and_unknown_template_are_rejected() -> anyhow::Result
     let p = pair(|_| {}).await?;
     // The agent's stored offering is altered after signing (unitPrice lowered).
     p.agent.core().db.write(|tx| {
-        let tx = tx.raw();
-        let signed: String = tx.query_row("SELECT signed FROM offerings", [], |r| r.get(0))?;
+        let signed = tx.test_query_text("SELECT signed FROM offerings", &[])?;
         let mut v: serde_json::Value = serde_json::from_str(&signed).expect("json");
         v["offering"]["unitPrice"] = serde_json::json!(0.00001);
-        tx.execute("UPDATE offerings SET signed = ?1", [v.to_string()])?;
+        tx.test_exec("UPDATE offerings SET signed = ?1", &[&v.to_string()])?;
         Ok::<_, core_lite::store::StoreError>(())
     })?;
     let report = market::fetch_offerings(p.client.core(), &p.mc, &p.market_url).await?;

@@ -4,6 +4,8 @@
 //! type is reported by field path and kind only ([`crate::body`]).
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -12,24 +14,36 @@ use crate::body;
 use crate::*;
 
 /// Typed client of the Service API.
+///
+/// It may know several cores of one agent (a comma-separated list of base URLs, several
+/// `core-lite serve` on one PostgreSQL database): a call goes to the core that answered
+/// last, and when that one cannot be reached, times out or answers 503/500
+/// ([`ApiError::is_transport`]), to the next ones in the list's order, wrapping around; the
+/// first that answers becomes the one calls go to. Every Service API write is idempotent
+/// (cumulative counters, connection ids), so a call repeated on another core after a
+/// timeout counts once. When none answers, the last error is returned (what the adapters
+/// buffer and retry).
 #[derive(Clone)]
 pub struct Client {
-    base: String,
+    bases: Arc<Vec<String>>,
+    /// Index in `bases` of the core that answered last.
+    current: Arc<AtomicUsize>,
     token: Secret,
     http: reqwest::Client,
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client").field("base", &self.base).finish()
+        f.debug_struct("Client")
+            .field("bases", &self.bases)
+            .finish()
     }
 }
 
-impl Client {
-    /// `base` like `http://127.0.0.1:7700` or `https://core.example:7700` (verified against
-    /// the system's roots, or [`crate::tls::set_default_ca_file`]'s); `timeout` bounds each
-    /// whole call.
-    pub fn new(base: &str, token: Secret, timeout: Duration) -> Result<Self, ApiError> {
+/// The base URLs of a comma-separated list (`http://a:7700,http://b:7700`).
+fn parse_bases(list: &str) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    for base in list.split(',').map(str::trim).filter(|b| !b.is_empty()) {
         let base = base.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ApiError::BadUrl {
@@ -37,8 +51,25 @@ impl Client {
                 reason: "must start with http:// or https://".into(),
             });
         }
+        out.push(base);
+    }
+    if out.is_empty() {
+        return Err(ApiError::BadUrl {
+            url: list.to_string(),
+            reason: "no core URL".into(),
+        });
+    }
+    Ok(out)
+}
+
+impl Client {
+    /// `base` like `http://127.0.0.1:7700`, or several cores of one agent separated by
+    /// commas (tried in order, see [`Client`]); `timeout` bounds each call to one core.
+    pub fn new(base: &str, token: Secret, timeout: Duration) -> Result<Self, ApiError> {
+        let bases = parse_bases(base)?;
+        let base = bases.join(",");
         // https: the system's roots, or the CA file of the process (`--ca-file`).
-        let builder = if base.starts_with("https://") {
+        let builder = if bases.iter().any(|b| b.starts_with("https://")) {
             crate::tls::http_builder(&crate::tls::Trust::Roots {
                 ca_file: crate::tls::default_ca_file(),
             })
@@ -61,11 +92,51 @@ impl Client {
                 url: base.clone(),
                 source: e,
             })?;
-        Ok(Self { base, token, http })
+        Ok(Self {
+            bases: Arc::new(bases),
+            current: Arc::new(AtomicUsize::new(0)),
+            token,
+            http,
+        })
     }
 
+    /// The base URL of the core calls go to now (the one that answered last).
     pub fn base_url(&self) -> &str {
-        &self.base
+        let i = self.current.load(Ordering::Relaxed) % self.bases.len();
+        &self.bases[i]
+    }
+
+    /// Every core this client knows, in order.
+    pub fn base_urls(&self) -> &[String] {
+        &self.bases
+    }
+
+    /// Runs `call` on the current core, then on the next ones while they cannot be reached
+    /// (see [`Client`]).
+    async fn failover<T, F, Fut>(&self, call: F) -> Result<T, ApiError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
+    {
+        let n = self.bases.len();
+        let first = self.current.load(Ordering::Relaxed) % n;
+        let mut last = None;
+        for k in 0..n {
+            let i = (first + k) % n;
+            match call(self.bases[i].clone()).await {
+                Err(e) if e.is_transport() => last = Some(e),
+                other => {
+                    if k > 0 && other.is_ok() {
+                        self.current.store(i, Ordering::Relaxed);
+                    }
+                    return other;
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ApiError::BadUrl {
+            url: String::new(),
+            reason: "no core URL".into(),
+        }))
     }
 
     async fn post<Req: Serialize, Resp: for<'de> Deserialize<'de>>(
@@ -73,19 +144,22 @@ impl Client {
         path: &str,
         req: &Req,
     ) -> Result<Resp, ApiError> {
-        let url = format!("{}{}", self.base, path);
-        let resp = self
-            .http
-            .post(&url)
-            .bearer_auth(self.token.expose())
-            .json(req)
-            .send()
-            .await
-            .map_err(|e| ApiError::Transport {
-                url: url.clone(),
-                source: e,
-            })?;
-        Self::decode(url, resp).await
+        self.failover(|base| async move {
+            let url = format!("{base}{path}");
+            let resp = self
+                .http
+                .post(&url)
+                .bearer_auth(self.token.expose())
+                .json(req)
+                .send()
+                .await
+                .map_err(|e| ApiError::Transport {
+                    url: url.clone(),
+                    source: e,
+                })?;
+            Self::decode(url, resp).await
+        })
+        .await
     }
 
     async fn decode<Resp: for<'de> Deserialize<'de>>(
@@ -152,7 +226,7 @@ impl Client {
     /// A copy of this client whose calls may take `timeout` (a WatchStatus long-poll waits
     /// longer than a usage report may).
     pub fn with_timeout(&self, timeout: Duration) -> Result<Self, ApiError> {
-        Self::new(&self.base, self.token.clone(), timeout)
+        Self::new(&self.bases.join(","), self.token.clone(), timeout)
     }
     /// The status changes of the caller's channels after `req.cursor` (long-poll).
     pub async fn watch_status(
@@ -203,22 +277,20 @@ impl Client {
     }
     /// Admin token only.
     pub async fn channel_info(&self, id_or_client_key: &str) -> Result<ChannelInfo, ApiError> {
-        let url = format!(
-            "{}{}/{}",
-            self.base,
-            paths::ADMIN_CHANNELS,
-            id_or_client_key
-        );
-        let resp = self
-            .http
-            .get(&url)
-            .bearer_auth(self.token.expose())
-            .send()
-            .await
-            .map_err(|e| ApiError::Transport {
-                url: url.clone(),
-                source: e,
-            })?;
-        Self::decode(url, resp).await
+        self.failover(|base| async move {
+            let url = format!("{base}{}/{}", paths::ADMIN_CHANNELS, id_or_client_key);
+            let resp = self
+                .http
+                .get(&url)
+                .bearer_auth(self.token.expose())
+                .send()
+                .await
+                .map_err(|e| ApiError::Transport {
+                    url: url.clone(),
+                    source: e,
+                })?;
+            Self::decode(url, resp).await
+        })
+        .await
     }
 }

@@ -107,10 +107,11 @@ impl ServeArgs {
 
 pub(super) async fn serve(
     data_dir: &Path,
+    database: Option<&str>,
     ca_file: Option<&Path>,
     args: ServeArgs,
 ) -> anyhow::Result<()> {
-    let core = Arc::new(open(data_dir)?);
+    let core = Arc::new(open(data_dir, database)?);
     core.usage_series
         .set_width(Duration::from_secs(args.usage_bucket_secs.max(1)));
     let market = matches!(args.role, Role::Agent | Role::Both);
@@ -145,6 +146,7 @@ pub(super) async fn serve(
         tls = api_tls.is_some(),
         max_connections = limits.max_connections,
         data_dir = %data_dir.display(),
+        database = %core.db.describe(),
         admin_token = %core.admin_token_path().display(),
         "core-lite serving"
     );

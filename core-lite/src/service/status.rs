@@ -76,14 +76,20 @@ impl Core {
     /// [`billing`] for when each counts and fires), and finishing suspending / terminating
     /// channels without a session. Returns the channels whose status changed.
     pub fn tick(&self, now: i64) -> Result<Vec<(String, ServiceStatus)>> {
-        let mut changed = self.release_unclaimed(now)?;
-        let timed = self.db.read(channels::agent_with_timers)?;
-        for ch in timed {
-            let after = self.db.write(|tx| apply_billing(tx, &ch.id, now))?;
-            if after != ch.status {
-                changed.push((ch.id, after));
+        // Several cores on one PostgreSQL database run the timers in turn, never at once.
+        // Each transition also locks its channel and re-reads it, so a status changes once
+        // (the next core finds the new status and has nothing left to do).
+        let run = || -> Result<Vec<(String, ServiceStatus)>> {
+            let mut changed = self.release_unclaimed(now)?;
+            let timed = self.db.read(channels::agent_with_timers)?;
+            for ch in timed {
+                let after = self.db.write(|tx| apply_billing(tx, &ch.id, now))?;
+                if after != ch.status {
+                    changed.push((ch.id, after));
+                }
             }
-        }
-        Ok(changed)
+            Ok(changed)
+        };
+        self.db.serialized("core-lite billing timers", run)?
     }
 }

@@ -3,7 +3,7 @@
 //! and, for a channel accepted over the market, the fetched offering's terms.
 
 use super::codec::{from_json, from_sql_u64, status};
-use super::db::Tx;
+use super::db::{args, Tx};
 use super::error::StoreError;
 use crate::offering::OfferingTerms;
 use service_api::ServiceStatus;
@@ -50,7 +50,7 @@ pub fn channels(tx: &Tx<'_>) -> Result<Vec<BuyerChannel>, StoreError> {
          FROM channels ch LEFT JOIN market_offerings m ON m.hash = ch.market_offering
          WHERE ch.side = 'client'
          ORDER BY ch.created_at_ms, ch.id",
-        [],
+        args![],
         |r| {
             Ok((
                 r.get(0)?,

@@ -4,12 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::params;
 use service_api::market::SignedAccess;
 use service_api::ServiceStatus;
 
 use super::codec::{from_json, from_sql_u64, status, to_json, to_sql_u64};
-use super::db::Tx;
+use super::db::{args, Tx};
 use super::error::StoreError;
 use crate::billing::BillingTerms;
 
@@ -91,7 +90,12 @@ pub fn agent(
         AgentKey::Id(id) => ("ch.id = ?1", id),
         AgentKey::ClientKey(k) => ("ch.client_key = ?1", k),
     };
-    let row = tx.opt_row(&format!("{SELECT}{cond}"), [arg], |r| {
+    // In a write, the channel row is locked first: what is read below is then the latest.
+    tx.lock(
+        &format!("SELECT ch.id FROM channels ch WHERE ch.side = 'agent' AND {cond}"),
+        args![arg],
+    )?;
+    let row = tx.opt_row(&format!("{SELECT}{cond}"), args![arg], |r| {
         let u = |i| r.get::<_, i64>(i).map(from_sql_u64);
         let by_cheque: bool = r.get(17)?;
         let paid = u(18)?;
@@ -151,7 +155,7 @@ pub fn insert_agent(tx: &Tx<'_>, c: &NewAgentChannel<'_>) -> Result<(), StoreErr
     tx.exec(
         "INSERT INTO channels (id, side, offering_hash, client_key, password_hash, deposit, status, status_since_ms, created_at_ms)
          VALUES (?1, 'agent', ?2, ?3, ?4, ?5, 'pending', ?6, ?6)",
-        params![
+        args![
             c.id,
             c.offering_hash,
             c.client_key,
@@ -167,7 +171,7 @@ pub fn insert_agent(tx: &Tx<'_>, c: &NewAgentChannel<'_>) -> Result<(), StoreErr
 pub fn count_not_terminated(tx: &Tx<'_>, offering_hash: &str) -> Result<u64, StoreError> {
     let n: i64 = tx.row(
         "SELECT count(*) FROM channels WHERE offering_hash = ?1 AND status NOT IN ('terminated')",
-        [offering_hash],
+        args![offering_hash],
         |r| r.get(0),
     )?;
     Ok(from_sql_u64(n))
@@ -182,7 +186,7 @@ pub fn set_status(
 ) -> Result<(), StoreError> {
     tx.exec(
         "UPDATE channels SET status = ?1, status_since_ms = ?2 WHERE id = ?3",
-        params![status.as_str(), now, channel_id],
+        args![status.as_str(), now, channel_id],
     )?;
     Ok(())
 }
@@ -191,7 +195,7 @@ pub fn set_status(
 pub fn add_bytes(tx: &Tx<'_>, channel_id: &str, delta: u64) -> Result<(), StoreError> {
     tx.exec(
         "UPDATE channels SET bytes_total = bytes_total + ?1 WHERE id = ?2",
-        params![to_sql_u64(delta), channel_id],
+        args![to_sql_u64(delta), channel_id],
     )?;
     Ok(())
 }
@@ -213,7 +217,7 @@ pub fn by_id_or_key(tx: &Tx<'_>, id_or_key: &str) -> Result<Option<ChannelRow>, 
     let row: Option<(String, String, Option<String>, String, i64, i64)> = tx.opt_row(
         "SELECT id, client_key, offering_hash, status, deposit, bytes_total FROM channels
          WHERE id = ?1 OR client_key = ?1 ORDER BY side = 'agent' DESC LIMIT 1",
-        [id_or_key],
+        args![id_or_key],
         |r| {
             Ok((
                 r.get(0)?,
@@ -242,7 +246,7 @@ pub fn by_id_or_key(tx: &Tx<'_>, id_or_key: &str) -> Result<Option<ChannelRow>, 
 pub fn ids(tx: &Tx<'_>) -> Result<Vec<String>, StoreError> {
     tx.rows(
         "SELECT id FROM channels ORDER BY created_at_ms, id",
-        [],
+        args![],
         |r| r.get(0),
     )
 }
@@ -260,7 +264,7 @@ pub fn agent_with_timers(tx: &Tx<'_>) -> Result<Vec<ChannelStatusRow>, StoreErro
     let rows: Vec<(String, String)> = tx.rows(
         "SELECT id, status FROM channels WHERE side = 'agent'
          AND status IN ('activating', 'suspending', 'suspended', 'terminating')",
-        [],
+        args![],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     rows.into_iter()
@@ -290,7 +294,7 @@ pub fn access_source(tx: &Tx<'_>, id_or_key: &str) -> Result<Option<AccessSource
         "SELECT ch.id, ch.client_key, o.product_id, o.hash, o.additional_params
          FROM channels ch JOIN offerings o ON o.hash = ch.offering_hash
          WHERE ch.side = 'agent' AND (ch.id = ?1 OR ch.client_key = ?1)",
-        [id_or_key],
+        args![id_or_key],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )?;
     row.map(
@@ -342,7 +346,7 @@ pub struct ClientChannel {
 pub fn client_by_key(tx: &Tx<'_>, client_key: &str) -> Result<Option<ClientChannel>, StoreError> {
     let row: Option<(String, String, String)> = tx.opt_row(
         "SELECT id, status, access_message FROM channels WHERE side = 'client' AND client_key = ?1",
-        [client_key],
+        args![client_key],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     row.map(|(id, st, msg)| {
@@ -358,7 +362,7 @@ pub fn client_by_key(tx: &Tx<'_>, client_key: &str) -> Result<Option<ClientChann
 pub fn client_id_by_key(tx: &Tx<'_>, client_key: &str) -> Result<Option<String>, StoreError> {
     tx.opt_row(
         "SELECT id FROM channels WHERE side = 'client' AND client_key = ?1",
-        [client_key],
+        args![client_key],
         |r| r.get(0),
     )
 }
@@ -367,7 +371,7 @@ pub fn client_id_by_key(tx: &Tx<'_>, client_key: &str) -> Result<Option<String>,
 pub fn client_access(tx: &Tx<'_>, client_key: &str) -> Result<Option<StoredAccess>, StoreError> {
     let body: Option<String> = tx.opt_row(
         "SELECT access_message FROM channels WHERE side = 'client' AND client_key = ?1",
-        [client_key],
+        args![client_key],
         |r| r.get(0),
     )?;
     Ok(body.map(|b| StoredAccess::parse(&b)))
@@ -378,7 +382,7 @@ pub fn set_access(tx: &Tx<'_>, channel_id: &str, signed: &SignedAccess) -> Resul
     let body = to_json("channels.access_message", signed)?;
     tx.exec(
         "UPDATE channels SET access_message = ?1 WHERE id = ?2",
-        params![body, channel_id],
+        args![body, channel_id],
     )?;
     Ok(())
 }
@@ -394,7 +398,7 @@ pub fn insert_client(
     tx.exec(
         "INSERT INTO channels (id, side, client_key, access_message, status, status_since_ms, created_at_ms)
          VALUES (?1, 'client', ?2, ?3, 'activating', ?4, ?4)",
-        params![id, signed.access.username.0, body, now],
+        args![id, signed.access.username.0, body, now],
     )?;
     Ok(())
 }

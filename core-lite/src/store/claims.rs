@@ -1,14 +1,13 @@
 //! The claim window of agent channels accepted over the market (schema version 5).
 
-use rusqlite::params;
-
+use super::db::args;
 use super::{StoreError, Tx};
 
 /// Sets when a channel must have been claimed (paid or used, per its billing type).
 pub fn set_deadline(tx: &Tx<'_>, channel_id: &str, deadline_ms: i64) -> Result<(), StoreError> {
     tx.exec(
         "UPDATE channels SET claim_deadline_ms = ?1 WHERE id = ?2",
-        params![deadline_ms, channel_id],
+        args![deadline_ms, channel_id],
     )?;
     Ok(())
 }
@@ -17,7 +16,7 @@ pub fn set_deadline(tx: &Tx<'_>, channel_id: &str, deadline_ms: i64) -> Result<(
 pub fn clear(tx: &Tx<'_>, channel_id: &str) -> Result<(), StoreError> {
     tx.exec(
         "UPDATE channels SET claim_deadline_ms = NULL WHERE id = ?1",
-        [channel_id],
+        args![channel_id],
     )?;
     Ok(())
 }
@@ -29,7 +28,7 @@ pub fn due(tx: &Tx<'_>, now: i64) -> Result<Vec<(String, String)>, StoreError> {
         "SELECT ch.id, o.billing_type FROM channels ch JOIN offerings o ON o.hash = ch.offering_hash
          WHERE ch.side = 'agent' AND ch.claim_deadline_ms IS NOT NULL
            AND ch.claim_deadline_ms <= ?1 AND ch.status != 'terminated'",
-        [now],
+        args![now],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )
 }

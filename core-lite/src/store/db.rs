@@ -1,105 +1,46 @@
-//! The SQLite pool: WAL, foreign keys on, one writer connection and a few readers. Every
-//! write is a transaction committed with `synchronous=FULL`, so what a caller was told is
-//! durable; writers arriving together share one commit (group commit).
+//! The storage interface: [`Db`] is one database, SQLite ([`super::sqlite`], a file in the
+//! data dir, the default) or PostgreSQL ([`super::pg`], `--database postgres://…`). Store
+//! functions run on a [`Tx`] and see rows through [`Row`] and parameters through [`Arg`]:
+//! the same SQL (written with `?N` placeholders, in the dialect both engines accept) runs on
+//! either backend.
 //!
-//! A write that the storage cannot take (full disk, I/O error, read-only filesystem) fails
-//! with an error that [`StoreError::is_unavailable`] names, and the pool remembers the fault
-//! ([`Db::fault`]) until a write succeeds again; [`Db::check_writable`] tries a tiny write
-//! when a fault is remembered (what `/health` reports).
-//!
-//! Store functions run on a [`Tx`], the only piece of SQLite the layers above see.
+//! A write that the storage cannot take (full disk, I/O error, PostgreSQL unreachable) fails
+//! with an error that [`StoreError::is_unavailable`] names, and the database remembers the
+//! fault ([`Db::fault`]) until a write succeeds again; [`Db::check_writable`] tries a tiny
+//! write when a fault is remembered (what `/health` reports).
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Params, Row};
+use rusqlite::Connection;
 
-use super::error::{copy_failure, is_storage_fault, StoreError};
-use super::migrations::migrate;
+use super::error::StoreError;
+use super::pg::{PgDb, PgTx};
+use super::sqlite::LiteDb;
 use super::stats::{StoreStats, WriteFailure};
 
-/// What the store functions run on: the open transaction of [`Db::write`] or a reader
-/// connection of [`Db::read`]. Outside the store it is an opaque handle to pass on.
-pub struct Tx<'c> {
-    conn: &'c Connection,
-    /// The first storage fault a statement of this write hit.
-    fault: Option<&'c RefCell<Option<rusqlite::Error>>>,
+/// Where the core's database is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file (created when missing).
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL database (`postgres://user@host/db`, or a unix socket directory with
+    /// `?host=/run/postgresql`); it must exist, the schema is created in it.
+    Postgres(String),
 }
 
-impl Tx<'_> {
-    /// A statement's error; a storage fault is also noted for the pool.
-    fn failed(&self, e: rusqlite::Error) -> StoreError {
-        if let Some(cell) = self.fault {
-            if is_storage_fault(&e) && cell.borrow().is_none() {
-                *cell.borrow_mut() = copy_failure(&e);
-            }
+impl Location {
+    /// `postgres://…` / `postgresql://…` is PostgreSQL, anything else a SQLite file path.
+    pub fn parse(s: &str) -> Location {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Location::Postgres(s.to_string())
+        } else {
+            Location::Sqlite(s.into())
         }
-        StoreError::Sql(e)
-    }
-
-    /// One row (an error when there is none), through the prepared-statement cache: the hot
-    /// paths (AuthClient, UpdateSession) run the same few statements thousands of times.
-    pub(super) fn row<T, P: Params>(
-        &self,
-        sql: &str,
-        params: P,
-        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
-    ) -> Result<T, StoreError> {
-        self.conn
-            .prepare_cached(sql)
-            .and_then(|mut st| st.query_row(params, f))
-            .map_err(|e| self.failed(e))
-    }
-
-    /// At most one row (`SELECT ... LIMIT 1`), through the statement cache.
-    pub(super) fn opt_row<T, P: Params>(
-        &self,
-        sql: &str,
-        params: P,
-        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
-    ) -> Result<Option<T>, StoreError> {
-        self.conn
-            .prepare_cached(sql)
-            .and_then(|mut st| st.query_row(params, f).optional())
-            .map_err(|e| self.failed(e))
-    }
-
-    /// Every row (listings: prepared without the cache).
-    pub(super) fn rows<T, P: Params>(
-        &self,
-        sql: &str,
-        params: P,
-        f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
-    ) -> Result<Vec<T>, StoreError> {
-        let mut st = self.conn.prepare(sql).map_err(|e| self.failed(e))?;
-        let rows = st.query_map(params, f).map_err(|e| self.failed(e))?;
-        rows.collect::<rusqlite::Result<Vec<T>>>()
-            .map_err(|e| self.failed(e))
-    }
-
-    /// Runs one statement through the statement cache; returns the rows changed.
-    pub(super) fn exec<P: Params>(&self, sql: &str, params: P) -> Result<usize, StoreError> {
-        self.conn
-            .prepare_cached(sql)
-            .and_then(|mut st| st.execute(params))
-            .map_err(|e| self.failed(e))
-    }
-
-    /// The SQLite connection itself, for tests that tamper with stored data.
-    #[cfg(feature = "testkit")]
-    pub fn raw(&self) -> &Connection {
-        self.conn
     }
 }
-
-const READERS: usize = 4;
-
-/// How often [`Db::check_writable`] tries a write while a fault is remembered.
-const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A write the storage could not take, remembered until a write succeeds again.
 #[derive(Clone, Debug)]
@@ -107,7 +48,7 @@ pub struct WriteFault {
     /// When the first failing write of this fault happened (unix ms).
     pub since_ms: i64,
     /// The latest failure.
-    pub error: Arc<rusqlite::Error>,
+    pub error: String,
 }
 
 impl std::fmt::Display for WriteFault {
@@ -120,179 +61,125 @@ impl std::fmt::Display for WriteFault {
     }
 }
 
-fn unix_ms() -> i64 {
+pub(super) fn unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 
-/// A pool of one writer and a few reader connections to one SQLite file.
-pub struct Db {
-    path: PathBuf,
-    writer: Mutex<Writer>,
-    /// Writers waiting for the writer connection (group commit).
-    writers_waiting: AtomicUsize,
-    /// Signalled after every commit (or abandoned group).
-    committed: Condvar,
-    readers: Vec<Mutex<Connection>>,
-    next_reader: AtomicUsize,
-    /// The storage fault of the last failing write, until a write succeeds.
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the database inconsistent (transactions
+    // roll back).
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How often [`Db::check_writable`] tries a write while a fault is remembered.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a backend reports about itself: its remembered fault, commit times, failed writes.
+#[derive(Default)]
+pub(super) struct Health {
+    pub(super) stats: StoreStats,
     fault: Mutex<Option<WriteFault>>,
-    /// When [`Db::check_writable`] last tried a write.
     last_probe: Mutex<Option<Instant>>,
-    /// Commit times and failed writes, for the metrics.
-    stats: StoreStats,
+}
+
+impl Health {
+    /// A write failed because the storage could not take it.
+    pub(super) fn note_fault(&self, error: String) {
+        self.stats.failed(WriteFailure::StorageFault);
+        let mut fault = lock(&self.fault);
+        if fault.is_none() {
+            tracing::error!(%error, "storage fault: writes fail (answered 503 until one succeeds)");
+        }
+        let since_ms = fault.as_ref().map_or_else(unix_ms, |f| f.since_ms);
+        *fault = Some(WriteFault { since_ms, error });
+    }
+
+    /// A write succeeded.
+    pub(super) fn clear_fault(&self) {
+        if let Some(f) = lock(&self.fault).take() {
+            tracing::warn!(since_ms = f.since_ms, "storage writable again");
+        }
+    }
+
+    fn fault(&self) -> Option<WriteFault> {
+        lock(&self.fault).clone()
+    }
+}
+
+enum Backend {
+    Sqlite(LiteDb),
+    Postgres(PgDb),
+}
+
+/// The core's database: SQLite or PostgreSQL, the same schema and the same store functions.
+pub struct Db {
+    backend: Backend,
 }
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("path", &self.path).finish()
+        f.debug_struct("Db")
+            .field("location", &self.describe())
+            .finish()
     }
-}
-
-/// The writer connection and its group-commit state.
-struct Writer {
-    conn: Connection,
-    /// A transaction is open (a group is being collected).
-    in_tx: bool,
-    /// A writer of the open group kept changes (its commit proves the storage writable).
-    group_wrote: bool,
-    /// Number of the group being collected; bumped at each commit.
-    generation: u64,
-    /// Groups whose commit failed, with the error (rare; bounded). A group not listed here
-    /// committed: a waiter may wake many commits later and must still learn its group's
-    /// outcome.
-    failed_generations: VecDeque<(u64, Arc<rusqlite::Error>)>,
-}
-
-impl Writer {
-    fn record_failure(&mut self, generation: u64, error: Arc<rusqlite::Error>) {
-        self.failed_generations.push_back((generation, error));
-        while self.failed_generations.len() > 4096 {
-            self.failed_generations.pop_front();
-        }
-    }
-
-    fn failure_of(&self, generation: u64) -> Option<Arc<rusqlite::Error>> {
-        self.failed_generations
-            .iter()
-            .find(|(g, _)| *g == generation)
-            .map(|(_, e)| e.clone())
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll back).
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
-    let open_err = |source| StoreError::Open {
-        path: path.to_path_buf(),
-        source,
-    };
-    let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
-    conn.busy_timeout(Duration::from_secs(10))
-        .map_err(open_err)?;
-    conn.set_prepared_statement_cache_capacity(64);
-    // A checkpoint every ~8,000 WAL pages instead of 1,000: usage reports rewrite the same
-    // few pages, so fewer checkpoints copy far fewer pages (UpdateSession CPU at 1,000
-    // reports/s: 13.7 % -> 11.4 % of a core in bench-core). The WAL stays <= ~32 MB.
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;
-         PRAGMA wal_autocheckpoint = 8000;",
-    )
-    .map_err(open_err)?;
-    Ok(conn)
 }
 
 impl Db {
-    /// Opens (creating, mode 0600) the database and migrates it to the newest version.
+    /// Opens (creating, mode 0600) the SQLite file and migrates it to the newest version.
     pub fn open(path: &Path) -> Result<Db, StoreError> {
-        if !path.exists() {
-            // Create the file 0600 before SQLite does (it would use the umask).
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| StoreError::Open {
-                    path: path.to_path_buf(),
-                    source: rusqlite::Error::InvalidPath(PathBuf::from(format!(
-                        "{}: {e}",
-                        path.display()
-                    ))),
-                })?;
-        }
-        let mut writer = open_conn(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        migrate(&mut writer, path)?;
-        let mut readers = Vec::with_capacity(READERS);
-        for _ in 0..READERS {
-            readers.push(Mutex::new(open_conn(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?));
-        }
         Ok(Db {
-            path: path.to_path_buf(),
-            writer: Mutex::new(Writer {
-                conn: writer,
-                in_tx: false,
-                group_wrote: false,
-                generation: 0,
-                failed_generations: VecDeque::new(),
-            }),
-            writers_waiting: AtomicUsize::new(0),
-            committed: Condvar::new(),
-            readers,
-            next_reader: AtomicUsize::new(0),
-            fault: Mutex::new(None),
-            last_probe: Mutex::new(None),
-            stats: StoreStats::default(),
+            backend: Backend::Sqlite(LiteDb::open(path)?),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Connects to PostgreSQL and migrates the database to the newest version (refusing one
+    /// newer than this code). Several cores may do this at once on one database.
+    pub fn open_postgres(url: &str) -> Result<Db, StoreError> {
+        Ok(Db {
+            backend: Backend::Postgres(PgDb::open(url)?),
+        })
+    }
+
+    /// Opens the database at `location`.
+    pub fn open_at(location: &Location) -> Result<Db, StoreError> {
+        match location {
+            Location::Sqlite(p) => Db::open(p),
+            Location::Postgres(url) => Db::open_postgres(url),
+        }
+    }
+
+    /// Whether this is PostgreSQL (several cores may share it).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// The database for logs and errors: the SQLite path, or PostgreSQL's host and database
+    /// (never a password).
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(l) => format!("sqlite {}", l.path().display()),
+            Backend::Postgres(p) => p.describe(),
+        }
+    }
+
+    fn health(&self) -> &Health {
+        match &self.backend {
+            Backend::Sqlite(l) => &l.health,
+            Backend::Postgres(p) => &p.health,
+        }
     }
 
     /// Commit times and failed writes (see [`crate::metrics`]).
     pub fn stats(&self) -> &StoreStats {
-        &self.stats
+        &self.health().stats
     }
 
     /// The storage fault of the last failing write, until a write succeeds again.
     pub fn fault(&self) -> Option<WriteFault> {
-        lock(&self.fault).clone()
-    }
-
-    fn note_fault(&self, e: &rusqlite::Error) {
-        let Some(copy) = copy_failure(e).filter(|_| is_storage_fault(e)) else {
-            return;
-        };
-        self.stats.failed(WriteFailure::StorageFault);
-        let mut fault = lock(&self.fault);
-        if fault.is_none() {
-            tracing::error!(error = %e, "storage fault: writes fail (answered 503 until one succeeds)");
-        }
-        let since_ms = fault.as_ref().map_or_else(unix_ms, |f| f.since_ms);
-        *fault = Some(WriteFault {
-            since_ms,
-            error: Arc::new(copy),
-        });
-    }
-
-    fn clear_fault(&self) {
-        if let Some(f) = lock(&self.fault).take() {
-            tracing::warn!(since_ms = f.since_ms, "storage writable again");
-        }
+        self.health().fault()
     }
 
     /// `Ok` unless a storage fault is remembered; then a tiny write is tried (at most once
@@ -302,7 +189,7 @@ impl Db {
             return Ok(());
         };
         {
-            let mut last = lock(&self.last_probe);
+            let mut last = lock(&self.health().last_probe);
             if last.is_some_and(|t| t.elapsed() < PROBE_INTERVAL) {
                 return Err(fault);
             }
@@ -312,7 +199,7 @@ impl Db {
             tx.exec(
                 "INSERT INTO health_probe (id, at_ms) VALUES (1, ?1)
                  ON CONFLICT(id) DO UPDATE SET at_ms = excluded.at_ms",
-                [unix_ms()],
+                args![unix_ms()],
             )
         });
         match probe {
@@ -321,275 +208,342 @@ impl Db {
         }
     }
 
-    /// Runs `f` in a transaction on the writer connection and returns once its changes are
-    /// committed durably (`synchronous=FULL`); if `f` fails, its changes are rolled back.
-    ///
-    /// Group commit: writers that arrive while another one holds the connection join the
-    /// same open transaction, each in its own savepoint (a failing `f` undoes only its own
-    /// changes). The last writer of a burst commits for all of them, and every writer gets
-    /// its answer only after that commit: one fsync serves many UpdateSessions. When the
-    /// transaction itself is lost (a failed commit, or SQLite rolling it back on a full
-    /// disk), every writer of the group gets the error.
+    /// Runs `f` in a transaction and returns once its changes are committed durably; if `f`
+    /// fails, its changes are rolled back. On SQLite writers arriving together share one
+    /// commit (see [`super::sqlite`]); on PostgreSQL each write is its own transaction, and
+    /// store functions that read what they will change lock the rows (`FOR UPDATE`), so
+    /// writes from several cores to one channel never lose an update.
     pub fn write<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.writers_waiting.fetch_add(1, Ordering::SeqCst);
-        let mut w = lock(&self.writer);
-        self.writers_waiting.fetch_sub(1, Ordering::SeqCst);
-        if !w.in_tx {
-            if let Err(e) = w.conn.execute_batch("BEGIN IMMEDIATE") {
-                self.note_fault(&e);
-                return Err(E::from(StoreError::Sql(e)));
-            }
-            w.in_tx = true;
-            w.group_wrote = false;
-        }
-        if let Err(e) = w.conn.execute_batch("SAVEPOINT w") {
-            self.note_fault(&e);
-            let cause = Arc::new(e);
-            self.abandon(&mut w, cause.clone());
-            return Err(E::from(StoreError::CommitFailed { source: cause }));
-        }
-        let changes_before = w.conn.total_changes();
-        let hit = RefCell::new(None);
-        let out = f(&Tx {
-            conn: &w.conn,
-            fault: Some(&hit),
-        });
-        let hit = hit.into_inner();
-        if let Some(e) = &hit {
-            self.note_fault(e);
-        }
-        let undo = if out.is_ok() {
-            "RELEASE w"
-        } else {
-            "ROLLBACK TO w; RELEASE w"
-        };
-        let undone = w.conn.execute_batch(undo);
-        if undone.is_err() || w.conn.is_autocommit() {
-            // The transaction is lost or in an unknown state (SQLite rolls it back itself on
-            // some errors, e.g. a full disk): abandon it for everyone in it.
-            let cause = hit.or_else(|| undone.err()).unwrap_or_else(|| {
-                rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
-                    Some("the transaction ended unexpectedly".into()),
-                )
-            });
-            let cause = Arc::new(cause);
-            self.abandon(&mut w, cause.clone());
-            return match out {
-                Err(e) => Err(e),
-                Ok(_) => Err(E::from(StoreError::CommitFailed { source: cause })),
-            };
-        }
-        if out.is_ok() && w.conn.total_changes() > changes_before {
-            w.group_wrote = true;
-        }
-        let my_generation = w.generation;
-        if self.writers_waiting.load(Ordering::SeqCst) == 0 {
-            // Nobody behind us: commit the whole group now.
-            let started = Instant::now();
-            let failure = match w.conn.execute_batch("COMMIT") {
-                Ok(()) => {
-                    self.stats.committed(started.elapsed());
-                    if w.group_wrote {
-                        self.clear_fault();
-                    }
-                    None
-                }
-                Err(e) => {
-                    self.note_fault(&e);
-                    self.stats.failed(WriteFailure::CommitFailed);
-                    let _ = w.conn.execute_batch("ROLLBACK");
-                    let cause = Arc::new(e);
-                    w.record_failure(my_generation, cause.clone());
-                    Some(cause)
-                }
-            };
-            w.in_tx = false;
-            w.generation += 1;
-            self.committed.notify_all();
-            return match failure {
-                None => out,
-                Some(source) => out.and(Err(E::from(StoreError::CommitFailed { source }))),
-            };
-        }
-        // Someone is waiting for the connection: they (or the last of them) commit for us.
-        loop {
-            w = self.committed.wait(w).unwrap_or_else(|e| e.into_inner());
-            if w.generation > my_generation {
-                return match w.failure_of(my_generation) {
-                    None => out,
-                    Some(source) => out.and(Err(E::from(StoreError::CommitFailed { source }))),
-                };
-            }
+        match &self.backend {
+            Backend::Sqlite(l) => l.write(f),
+            Backend::Postgres(p) => p.write(f),
         }
     }
 
-    /// Ends the open group without committing: everyone in it gets `cause`.
-    fn abandon(&self, w: &mut Writer, cause: Arc<rusqlite::Error>) {
-        self.stats.failed(WriteFailure::CommitFailed);
-        let _ = w.conn.execute_batch("ROLLBACK");
-        w.in_tx = false;
-        let g = w.generation;
-        w.record_failure(g, cause);
-        w.generation += 1;
-        self.committed.notify_all();
-    }
-
-    /// Runs `f` on one of the reader connections (a consistent snapshot per statement).
+    /// Runs `f` on a reader connection (a consistent snapshot per statement).
     pub fn read<T, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        let conn = lock(&self.readers[i]);
-        f(&Tx {
-            conn: &conn,
-            fault: None,
+        match &self.backend {
+            Backend::Sqlite(l) => l.read(f),
+            Backend::Postgres(p) => p.read(f),
+        }
+    }
+
+    /// Runs `f` while no other core on the same database runs a job of this `name`
+    /// (PostgreSQL: a session advisory lock, waited for; SQLite has one core per file: runs
+    /// at once). For periodic jobs such as the billing timers: the cores take turns.
+    pub fn serialized<T>(&self, name: &str, f: impl FnOnce() -> T) -> Result<T, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(f()),
+            Backend::Postgres(p) => p.serialized(name, f),
+        }
+    }
+}
+
+/// What the store functions run on: the open transaction of [`Db::write`] or a reader
+/// connection of [`Db::read`]. Outside the store it is an opaque handle to pass on.
+pub struct Tx<'c> {
+    inner: TxInner<'c>,
+}
+
+enum TxInner<'c> {
+    Sqlite {
+        conn: &'c Connection,
+        /// The first storage fault a statement of this write hit.
+        fault: Option<&'c RefCell<Option<rusqlite::Error>>>,
+    },
+    Postgres(PgTx<'c>),
+}
+
+/// A parameter of a statement: anything both drivers can bind (`&str`, `String`, `i64`,
+/// `bool`, their `Option`s).
+pub trait Arg: Sync {
+    fn sqlite(&self) -> &dyn rusqlite::ToSql;
+    fn postgres(&self) -> &(dyn tokio_postgres::types::ToSql + Sync);
+}
+
+// Only types both engines store the same way: no u32 (an OID to PostgreSQL) or u64 (not
+// an SQL integer); counters go through `codec::to_sql_u64`.
+macro_rules! arg {
+    ($($t:ty),*) => {$(
+        impl Arg for $t {
+            fn sqlite(&self) -> &dyn rusqlite::ToSql {
+                self
+            }
+            fn postgres(&self) -> &(dyn tokio_postgres::types::ToSql + Sync) {
+                self
+            }
+        }
+    )*};
+}
+arg!(
+    &str,
+    String,
+    i64,
+    bool,
+    f64,
+    Option<&str>,
+    Option<String>,
+    Option<i64>
+);
+
+impl<T: Arg> Arg for &T {
+    fn sqlite(&self) -> &dyn rusqlite::ToSql {
+        (**self).sqlite()
+    }
+    fn postgres(&self) -> &(dyn tokio_postgres::types::ToSql + Sync) {
+        (**self).postgres()
+    }
+}
+
+/// The parameters of a statement, `args![a, b]`, bound to `?1`, `?2`.
+macro_rules! args {
+    () => {
+        &[] as &[&dyn $crate::store::Arg]
+    };
+    ($($e:expr),+ $(,)?) => {
+        &[$(&$e as &dyn $crate::store::Arg),+] as &[&dyn $crate::store::Arg]
+    };
+}
+pub(crate) use args;
+
+/// One result row, of either backend.
+pub enum Row<'a> {
+    Sqlite(&'a rusqlite::Row<'a>),
+    Postgres(&'a tokio_postgres::Row),
+}
+
+/// A column index (`r.get(0)`).
+pub trait ColumnIndex {
+    fn index(self) -> usize;
+}
+impl ColumnIndex for usize {
+    fn index(self) -> usize {
+        self
+    }
+}
+impl ColumnIndex for i32 {
+    fn index(self) -> usize {
+        usize::try_from(self).unwrap_or(usize::MAX)
+    }
+}
+
+/// A value read from a column. Integers are 64-bit on both backends (PostgreSQL `BIGINT`;
+/// `INTEGER` columns are read too); booleans are `BOOLEAN` on PostgreSQL, 0/1 on SQLite.
+pub trait Column: Sized {
+    fn sqlite(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Self>;
+    fn postgres(r: &tokio_postgres::Row, i: usize) -> Result<Self, tokio_postgres::Error>;
+}
+
+macro_rules! plain_column {
+    ($($t:ty),*) => {$(
+        impl Column for $t {
+            fn sqlite(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Self> {
+                r.get(i)
+            }
+            fn postgres(r: &tokio_postgres::Row, i: usize) -> Result<Self, tokio_postgres::Error> {
+                r.try_get(i)
+            }
+        }
+    )*};
+}
+plain_column!(String, Option<String>, f64, Option<f64>);
+
+impl Column for i64 {
+    fn sqlite(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Self> {
+        r.get(i)
+    }
+    fn postgres(r: &tokio_postgres::Row, i: usize) -> Result<Self, tokio_postgres::Error> {
+        r.try_get::<_, i64>(i)
+            .or_else(|e| r.try_get::<_, i32>(i).map(i64::from).map_err(|_| e))
+    }
+}
+
+impl Column for Option<i64> {
+    fn sqlite(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Self> {
+        r.get(i)
+    }
+    fn postgres(r: &tokio_postgres::Row, i: usize) -> Result<Self, tokio_postgres::Error> {
+        r.try_get::<_, Option<i64>>(i).or_else(|e| {
+            r.try_get::<_, Option<i32>>(i)
+                .map(|v| v.map(i64::from))
+                .map_err(|_| e)
         })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::migrations::MIGRATIONS;
-    use super::*;
+impl Column for bool {
+    fn sqlite(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Self> {
+        r.get(i)
+    }
+    fn postgres(r: &tokio_postgres::Row, i: usize) -> Result<Self, tokio_postgres::Error> {
+        r.try_get::<_, bool>(i).or_else(|e| {
+            <i64 as Column>::postgres(r, i)
+                .map(|v| v != 0)
+                .map_err(|_| e)
+        })
+    }
+}
 
-    #[test]
-    fn opens_migrates_and_reopens() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join("core.db");
-        {
-            let db = Db::open(&p).expect("open");
-            db.write(|tx| {
-                tx.conn.execute(
-                    "INSERT INTO modules VALUES ('m','1','{}','h1','{}','h2',0)",
-                    [],
-                )?;
-                Ok::<_, StoreError>(())
-            })
-            .expect("insert");
+impl Row<'_> {
+    /// Column `i` (0-based).
+    pub fn get<I: ColumnIndex, T: Column>(&self, i: I) -> Result<T, StoreError> {
+        let i = i.index();
+        match self {
+            Row::Sqlite(r) => T::sqlite(r, i).map_err(StoreError::Sql),
+            Row::Postgres(r) => T::postgres(r, i).map_err(StoreError::Pg),
         }
-        let db = Db::open(&p).expect("reopen");
-        let n: i64 = db
-            .read(|c| {
-                Ok::<_, StoreError>(
-                    c.conn
-                        .query_row("SELECT count(*) FROM modules", [], |r| r.get(0))?,
-                )
-            })
-            .expect("count");
-        assert_eq!(n, 1);
-        let v: i64 = db
-            .read(|c| {
-                Ok::<_, StoreError>(c.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
-            })
-            .expect("version");
-        assert_eq!(v, i64::try_from(MIGRATIONS.len()).expect("fits"));
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&p).expect("meta").permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
+    }
+}
+
+fn sqlite_args<'a>(args: &'a [&'a dyn Arg]) -> impl rusqlite::Params + 'a {
+    rusqlite::params_from_iter(args.iter().map(|a| a.sqlite()))
+}
+
+impl<'c> Tx<'c> {
+    pub(super) fn sqlite(
+        conn: &'c Connection,
+        fault: Option<&'c RefCell<Option<rusqlite::Error>>>,
+    ) -> Tx<'c> {
+        Tx {
+            inner: TxInner::Sqlite { conn, fault },
+        }
     }
 
-    #[test]
-    fn refuses_newer_schema() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join("core.db");
-        drop(Db::open(&p).expect("open"));
-        let c = Connection::open(&p).expect("raw");
-        c.pragma_update(None, "user_version", 99).expect("set");
-        drop(c);
-        let e = Db::open(&p).expect_err("must refuse");
-        assert!(e.to_string().contains("newer"), "{e}");
+    pub(super) fn postgres(tx: PgTx<'c>) -> Tx<'c> {
+        Tx {
+            inner: TxInner::Postgres(tx),
+        }
     }
 
-    #[test]
-    fn failed_write_rolls_back() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = Db::open(&dir.path().join("core.db")).expect("open");
-        let r: Result<(), StoreError> = db.write(|tx| {
-            tx.conn.execute(
-                "INSERT INTO modules VALUES ('m','1','{}','h1','{}','h2',0)",
-                [],
-            )?;
-            tx.conn.execute(
-                "INSERT INTO modules VALUES ('m','1','{}','h1','{}','h2',0)",
-                [],
-            )?;
-            Ok(())
-        });
-        assert!(r.is_err());
-        let n: i64 = db
-            .read(|c| {
-                Ok::<_, StoreError>(
-                    c.conn
-                        .query_row("SELECT count(*) FROM modules", [], |r| r.get(0))?,
-                )
-            })
-            .expect("count");
-        assert_eq!(n, 0);
+    /// In a PostgreSQL write, locks the rows `select` returns (`SELECT … FOR UPDATE`) until
+    /// the commit; the statements after it see what the previous holder committed (each
+    /// statement reads a fresh snapshot). Writers changing one channel lock its row first,
+    /// so two cores take turns and no update is lost. Nothing on SQLite (one writer at a
+    /// time anyway) and in reads.
+    pub(super) fn lock(&self, select: &str, args: &[&dyn Arg]) -> Result<(), StoreError> {
+        match &self.inner {
+            TxInner::Postgres(p) if p.is_write() => {
+                p.query(&format!("{select} FOR UPDATE"), args)?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
-    #[test]
-    fn group_commit_keeps_each_writers_outcome() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("core.db");
-        let db = std::sync::Arc::new(Db::open(&path).expect("open"));
-        let threads: Vec<_> = (0..16)
-            .map(|t| {
-                let db = db.clone();
-                std::thread::spawn(move || {
-                    let mut ok = 0;
-                    for i in 0..50 {
-                        let name = format!("m{t}-{i}");
-                        // Every 5th writer fails after writing: only its row must vanish.
-                        let fail = i % 5 == 0;
-                        let r: Result<(), StoreError> = db.write(|c| {
-                            c.conn.execute(
-                                "INSERT INTO modules VALUES (?1,'1','{}',?1,'{}',?1 || 'a',0)",
-                                [&name],
-                            )?;
-                            if fail {
-                                // A constraint error: the duplicate insert fails.
-                                c.conn.execute(
-                                    "INSERT INTO modules VALUES (?1,'1','{}',?1,'{}',?1 || 'a',0)",
-                                    [&name],
-                                )?;
-                            }
-                            Ok(())
-                        });
-                        assert_eq!(r.is_ok(), !fail, "{name}: {r:?}");
-                        ok += usize::from(r.is_ok());
-                    }
-                    ok
-                })
-            })
-            .collect();
-        let ok: usize = threads.into_iter().map(|t| t.join().expect("thread")).sum();
-        assert_eq!(ok, 16 * 40);
-        drop(db);
-        // Everything acknowledged is on disk, nothing else.
-        let db = Db::open(&path).expect("reopen");
-        let n: i64 = db
-            .read(|c| {
-                Ok::<_, StoreError>(
-                    c.conn
-                        .query_row("SELECT count(*) FROM modules", [], |r| r.get(0))?,
-                )
-            })
-            .expect("count");
-        assert_eq!(n, 16 * 40);
-        let failed: i64 = db
-            .read(|c| {
-                Ok::<_, StoreError>(c.conn.query_row(
-                    "SELECT count(*) FROM modules WHERE name LIKE '%-0' OR name LIKE '%-5' OR name LIKE '%-10'",
-                    [],
-                    |r| r.get(0),
-                )?)
-            })
-            .expect("count");
-        assert_eq!(failed, 0);
+    /// A SQLite statement's error; a storage fault is also noted for the pool.
+    fn sqlite_failed(
+        fault: Option<&RefCell<Option<rusqlite::Error>>>,
+        e: rusqlite::Error,
+    ) -> StoreError {
+        if let Some(cell) = fault {
+            if super::error::is_storage_fault(&e) && cell.borrow().is_none() {
+                *cell.borrow_mut() = super::error::copy_failure(&e);
+            }
+        }
+        StoreError::Sql(e)
+    }
+
+    /// One row (an error when there is none), through the prepared-statement cache: the hot
+    /// paths (AuthClient, UpdateSession) run the same few statements thousands of times.
+    pub(super) fn row<T>(
+        &self,
+        sql: &str,
+        args: &[&dyn Arg],
+        f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match self.opt_row(sql, args, f)? {
+            Some(v) => Ok(v),
+            None => Err(match &self.inner {
+                TxInner::Sqlite { .. } => StoreError::Sql(rusqlite::Error::QueryReturnedNoRows),
+                TxInner::Postgres(_) => StoreError::NoRow,
+            }),
+        }
+    }
+
+    /// At most one row (`SELECT ... LIMIT 1`), through the statement cache.
+    pub(super) fn opt_row<T>(
+        &self,
+        sql: &str,
+        args: &[&dyn Arg],
+        f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        match &self.inner {
+            TxInner::Sqlite { conn, fault } => {
+                let failed = |e| Self::sqlite_failed(*fault, e);
+                let mut st = conn.prepare_cached(sql).map_err(failed)?;
+                let mut rows = st.query(sqlite_args(args)).map_err(failed)?;
+                match rows.next().map_err(failed)? {
+                    Some(r) => f(&Row::Sqlite(r)).map(Some),
+                    None => Ok(None),
+                }
+            }
+            TxInner::Postgres(p) => match p.query_opt(sql, args)? {
+                Some(r) => f(&Row::Postgres(&r)).map(Some),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Every row (listings: on SQLite prepared without the cache).
+    pub(super) fn rows<T>(
+        &self,
+        sql: &str,
+        args: &[&dyn Arg],
+        mut f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        match &self.inner {
+            TxInner::Sqlite { conn, fault } => {
+                let failed = |e| Self::sqlite_failed(*fault, e);
+                let mut st = conn.prepare(sql).map_err(failed)?;
+                let mut rows = st.query(sqlite_args(args)).map_err(failed)?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next().map_err(failed)? {
+                    out.push(f(&Row::Sqlite(r))?);
+                }
+                Ok(out)
+            }
+            TxInner::Postgres(p) => p
+                .query(sql, args)?
+                .iter()
+                .map(|r| f(&Row::Postgres(r)))
+                .collect(),
+        }
+    }
+
+    /// Runs one statement through the statement cache; returns the rows changed.
+    pub(super) fn exec(&self, sql: &str, args: &[&dyn Arg]) -> Result<usize, StoreError> {
+        match &self.inner {
+            TxInner::Sqlite { conn, fault } => conn
+                .prepare_cached(sql)
+                .and_then(|mut st| st.execute(sqlite_args(args)))
+                .map_err(|e| Self::sqlite_failed(*fault, e)),
+            TxInner::Postgres(p) => p.execute(sql, args),
+        }
+    }
+
+    /// Runs a statement of a test that tampers with stored data (either backend).
+    #[cfg(feature = "testkit")]
+    pub fn test_exec(&self, sql: &str, args: &[&dyn Arg]) -> Result<usize, StoreError> {
+        self.exec(sql, args)
+    }
+
+    /// The first column of the first row of a test's query, as text (either backend).
+    #[cfg(feature = "testkit")]
+    pub fn test_query_text(&self, sql: &str, args: &[&dyn Arg]) -> Result<String, StoreError> {
+        self.row(sql, args, |r| r.get(0))
+    }
+
+    #[cfg(test)]
+    pub(super) fn lite_conn(&self) -> &Connection {
+        match &self.inner {
+            TxInner::Sqlite { conn, .. } => conn,
+            TxInner::Postgres(_) => panic!("a SQLite test on PostgreSQL"),
+        }
     }
 }

@@ -2,14 +2,11 @@
 //! cheque an agent accepted) and the market columns of `channels` (the client's key, the
 //! accept nonce, the best cheque; on the client side where the agent's market is).
 
-use rusqlite::params;
-const PIN: &str = "json_extract(signed, '$.offering.agentTlsSpkiSha256')";
-
 use service_api::market::{Cheque, SignedAccess, SignedOffering};
 use service_api::ServiceStatus;
 
 use super::codec::{from_json, from_sql_u64, status, to_json, to_sql_u64};
-use super::db::Tx;
+use super::db::{args, Tx};
 use super::error::StoreError;
 use crate::offering::OfferingTerms;
 
@@ -26,7 +23,7 @@ pub struct AcceptedChannel {
 pub fn by_accept_nonce(tx: &Tx<'_>, nonce: &str) -> Result<Option<AcceptedChannel>, StoreError> {
     tx.opt_row(
         "SELECT id, client_public_key FROM channels WHERE side = 'agent' AND accept_nonce = ?1",
-        [nonce],
+        args![nonce],
         |r| {
             Ok(AcceptedChannel {
                 id: r.get(0)?,
@@ -45,7 +42,7 @@ pub fn bind_client_key(
 ) -> Result<(), StoreError> {
     tx.exec(
         "UPDATE channels SET client_public_key = ?1, accept_nonce = ?2, amount_paid = 0 WHERE id = ?3",
-        params![client_public_key, nonce, channel_id],
+        args![client_public_key, nonce, channel_id],
     )?;
     Ok(())
 }
@@ -60,9 +57,15 @@ pub struct Payments {
 }
 
 pub fn payments(tx: &Tx<'_>, channel_id: &str) -> Result<Option<Payments>, StoreError> {
+    // In a write, the channel is locked first: two cores taking cheques for it take turns
+    // (a lower cheque never replaces a higher one).
+    tx.lock(
+        "SELECT id FROM channels WHERE side = 'agent' AND id = ?1",
+        args![channel_id],
+    )?;
     tx.opt_row(
         "SELECT client_public_key, amount_paid, deposit FROM channels WHERE side = 'agent' AND id = ?1",
-        [channel_id],
+        args![channel_id],
         |r| {
             Ok(Payments {
                 client_public_key: r.get(0)?,
@@ -77,7 +80,7 @@ pub fn payments(tx: &Tx<'_>, channel_id: &str) -> Result<Option<Payments>, Store
 pub fn amount_paid(tx: &Tx<'_>, channel_id: &str) -> Result<u64, StoreError> {
     let paid: i64 = tx.row(
         "SELECT amount_paid FROM channels WHERE id = ?1",
-        [channel_id],
+        args![channel_id],
         |r| r.get(0),
     )?;
     Ok(from_sql_u64(paid))
@@ -87,7 +90,7 @@ pub fn amount_paid(tx: &Tx<'_>, channel_id: &str) -> Result<u64, StoreError> {
 pub fn record_cheque(tx: &Tx<'_>, cheque: &Cheque, now: i64) -> Result<(), StoreError> {
     tx.exec(
         "UPDATE channels SET amount_paid = ?1, cheque = ?2 WHERE id = ?3",
-        params![
+        args![
             to_sql_u64(cheque.amount),
             to_json("channels.cheque", cheque)?,
             cheque.channel_id
@@ -95,7 +98,7 @@ pub fn record_cheque(tx: &Tx<'_>, cheque: &Cheque, now: i64) -> Result<(), Store
     )?;
     tx.exec(
         "INSERT INTO cheques (channel_id, amount, signature, at_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![
+        args![
             cheque.channel_id,
             to_sql_u64(cheque.amount),
             cheque.signature,
@@ -119,7 +122,7 @@ pub fn agent_channel(tx: &Tx<'_>, channel_id: &str) -> Result<Option<MarketChann
     let row: Option<(String, i64, i64, i64, String)> = tx.opt_row(
         "SELECT status, bytes_total, deposit, amount_paid, offering_hash FROM channels
          WHERE side = 'agent' AND id = ?1 AND client_public_key IS NOT NULL",
-        [channel_id],
+        args![channel_id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )?;
     row.map(|(st, bytes, deposit, paid, offering_hash)| {
@@ -161,17 +164,17 @@ pub fn upsert_offering(
         "INSERT INTO market_offerings (hash, market_url, signed, terms, fetched_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(hash) DO UPDATE SET market_url = excluded.market_url, fetched_at_ms = excluded.fetched_at_ms",
-        params![hash, market_url, signed, terms, now],
+        args![hash, market_url, signed, terms, now],
     )?;
     Ok(())
 }
 
 /// The fetched offerings, in the order they were fetched.
 pub fn offerings(tx: &Tx<'_>) -> Result<Vec<MarketOffering>, StoreError> {
-    type Row = (String, String, String, Option<String>);
+    type Row = (String, String, String, String);
     let rows: Vec<Row> = tx.rows(
-        &format!("SELECT hash, market_url, terms, {PIN} FROM market_offerings ORDER BY fetched_at_ms, hash"),
-        [],
+        "SELECT hash, market_url, terms, signed FROM market_offerings ORDER BY fetched_at_ms, hash",
+        args![],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
     rows.into_iter()
@@ -180,16 +183,16 @@ pub fn offerings(tx: &Tx<'_>) -> Result<Vec<MarketOffering>, StoreError> {
                 hash,
                 market_url,
                 terms: from_json("market_offerings.terms", &terms)?,
-                pin,
+                pin: pin_of(&pin),
             })
         })
         .collect()
 }
 
 pub fn offering(tx: &Tx<'_>, hash: &str) -> Result<Option<MarketOffering>, StoreError> {
-    let row: Option<(String, String, Option<String>)> = tx.opt_row(
-        &format!("SELECT market_url, terms, {PIN} FROM market_offerings WHERE hash = ?1"),
-        [hash],
+    let row: Option<(String, String, String)> = tx.opt_row(
+        "SELECT market_url, terms, signed FROM market_offerings WHERE hash = ?1",
+        args![hash],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     row.map(|(market_url, terms, pin)| {
@@ -197,7 +200,7 @@ pub fn offering(tx: &Tx<'_>, hash: &str) -> Result<Option<MarketOffering>, Store
             hash: hash.to_string(),
             market_url,
             terms: from_json("market_offerings.terms", &terms)?,
-            pin,
+            pin: pin_of(&pin),
         })
     })
     .transpose()
@@ -219,7 +222,7 @@ pub fn insert_accepted(tx: &Tx<'_>, c: &NewAcceptedChannel<'_>) -> Result<(), St
         "INSERT INTO channels (id, side, client_key, access_message, deposit, status, status_since_ms,
                                created_at_ms, market_url, remote_channel_id, market_offering)
          VALUES (?1, 'client', ?2, ?3, ?4, 'activating', ?5, ?5, ?6, ?7, ?8)",
-        params![
+        args![
             c.id,
             c.signed.access.username.0,
             body,
@@ -243,7 +246,7 @@ pub fn set_payments_paused(
     tx.exec(
         "UPDATE channels SET payments_paused = ?1
          WHERE side = 'client' AND market_url IS NOT NULL AND (id = ?2 OR client_key = ?2)",
-        params![paused, id_or_key],
+        args![paused, id_or_key],
     )
 }
 
@@ -275,15 +278,15 @@ pub fn client_channels(tx: &Tx<'_>) -> Result<Vec<ClientMarketChannel>, StoreErr
         i64,
         String,
         bool,
-        Option<String>,
+        String,
     );
     let rows: Vec<Row> = tx.rows(
         "SELECT ch.id, ch.remote_channel_id, ch.market_url, m.terms, ch.deposit, ch.bytes_total,
                 ch.amount_paid, ch.status, ch.payments_paused,
-                json_extract(m.signed, '$.offering.agentTlsSpkiSha256')
+                m.signed
          FROM channels ch JOIN market_offerings m ON m.hash = ch.market_offering
          WHERE ch.side = 'client' AND ch.status != 'terminated'",
-        [],
+        args![],
         |r| {
             Ok((
                 r.get(0)?,
@@ -312,7 +315,7 @@ pub fn client_channels(tx: &Tx<'_>) -> Result<Vec<ClientMarketChannel>, StoreErr
                     paid: from_sql_u64(paid),
                     status: status("channels.status", &st)?,
                     paused,
-                    pin,
+                    pin: pin_of(&pin),
                 })
             },
         )
@@ -330,7 +333,7 @@ pub struct ClientPayments {
 pub fn client_payments(tx: &Tx<'_>, channel_id: &str) -> Result<ClientPayments, StoreError> {
     let (st, paid): (String, i64) = tx.row(
         "SELECT status, amount_paid FROM channels WHERE id = ?1",
-        [channel_id],
+        args![channel_id],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     Ok(ClientPayments {
@@ -348,11 +351,21 @@ pub fn set_client_paid(
 ) -> Result<(), StoreError> {
     tx.exec(
         "UPDATE channels SET amount_paid = ?1, cheque = ?2 WHERE id = ?3",
-        params![
+        args![
             to_sql_u64(amount_paid),
             cheque.and_then(|c| serde_json::to_string(c).ok()),
             channel_id
         ],
     )?;
     Ok(())
+}
+
+/// The agent's TLS key a stored signed offering pins (`offering.agentTlsSpkiSha256`), read
+/// in Rust: the same on SQLite and PostgreSQL.
+fn pin_of(signed: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(signed)
+        .ok()?
+        .pointer("/offering/agentTlsSpkiSha256")?
+        .as_str()
+        .map(str::to_string)
 }

@@ -166,7 +166,7 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
     let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
     if current > known {
         return Err(StoreError::TooNew {
-            path: path.to_path_buf(),
+            location: path.display().to_string(),
             found: current,
             known,
         });

@@ -1,11 +1,13 @@
 //! Storage: all SQL of the core lives here and only here.
 //!
-//! [`Db`] is the SQLite pool (one writer with group commit, a few readers) and the schema's
-//! migrations keyed by `user_version`. Each table, or group of tables, has a module of
-//! functions that take the opaque [`Tx`] handle of [`Db::write`] or [`Db::read`] and give
-//! rows back as named structs. The layers above see no SQL and no SQLite type but [`Tx`]:
-//! this is the seam where a second backend can go behind a trait. `stats` is what the
-//! storage reports about its commits for the metrics.
+//! [`Db`] is one database behind one interface, with two backends: SQLite (`sqlite`: one
+//! writer with group commit, a few readers, migrations keyed by `user_version`), the default,
+//! and PostgreSQL (`pg`: a pool of async connections, the same migrations as `pg_schema`,
+//! versioned in a table), which several cores can share. Each table, or group of tables,
+//! has a module of functions that take the opaque [`Tx`] handle of [`Db::write`] or
+//! [`Db::read`] and give rows back as named structs; their SQL runs unchanged on both
+//! engines ([`Row`] and [`Arg`] are the values in and out). The layers above see no SQL.
+//! `stats` is what the storage reports about its commits for the metrics.
 //!
 //! | module | tables |
 //! |---|---|
@@ -25,6 +27,9 @@ mod codec;
 mod db;
 mod error;
 mod migrations;
+mod pg;
+mod pg_schema;
+mod sqlite;
 mod stats;
 
 pub mod buyer;
@@ -40,6 +45,6 @@ pub mod status_history;
 pub mod tokens;
 pub mod usage_series;
 
-pub use db::{Db, Tx, WriteFault};
+pub use db::{Arg, Column, ColumnIndex, Db, Location, Row, Tx, WriteFault};
 pub use error::StoreError;
 pub use stats::{StoreStats, WriteFailure};

@@ -2,11 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::params;
 use serde_json::Value;
 
 use super::codec::{from_json, to_json};
-use super::db::Tx;
+use super::db::{args, Tx};
 use super::error::StoreError;
 
 /// A registered module (without its templates).
@@ -38,7 +37,7 @@ pub struct Template {
 pub fn by_name(tx: &Tx<'_>, name: &str) -> Result<Option<ModuleRow>, StoreError> {
     tx.opt_row(
         "SELECT name, version, offering_hash, access_hash FROM modules WHERE name = ?1",
-        [name],
+        args![name],
         |r| {
             Ok(ModuleRow {
                 name: r.get(0)?,
@@ -58,7 +57,7 @@ pub fn name_by_template_hashes(
 ) -> Result<Option<String>, StoreError> {
     tx.opt_row(
         "SELECT name FROM modules WHERE offering_hash = ?1 OR access_hash = ?2",
-        params![offering_hash, access_hash],
+        args![offering_hash, access_hash],
         |r| r.get(0),
     )
 }
@@ -68,7 +67,7 @@ pub fn insert(tx: &Tx<'_>, m: &NewModule<'_>) -> Result<(), StoreError> {
     let access_template = to_json("modules.access_template", m.access_template)?;
     tx.exec(
         "INSERT INTO modules VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
+        args![
             m.name,
             m.version,
             offering_template,
@@ -85,7 +84,7 @@ pub fn insert(tx: &Tx<'_>, m: &NewModule<'_>) -> Result<(), StoreError> {
 pub fn list(tx: &Tx<'_>) -> Result<Vec<ModuleRow>, StoreError> {
     tx.rows(
         "SELECT name, version, offering_hash, access_hash FROM modules ORDER BY name",
-        [],
+        args![],
         |r| {
             Ok(ModuleRow {
                 name: r.get(0)?,
@@ -101,7 +100,7 @@ pub fn list(tx: &Tx<'_>) -> Result<Vec<ModuleRow>, StoreError> {
 pub fn offering_template(tx: &Tx<'_>, module: &str) -> Result<Template, StoreError> {
     let (body, hash): (String, String) = tx.row(
         "SELECT offering_template, offering_hash FROM modules WHERE name = ?1",
-        [module],
+        args![module],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     Ok(Template {
@@ -114,7 +113,7 @@ pub fn offering_template(tx: &Tx<'_>, module: &str) -> Result<Template, StoreErr
 pub fn access_template(tx: &Tx<'_>, module: &str) -> Result<Template, StoreError> {
     let (hash, body): (String, String) = tx.row(
         "SELECT access_hash, access_template FROM modules WHERE name = ?1",
-        [module],
+        args![module],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     Ok(Template {
@@ -127,7 +126,7 @@ pub fn access_template(tx: &Tx<'_>, module: &str) -> Result<Template, StoreError
 pub fn access_template_by_hash(tx: &Tx<'_>, hash: &str) -> Result<Option<Value>, StoreError> {
     let body: Option<String> = tx.opt_row(
         "SELECT access_template FROM modules WHERE access_hash = ?1",
-        [hash],
+        args![hash],
         |r| r.get(0),
     )?;
     body.map(|b| from_json("modules.access_template", &b))
@@ -139,7 +138,7 @@ pub fn access_template_by_hash(tx: &Tx<'_>, hash: &str) -> Result<Option<Value>,
 pub fn offering_templates(tx: &Tx<'_>) -> Result<BTreeMap<String, Value>, StoreError> {
     let rows = tx.rows(
         "SELECT offering_hash, offering_template FROM modules",
-        [],
+        args![],
         |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
     )?;
     Ok(rows

@@ -1,12 +1,11 @@
 //! `offerings`: the agent's published offerings: the signed document and its terms in
 //! columns (billing reads them on every usage report).
 
-use rusqlite::params;
 use serde_json::Value;
 use service_api::market::SignedOffering;
 
 use super::codec::{from_json, from_sql_u64, to_json, to_sql_u64};
-use super::db::Tx;
+use super::db::{args, Tx};
 use super::error::StoreError;
 use crate::billing::BillingTerms;
 use crate::offering::OfferingTerms;
@@ -35,7 +34,7 @@ pub fn insert(tx: &Tx<'_>, o: &NewOffering<'_>) -> Result<(), StoreError> {
     let t = o.terms;
     tx.exec(
         "INSERT INTO offerings VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-        params![
+        args![
             o.hash,
             o.product_id,
             o.template_hash,
@@ -61,7 +60,7 @@ pub fn insert(tx: &Tx<'_>, o: &NewOffering<'_>) -> Result<(), StoreError> {
 pub fn by_hash(tx: &Tx<'_>, hash: &str) -> Result<Option<OfferingRow>, StoreError> {
     let row: Option<(String, String, i64, String)> = tx.opt_row(
         "SELECT hash, product_id, supply, signed FROM offerings WHERE hash = ?1",
-        [hash],
+        args![hash],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
     row.map(|(hash, product_id, supply, signed)| {
@@ -79,7 +78,7 @@ pub fn by_hash(tx: &Tx<'_>, hash: &str) -> Result<Option<OfferingRow>, StoreErro
 pub fn hashes(tx: &Tx<'_>) -> Result<Vec<String>, StoreError> {
     tx.rows(
         "SELECT hash FROM offerings ORDER BY created_at_ms, hash",
-        [],
+        args![],
         |r| r.get(0),
     )
 }
@@ -88,7 +87,7 @@ pub fn hashes(tx: &Tx<'_>) -> Result<Vec<String>, StoreError> {
 pub fn supply(tx: &Tx<'_>, hash: &str) -> Result<u64, StoreError> {
     let supply: i64 = tx.row(
         "SELECT supply FROM offerings WHERE hash = ?1",
-        [hash],
+        args![hash],
         |r| r.get(0),
     )?;
     Ok(from_sql_u64(supply))
@@ -100,7 +99,7 @@ pub fn terms(tx: &Tx<'_>, hash: &str) -> Result<Option<BillingTerms>, StoreError
         "SELECT unit_price, setup_price, min_units, max_units, free_units, max_billing_unit_lag,
                 billing_interval, max_suspend_time_s, max_inactive_time_s
          FROM offerings WHERE hash = ?1",
-        [hash],
+        args![hash],
         |r| {
             Ok(BillingTerms {
                 unit_price: from_sql_u64(r.get(0)?),
@@ -125,7 +124,7 @@ pub fn signed_with_supply_left(tx: &Tx<'_>) -> Result<Vec<SignedOffering>, Store
          WHERE o.supply > (SELECT count(*) FROM channels ch
                            WHERE ch.offering_hash = o.hash AND ch.status != 'terminated')
          ORDER BY o.created_at_ms, o.hash",
-        [],
+        args![],
         |r| r.get(0),
     )?;
     rows.iter()

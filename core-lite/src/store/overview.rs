@@ -3,11 +3,9 @@
 //! sessions for the console. Every query here is an aggregate over an index or a scan of
 //! `channels`, and never returns a client key to the metrics.
 
-use rusqlite::params;
-
 use super::channels::Side;
 use super::codec::from_sql_u64;
-use super::db::Tx;
+use super::db::{args, Tx};
 use super::error::StoreError;
 
 /// Channels of one side in one status.
@@ -34,7 +32,7 @@ pub fn channels_by_status(tx: &Tx<'_>) -> Result<Vec<StatusCount>, StoreError> {
                 sum(CAST(bytes_total AS DOUBLE PRECISION)),
                 sum(CAST(amount_paid AS DOUBLE PRECISION))
          FROM channels GROUP BY side, status",
-        [],
+        args![],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )?;
     rows.into_iter()
@@ -55,7 +53,7 @@ pub fn open_sessions(tx: &Tx<'_>) -> Result<Vec<(Side, u64)>, StoreError> {
     let rows: Vec<(String, i64)> = tx.rows(
         "SELECT c.side, count(*) FROM sessions s JOIN channels c ON c.id = s.channel_id
          WHERE s.stopped_at_ms IS NULL GROUP BY c.side",
-        [],
+        args![],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     rows.into_iter()
@@ -72,7 +70,7 @@ pub fn status_changes_since(
 ) -> Result<(Vec<(String, u64)>, i64), StoreError> {
     let rows: Vec<(String, i64, i64)> = tx.rows(
         "SELECT status, count(*), max(id) FROM status_history WHERE id > ?1 GROUP BY status",
-        params![after_id],
+        args![after_id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     let last = rows
@@ -95,7 +93,7 @@ pub fn cheques_since(tx: &Tx<'_>, after_id: i64) -> Result<(Vec<(Side, u64)>, i6
     let rows: Vec<(String, i64, i64)> = tx.rows(
         "SELECT c.side, count(*), max(q.id) FROM cheques q JOIN channels c ON c.id = q.channel_id
          WHERE q.id > ?1 GROUP BY c.side",
-        params![after_id],
+        args![after_id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     let last = rows
@@ -135,7 +133,7 @@ pub fn sessions_of_channel(
         "SELECT id, connection_id, client_addr, vpn_addr, started_at_ms, stopped_at_ms,
                 updated_at_ms, bytes_in, bytes_out
          FROM sessions WHERE channel_id = ?1 ORDER BY started_at_ms DESC, id LIMIT ?2",
-        params![channel_id, limit],
+        args![channel_id, i64::from(limit)],
         |r| {
             Ok(SessionRow {
                 id: r.get(0)?,

@@ -3,10 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::params;
-
 use super::codec::{from_json, to_json};
-use super::db::Tx;
+use super::db::{args, Tx};
 use super::error::StoreError;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,15 +26,17 @@ pub struct NewProduct<'a> {
 }
 
 pub fn id_by_name(tx: &Tx<'_>, name: &str) -> Result<Option<String>, StoreError> {
-    tx.opt_row("SELECT id FROM products WHERE name = ?1", [name], |r| {
-        r.get(0)
-    })
+    tx.opt_row(
+        "SELECT id FROM products WHERE name = ?1",
+        args![name],
+        |r| r.get(0),
+    )
 }
 
 pub fn insert(tx: &Tx<'_>, p: &NewProduct<'_>) -> Result<(), StoreError> {
     tx.exec(
         "INSERT INTO products (id, name, module, endpoint, config, created_at_ms) VALUES (?1, ?2, ?3, ?4, '{}', ?5)",
-        params![p.id, p.name, p.module, p.endpoint, p.created_at_ms],
+        args![p.id, p.name, p.module, p.endpoint, p.created_at_ms],
     )?;
     Ok(())
 }
@@ -45,7 +45,7 @@ pub fn insert(tx: &Tx<'_>, p: &NewProduct<'_>) -> Result<(), StoreError> {
 pub fn by_id_or_name(tx: &Tx<'_>, id_or_name: &str) -> Result<Option<ProductRow>, StoreError> {
     let row: Option<(String, String, String, Option<String>, String)> = tx.opt_row(
         "SELECT id, name, module, endpoint, config FROM products WHERE id = ?1 OR name = ?1",
-        [id_or_name],
+        args![id_or_name],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )?;
     row.map(|(id, name, module, endpoint, config)| {
@@ -64,7 +64,7 @@ pub fn by_id_or_name(tx: &Tx<'_>, id_or_name: &str) -> Result<Option<ProductRow>
 pub fn ids(tx: &Tx<'_>) -> Result<Vec<String>, StoreError> {
     tx.rows(
         "SELECT id FROM products ORDER BY created_at_ms, id",
-        [],
+        args![],
         |r| r.get(0),
     )
 }
@@ -80,7 +80,7 @@ pub fn set_config(
     let json = to_json("products.config", config)?;
     let old: String = tx.row(
         "SELECT config FROM products WHERE id = ?1",
-        [product_id],
+        args![product_id],
         |r| r.get(0),
     )?;
     if old == json {
@@ -88,7 +88,7 @@ pub fn set_config(
     }
     tx.exec(
         "UPDATE products SET config = ?1, config_at_ms = ?2 WHERE id = ?3",
-        params![json, now, product_id],
+        args![json, now, product_id],
     )?;
     Ok(true)
 }

@@ -1,12 +1,11 @@
 //! `sessions`: one connection's usage on a channel, counted cumulatively; at most one open
 //! session per channel.
 
-use rusqlite::params;
 use service_api::ServiceStatus;
 
 use super::channels::Side;
 use super::codec::{from_sql_u64, status, to_sql_u64};
-use super::db::Tx;
+use super::db::{args, Tx};
 use super::error::StoreError;
 
 /// A session's counters with what a usage report needs of its channel.
@@ -34,13 +33,19 @@ pub fn usage(tx: &Tx<'_>, session_id: &str) -> Result<Option<SessionUsage>, Stor
         String,
         i64,
     );
+    // In a write, the session's channel is locked first (as every write to a channel does):
+    // the counters read below are then the latest, and two cores add usage in turn.
+    tx.lock(
+        "SELECT id FROM channels WHERE id = (SELECT channel_id FROM sessions WHERE id = ?1)",
+        args![session_id],
+    )?;
     let row: Option<Row> = tx.opt_row(
         "SELECT s.channel_id, c.side, o.product_id, s.bytes_in, s.bytes_out, s.stopped_at_ms,
                 c.status, c.bytes_total
          FROM sessions s JOIN channels c ON c.id = s.channel_id
          LEFT JOIN offerings o ON o.hash = c.offering_hash
          WHERE s.id = ?1",
-        [session_id],
+        args![session_id],
         |r| {
             Ok((
                 r.get(0)?,
@@ -84,7 +89,7 @@ pub fn set_counts(
         "UPDATE sessions SET bytes_in = ?1, bytes_out = ?2, updated_at_ms = ?3,
                 stopped_at_ms = CASE WHEN ?4 THEN ?3 ELSE stopped_at_ms END
          WHERE id = ?5",
-        params![
+        args![
             to_sql_u64(bytes_in),
             to_sql_u64(bytes_out),
             now,
@@ -112,7 +117,7 @@ pub fn by_connection(
     tx.opt_row(
         "SELECT id, bytes_in, bytes_out FROM sessions WHERE channel_id = ?1 AND connection_id = ?2
          ORDER BY started_at_ms DESC LIMIT 1",
-        params![channel_id, connection_id],
+        args![channel_id, connection_id],
         |r| {
             Ok(KnownSession {
                 id: r.get(0)?,
@@ -127,7 +132,7 @@ pub fn by_connection(
 pub fn open_id(tx: &Tx<'_>, channel_id: &str) -> Result<Option<String>, StoreError> {
     tx.opt_row(
         "SELECT id FROM sessions WHERE channel_id = ?1 AND stopped_at_ms IS NULL",
-        [channel_id],
+        args![channel_id],
         |r| r.get(0),
     )
 }
@@ -136,7 +141,7 @@ pub fn open_id(tx: &Tx<'_>, channel_id: &str) -> Result<Option<String>, StoreErr
 pub fn close(tx: &Tx<'_>, session_id: &str, now: i64) -> Result<(), StoreError> {
     tx.exec(
         "UPDATE sessions SET stopped_at_ms = ?1 WHERE id = ?2",
-        params![now, session_id],
+        args![now, session_id],
     )?;
     Ok(())
 }
@@ -155,7 +160,7 @@ pub fn insert(tx: &Tx<'_>, s: &NewSession<'_>) -> Result<(), StoreError> {
     tx.exec(
         "INSERT INTO sessions (id, channel_id, connection_id, client_addr, vpn_addr, started_at_ms, updated_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![
+        args![
             s.id,
             s.channel_id,
             s.connection_id,

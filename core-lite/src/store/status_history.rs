@@ -1,10 +1,9 @@
 //! `status_history`: every status a channel entered, when and why.
 
-use rusqlite::params;
 use service_api::{ChannelStatusChange, ClientKey, ServiceStatus, StatusChange};
 
 use super::codec::status;
-use super::db::Tx;
+use super::db::{args, Row, Tx};
 use super::error::StoreError;
 
 pub fn insert(
@@ -16,7 +15,7 @@ pub fn insert(
 ) -> Result<(), StoreError> {
     tx.exec(
         "INSERT INTO status_history (channel_id, status, at_ms, reason) VALUES (?1, ?2, ?3, ?4)",
-        params![channel_id, status.as_str(), now, reason],
+        args![channel_id, status.as_str(), now, reason],
     )?;
     Ok(())
 }
@@ -31,9 +30,11 @@ pub enum WatchScope<'a> {
 
 /// The newest change's position (0 when there is none).
 pub fn last_id(tx: &Tx<'_>) -> Result<u64, StoreError> {
-    let id: i64 = tx.row("SELECT COALESCE(MAX(id), 0) FROM status_history", [], |r| {
-        r.get(0)
-    })?;
+    let id: i64 = tx.row(
+        "SELECT COALESCE(MAX(id), 0) FROM status_history",
+        args![],
+        |r| r.get(0),
+    )?;
     Ok(u64::try_from(id).unwrap_or(0))
 }
 
@@ -46,7 +47,7 @@ pub fn after(
 ) -> Result<Vec<ChannelStatusChange>, StoreError> {
     let after = i64::try_from(after).unwrap_or(i64::MAX);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, String, String, String, i64)> {
+    let map = |r: &Row<'_>| -> Result<(i64, String, String, String, i64), StoreError> {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
     };
     const COLS: &str = "SELECT h.id, h.channel_id, c.client_key, h.status, h.at_ms \
@@ -57,17 +58,17 @@ pub fn after(
                 "{COLS} JOIN offerings o ON o.hash = c.offering_hash \
                  WHERE h.id > ?1 AND o.product_id = ?2 ORDER BY h.id LIMIT ?3"
             ),
-            params![after, p, limit],
+            args![after, p, limit],
             map,
         )?,
         WatchScope::Client => tx.rows(
             &format!("{COLS} WHERE h.id > ?1 AND c.side = 'client' ORDER BY h.id LIMIT ?2"),
-            params![after, limit],
+            args![after, limit],
             map,
         )?,
         WatchScope::All => tx.rows(
             &format!("{COLS} WHERE h.id > ?1 ORDER BY h.id LIMIT ?2"),
-            params![after, limit],
+            args![after, limit],
             map,
         )?,
     };
@@ -88,7 +89,7 @@ pub fn after(
 pub fn of_channel(tx: &Tx<'_>, channel_id: &str) -> Result<Vec<StatusChange>, StoreError> {
     let rows: Vec<(String, i64, String)> = tx.rows(
         "SELECT status, at_ms, reason FROM status_history WHERE channel_id = ?1 ORDER BY id",
-        [channel_id],
+        args![channel_id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     rows.into_iter()

@@ -1,8 +1,6 @@
 //! `tokens`: the keyed hashes of the API tokens and whom each stands for.
 
-use rusqlite::params;
-
-use super::db::Tx;
+use super::db::{args, Tx};
 use super::error::StoreError;
 
 /// Whom a token stands for.
@@ -30,11 +28,12 @@ pub fn insert(tx: &Tx<'_>, hash: &str, owner: &TokenOwner, now: i64) -> Result<(
     match owner {
         TokenOwner::Product(product_id) => tx.exec(
             "INSERT INTO tokens (hash, role, product_id, created_at_ms) VALUES (?1, 'product', ?2, ?3)",
-            params![hash, product_id, now],
+            args![hash, product_id, now],
         ),
         TokenOwner::Admin | TokenOwner::Client => tx.exec(
-            "INSERT OR IGNORE INTO tokens (hash, role, product_id, created_at_ms) VALUES (?1, ?2, NULL, ?3)",
-            params![hash, owner.role(), now],
+            "INSERT INTO tokens (hash, role, product_id, created_at_ms) VALUES (?1, ?2, NULL, ?3)
+             ON CONFLICT DO NOTHING",
+            args![hash, owner.role(), now],
         ),
     }?;
     Ok(())
@@ -44,7 +43,7 @@ pub fn insert(tx: &Tx<'_>, hash: &str, owner: &TokenOwner, now: i64) -> Result<(
 pub fn owner(tx: &Tx<'_>, hash: &str) -> Result<Option<TokenOwner>, StoreError> {
     let row: Option<(String, Option<String>)> = tx.opt_row(
         "SELECT role, product_id FROM tokens WHERE hash = ?1",
-        [hash],
+        args![hash],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     Ok(match row {

@@ -2,10 +2,8 @@
 //! fixed width (what the console plots). Rows are added to, never overwritten, so writers
 //! of several core instances sharing one database add up; old rows are pruned by age.
 
-use rusqlite::params;
-
 use super::codec::{from_sql_u64, to_sql_u64};
-use super::db::Tx;
+use super::db::{args, Tx};
 use super::error::StoreError;
 
 /// Bytes of one channel in one bucket.
@@ -26,7 +24,7 @@ pub fn add(tx: &Tx<'_>, channel_id: &str, b: &Bucket) -> Result<(), StoreError> 
          ON CONFLICT (channel_id, start_ms) DO UPDATE SET
              bytes_in = usage_buckets.bytes_in + excluded.bytes_in,
              bytes_out = usage_buckets.bytes_out + excluded.bytes_out",
-        params![
+        args![
             channel_id,
             b.start_ms,
             b.width_ms,
@@ -47,7 +45,7 @@ pub fn of_channel(
     let mut rows = tx.rows(
         "SELECT start_ms, width_ms, bytes_in, bytes_out FROM usage_buckets
          WHERE channel_id = ?1 AND start_ms >= ?2 ORDER BY start_ms DESC LIMIT ?3",
-        params![channel_id, since_ms, limit],
+        args![channel_id, since_ms, i64::from(limit)],
         |r| {
             Ok(Bucket {
                 start_ms: r.get(0)?,
@@ -65,6 +63,6 @@ pub fn of_channel(
 pub fn prune(tx: &Tx<'_>, before_ms: i64) -> Result<usize, StoreError> {
     tx.exec(
         "DELETE FROM usage_buckets WHERE start_ms < ?1",
-        params![before_ms],
+        args![before_ms],
     )
 }
