@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use adapter_server::monitor::{self, HandoffConfig, MgmtAddr, MonitorConfig};
 use adapter_server_hook::wire;
-use common::{client_block, fixture, hook_bin, wait_for, FakeMgmt, Fixture};
+use common::{client_block, fixture, hook_bin, status_row, wait_for, FakeMgmt, Fixture};
 use service_api::Client;
 use tokio_util::sync::CancellationToken;
 
@@ -278,6 +278,21 @@ async fn connect_and_disconnect_hand_offs_account_the_session_exactly() -> anyho
         ]
     };
 
+    // OpenVPN lists the connected client in `status` (the monitor polls it once a second
+    // and closes the sessions of clients it no longer lists).
+    let listed = |since: u64| {
+        status_row(
+            &f.key.0,
+            &format!("{IP}:{PORT}"),
+            "10.8.0.6",
+            0,
+            0,
+            since,
+            7,
+        )
+    };
+    fake.set_status_rows(vec![listed(1_700_000_000)]);
+
     // client-connect: exit 0, the monitor opens the session.
     let mut env = identity("1700000000");
     env.push(("script_type", "client-connect"));
@@ -302,6 +317,7 @@ async fn connect_and_disconnect_hand_offs_account_the_session_exactly() -> anyho
         ("bytes_received", "123456"),
         ("bytes_sent", "654321"),
     ]);
+    fake.set_status_rows(vec![]);
     let out = hook(url, token, &place, &[], &env).await?;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     wait_for("the session stopped with the exact counts", || {
@@ -316,6 +332,7 @@ async fn connect_and_disconnect_hand_offs_account_the_session_exactly() -> anyho
     env.extend([("bytes_received", "123456"), ("bytes_sent", "654321")]);
     fake.send(&client_block("DISCONNECT,7", &env))?;
     // A later connection of the channel, handed off after it, opens a new session.
+    fake.set_status_rows(vec![listed(1_700_000_100)]);
     let mut env = identity("1700000100");
     env.push(("script_type", "client-connect"));
     let out = hook(url, token, &place, &[&dynamic], &env).await?;
