@@ -24,6 +24,7 @@ use bench::{
 use clap::Parser;
 use service_api::{
     AuthClientRequest, Client, Secret, SessionId, StartSessionRequest, UpdateSessionRequest,
+    UpdateSessionsRequest,
 };
 
 #[derive(Parser, Debug)]
@@ -54,6 +55,14 @@ struct Args {
     /// Connections per core in the reporting phase.
     #[arg(long, default_value_t = 64)]
     conns: usize,
+    /// Reporting phase as the monitors send it: each connection stands for one VPN
+    /// server's monitor and sends all its sessions' reports of a second in one
+    /// UpdateSessions call (≤ 500 per call); without it, one UpdateSession call per report.
+    #[arg(long)]
+    batched: bool,
+    /// Only the two-core reporting phase (skip the closed-loop SQLite/PostgreSQL points).
+    #[arg(long)]
+    reporting_only: bool,
 }
 
 fn client(url: &str, token: &Secret) -> Result<Client> {
@@ -358,10 +367,47 @@ async fn reporting(args: &Args, bin: &Path, tmp: &Path) -> Result<String> {
         // since conns is even).
         let c = client(&urls[w % 2], &prep.token)?;
         let sessions = sessions.clone();
+        let batched = args.batched;
         tasks.push(tokio::spawn(async move {
             let (mut lat, mut errors, mut sent) = (Vec::new(), 0u64, 0u64);
             let mut round = 0u64;
             'outer: loop {
+                if batched {
+                    let at = t0
+                        + period * u32::try_from(round).unwrap_or(u32::MAX)
+                        + period.mul_f64(w as f64 / conns as f64);
+                    if at >= end {
+                        break 'outer;
+                    }
+                    tokio::time::sleep_until(at.into()).await;
+                    let v = (round + 1) * 1000;
+                    let mine: Vec<usize> = (w..n).step_by(conns).collect();
+                    for chunk in mine.chunks(500) {
+                        let req = UpdateSessionsRequest {
+                            updates: chunk
+                                .iter()
+                                .map(|&i| UpdateSessionRequest {
+                                    session_id: sessions[i].clone(),
+                                    bytes_in: v,
+                                    bytes_out: v,
+                                })
+                                .collect(),
+                        };
+                        let k = chunk.len() as u64;
+                        match c.update_sessions(&req).await {
+                            Ok(r) => {
+                                errors +=
+                                    r.results.iter().filter(|x| x.error.is_some()).count() as u64;
+                            }
+                            Err(_) => errors += k,
+                        }
+                        let l = at.elapsed();
+                        lat.extend(std::iter::repeat_n(l, chunk.len()));
+                        sent += k;
+                    }
+                    round += 1;
+                    continue;
+                }
                 for i in (w..n).step_by(conns) {
                     let at = t0
                         + period * u32::try_from(round).unwrap_or(u32::MAX)
@@ -399,6 +445,7 @@ async fn reporting(args: &Args, bin: &Path, tmp: &Path) -> Result<String> {
     let lat = Summary::of(&all).context("no reports")?;
     let mut t = Table::new(&[
         "sessions",
+        "reports",
         "offered/s",
         "achieved/s",
         "p50 ms (from schedule)",
@@ -410,6 +457,11 @@ async fn reporting(args: &Args, bin: &Path, tmp: &Path) -> Result<String> {
     ]);
     t.row(vec![
         n.to_string(),
+        if args.batched {
+            format!("UpdateSessions, one call/s per connection ({conns} connections)")
+        } else {
+            "UpdateSession, one call per report".to_string()
+        },
         n.to_string(),
         format!("{:.0}", sent as f64 / wall),
         ms(lat.p50),
@@ -438,14 +490,16 @@ async fn main() -> Result<()> {
         "core-lite CPU %",
         "PostgreSQL CPU %",
     ]);
-    for pg in [false, true] {
-        for row in backend_points(&args, &bin, tmp.path(), pg).await? {
-            t.row(row);
-        }
-    }
     println!("{}", bench::machine_line());
-    println!("\n### One core-lite, closed loop: SQLite vs PostgreSQL\n");
-    println!("{}", t.render());
+    if !args.reporting_only {
+        for pg in [false, true] {
+            for row in backend_points(&args, &bin, tmp.path(), pg).await? {
+                t.row(row);
+            }
+        }
+        println!("\n### One core-lite, closed loop: SQLite vs PostgreSQL\n");
+        println!("{}", t.render());
+    }
     let two = reporting(&args, &bin, tmp.path()).await?;
     println!("\n### Two core-lite on one PostgreSQL, every session reporting once a second\n");
     println!("{two}");
