@@ -92,7 +92,7 @@ ADMIN_TOKEN=$(tr -d '\n' <"$D/admin.token")
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=${API_FUZZ_PORT:-$(free_port)}
 URL=http://127.0.0.1:$PORT
-cl serve --listen "127.0.0.1:$PORT" 2>"$WORK/core.log" &
+cl serve --listen "127.0.0.1:$PORT" --watch-max-wait-ms 200 2>"$WORK/core.log" &
 PID=$!
 for _ in $(seq 100); do curl -sf -o /dev/null "$URL/health" && break; sleep 0.1; done
 curl -sf -o /dev/null "$URL/health" || { cat "$WORK/core.log" >&2; exit 1; }

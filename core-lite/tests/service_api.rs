@@ -791,6 +791,22 @@ async fn bad_requests_get_clear_4xx() -> anyhow::Result<()> {
             "forbidden",
         ),
         ("/v1/Nope", Some(&tok), b"{}".to_vec(), 404, "not_found"),
+        // Every request is an object: an array is refused even where every field is
+        // optional.
+        (
+            "/v1/WatchStatus",
+            Some(&tok),
+            b"[null, null]".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            "/v1/UpdateSessions",
+            Some(&tok),
+            br#"{"updates":[]}"#.to_vec(),
+            422,
+            "invalid",
+        ),
     ];
     for (path, token, body, want_status, want_code) in cases {
         let mut rq = http

@@ -186,6 +186,7 @@ pub const MAX_BATCH: usize = 500;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateSessionsRequest {
     /// 1 to 500 reports.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 500))]
     pub updates: Vec<UpdateSessionRequest>,
 }
 

@@ -18,12 +18,30 @@ pub const MAX_WATCH_CHANGES: usize = 500;
 pub struct WatchStatusRequest {
     /// The `cursor` of the previous answer: changes after it are answered. Absent: the call
     /// answers at once with the current cursor and no changes (subscribe, then watch).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_integer"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub cursor: Option<u64>,
     /// How long to wait for a change when there is none yet, ms (0 to 30000)
     /// [default: 10000]. The answer comes as soon as there is a change.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_integer"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 30000))]
     pub wait_ms: Option<u64>,
+}
+
+/// An optional non-negative integer; like JSON Schema, `5.0` is an integer
+/// ([`crate::rules::counter`]).
+fn opt_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    struct Integer(#[serde(deserialize_with = "crate::rules::counter")] u64);
+    Ok(Option::<Integer>::deserialize(d)?.map(|Integer(v)| v))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,5 +77,27 @@ impl Validate for WatchStatusRequest {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_as_json_schema_reads_them_and_only_objects() {
+        let r: WatchStatusRequest =
+            serde_json::from_str(r#"{"cursor": 7.0, "waitMs": 1e3}"#).expect("integral floats");
+        assert_eq!((r.cursor, r.wait_ms), (Some(7), Some(1000)));
+        let r: WatchStatusRequest =
+            serde_json::from_str(r#"{"cursor": null}"#).expect("null is absent");
+        assert_eq!((r.cursor, r.wait_ms), (None, None));
+        assert!(serde_json::from_str::<WatchStatusRequest>(r#"{"waitMs": 1.5}"#).is_err());
+        assert!(serde_json::from_str::<WatchStatusRequest>(r#"{"cursor": -1}"#).is_err());
+        let too_long = WatchStatusRequest {
+            cursor: None,
+            wait_ms: Some(MAX_WATCH_WAIT_MS + 1),
+        };
+        assert!(too_long.validate().is_err());
     }
 }

@@ -80,6 +80,12 @@ pub struct ServeArgs {
     /// supply returns to the offering (nobody can hoard supply without paying).
     #[arg(long, env = "CORE_LITE_CLAIM_WINDOW_SECS", default_value_t = 300)]
     pub claim_window_secs: u64,
+    /// Longest wait of a WatchStatus long-poll, ms (at most 30000, the API's maximum; a
+    /// call asking for longer answers after this with no change). Lower it when a proxy in
+    /// front closes idle requests sooner.
+    #[arg(long, env = "CORE_LITE_WATCH_MAX_WAIT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(0..=30_000))]
+    pub watch_max_wait_ms: u64,
 }
 
 impl ServeArgs {
@@ -117,6 +123,7 @@ pub(super) async fn serve(
     let market = matches!(args.role, Role::Agent | Role::Both);
     let limits = args.limits(1 + usize::from(market));
     core.set_claim_window(Duration::from_secs(args.claim_window_secs.max(1)));
+    core.set_watch_max_wait(Duration::from_millis(args.watch_max_wait_ms));
     if let Some(ca) = ca_file {
         core.set_market_ca_file(ca.to_path_buf());
     }

@@ -113,6 +113,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                     CoreError::BadRequest(format!("could not read the request body: {e}"))
                 }
             })?;
+        // Every request of the API is a JSON object (a struct of only optional fields would
+        // otherwise also read from an array).
+        if let Some(&first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            if first != b'{' {
+                return Err(
+                    CoreError::BadRequest("the request body must be a JSON object".into()).into(),
+                );
+            }
+        }
         let v = serde_json::from_slice(&bytes)
             .map_err(|e| CoreError::BadRequest(format!("invalid request body: {e}")))?;
         Ok(ApiJson(v))

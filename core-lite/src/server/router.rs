@@ -110,7 +110,11 @@ async fn watch_status(
     Valid(req): Valid<api::WatchStatusRequest>,
 ) -> Result<Json<api::WatchStatusResponse>, CoreError> {
     let mut stopping = stopping.map(|s| s.0 .0);
-    let wait = std::time::Duration::from_millis(req.wait_ms.unwrap_or(WATCH_DEFAULT_WAIT_MS));
+    let wait_ms = req
+        .wait_ms
+        .unwrap_or(WATCH_DEFAULT_WAIT_MS)
+        .min(core.watch_max_wait_ms());
+    let wait = std::time::Duration::from_millis(wait_ms);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let cursor = req.cursor;

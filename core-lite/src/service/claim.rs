@@ -38,6 +38,18 @@ impl Core {
         self.claim_window.0.store(ms.max(1), Ordering::Relaxed);
     }
 
+    /// Caps the wait of every WatchStatus call (a proxy in front with a shorter idle
+    /// timeout; tests). A call that asks for longer answers after this, with no change.
+    pub fn set_watch_max_wait(&self, wait: Duration) {
+        let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        self.watch_max_wait_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The longest WatchStatus wait, ms.
+    pub(crate) fn watch_max_wait_ms(&self) -> u64 {
+        self.watch_max_wait_ms.load(Ordering::Relaxed)
+    }
+
     /// The deadline of a channel accepted at `now`.
     pub(crate) fn claim_deadline(&self, now: i64) -> i64 {
         now.saturating_add(self.claim_window.0.load(Ordering::Relaxed))

@@ -45,6 +45,8 @@ pub struct Core {
     pub(crate) market_guard: crate::market::guard::MarketGuard,
     /// How long a channel accepted over the market has to be claimed ([`super::claim`]).
     pub(crate) claim_window: super::claim::ClaimWindow,
+    /// Longest wait of a WatchStatus call (`serve --watch-max-wait-ms`), ms.
+    pub(crate) watch_max_wait_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Core {
@@ -61,6 +63,7 @@ impl Core {
             market_ca_file: Default::default(),
             market_guard: Default::default(),
             claim_window: Default::default(),
+            watch_max_wait_ms: std::sync::atomic::AtomicU64::new(service_api::MAX_WATCH_WAIT_MS),
         }
     }
 
