@@ -70,6 +70,13 @@ pub struct ChannelStatusChange {
 
 impl Validate for WatchStatusRequest {
     fn validate(&self) -> Result<(), Invalid> {
+        // The document's int64: no cursor the core hands out is above it.
+        if self.cursor.is_some_and(|c| i64::try_from(c).is_err()) {
+            return Err(Invalid {
+                pointer: "/cursor".into(),
+                reason: format!("at most {}", i64::MAX),
+            });
+        }
         if self.wait_ms.is_some_and(|w| w > MAX_WATCH_WAIT_MS) {
             return Err(Invalid {
                 pointer: "/waitMs".into(),
@@ -99,5 +106,10 @@ mod tests {
             wait_ms: Some(MAX_WATCH_WAIT_MS + 1),
         };
         assert!(too_long.validate().is_err());
+        let beyond = WatchStatusRequest {
+            cursor: Some(1 << 63),
+            wait_ms: None,
+        };
+        assert!(beyond.validate().is_err());
     }
 }
