@@ -92,7 +92,7 @@ ADMIN_TOKEN=$(tr -d '\n' <"$D/admin.token")
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=${API_FUZZ_PORT:-$(free_port)}
 URL=http://127.0.0.1:$PORT
-cl serve --listen "127.0.0.1:$PORT" --watch-max-wait-ms 200 2>"$WORK/core.log" &
+"$CORE" --data-dir "$D" serve --listen "127.0.0.1:$PORT" --watch-max-wait-ms 200 2>"$WORK/core.log" &
 PID=$!
 for _ in $(seq 100); do curl -sf -o /dev/null "$URL/health" && break; sleep 0.1; done
 curl -sf -o /dev/null "$URL/health" || { cat "$WORK/core.log" >&2; exit 1; }
@@ -116,7 +116,7 @@ MARKET_OFFERING=$(ml offering publish --product vpn-m --input "$WORK/market-offe
   jq -r .offeringHash)
 MPORT=$(free_port)
 MARKET_URL=http://127.0.0.1:$(free_port)
-ml serve --role agent --listen "127.0.0.1:$MPORT" --market-listen "${MARKET_URL#http://}" \
+"$CORE" --data-dir "$M" serve --role agent --listen "127.0.0.1:$MPORT" --market-listen "${MARKET_URL#http://}" \
   2>"$WORK/market.log" &
 MPID=$!
 for _ in $(seq 100); do curl -sf -o /dev/null "$MARKET_URL/health" && break; sleep 0.1; done
