@@ -181,7 +181,8 @@ fn core_and_monitor_metrics_follow_a_session() -> Result<()> {
         );
         ensure!(sample(&c1, "core_lite_status_changes_total{status=\"active\"}") == 1.0);
 
-        // Usage: UpdateSession calls and the bytes counted grow.
+        // Usage: the reports (one UpdateSessions batch per tick at the core) and the bytes
+        // counted grow.
         let updates_before = sample(
             &m1,
             "adapter_server_core_calls_total{call=\"UpdateSession\",result=\"ok\"}",
@@ -198,14 +199,14 @@ fn core_and_monitor_metrics_follow_a_session() -> Result<()> {
         ensure!(
             sample(
                 &c2,
-                "core_lite_http_requests_total{operation=\"UpdateSession\",code=\"ok\"}"
+                "core_lite_http_requests_total{operation=\"UpdateSessions\",code=\"ok\"}"
             ) >= 1.0,
             "{c2}"
         );
         ensure!(
             sample(
                 &c2,
-                "core_lite_http_request_duration_seconds_count{operation=\"UpdateSession\"}"
+                "core_lite_http_request_duration_seconds_count{operation=\"UpdateSessions\"}"
             ) >= 1.0
         );
         let m2 = monitor_metrics()?;
