@@ -226,7 +226,10 @@ impl Client {
     /// A copy of this client whose calls may take `timeout` (a WatchStatus long-poll waits
     /// longer than a usage report may).
     pub fn with_timeout(&self, timeout: Duration) -> Result<Self, ApiError> {
-        Self::new(&self.bases.join(","), self.token.clone(), timeout)
+        let mut c = Self::new(&self.bases.join(","), self.token.clone(), timeout)?;
+        // The same cores, and the same one that answered last.
+        c.current = self.current.clone();
+        Ok(c)
     }
     /// The status changes of the caller's channels after `req.cursor` (long-poll).
     pub async fn watch_status(
