@@ -17,7 +17,7 @@ use super::client_auth;
 use super::config_push::ConfigPush;
 use super::core_calls::{BoundedCore, CoreHealth, Report};
 use super::event::Ev;
-use super::fence::FenceHandle;
+use super::fence::{FenceAddrs, FenceHandle};
 use super::handoff::{HandoffEvent, PendingLogins};
 use super::metrics::MonitorMetrics;
 use super::mgmt_conn::{self, Pending, Replies};
@@ -113,6 +113,10 @@ impl Actor {
         };
         let Some(addrs) = c.quota_addrs() else {
             return;
+        };
+        let addrs = FenceAddrs {
+            tun: addrs,
+            link: c.id.client_addr.parse().ok(),
         };
         f.quota(c.serial, addrs, recorded.saturating_add(left));
         self.table.with(conn, |c| {
@@ -213,16 +217,19 @@ impl Actor {
                         c.id.vpn_addr.map(|v4| {
                             (
                                 c.serial,
-                                tc_shaper::ClientAddrs {
-                                    v4,
-                                    v6: c.id.vpn_addr6,
+                                FenceAddrs {
+                                    tun: tc_shaper::ClientAddrs {
+                                        v4,
+                                        v6: c.id.vpn_addr6,
+                                    },
+                                    link: c.id.client_addr.parse().ok(),
                                 },
                             )
                         })
                     });
                     match (&self.fence, target) {
                         (Some(f), Some((key, addrs))) => {
-                            warn!(cid, connection = %conn, addr = %addrs.v4, "dropping client traffic before the kill: {why}");
+                            warn!(cid, connection = %conn, addr = %addrs.tun.v4, "dropping client traffic before the kill: {why}");
                             let done = f.block(key, addrs);
                             self.table.with(&conn, |c| {
                                 c.fenced = true;

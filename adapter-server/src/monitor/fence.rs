@@ -7,11 +7,15 @@
 //! table inet adapter_server {
 //!   map v4 { type ipv4_addr : verdict }      # client VPN address → jump c<key>
 //!   map v6 { type ipv6_addr : verdict }
-//!   chain input   { type filter hook input priority -5;   ip saddr vmap @v4; ip6 saddr vmap @v6 }
+//!   set over4 { type ipv4_addr . inet_service; flags dynamic }  # real address . port
+//!   set over6 { type ipv6_addr . inet_service; flags dynamic }
+//!   chain input   { type filter hook input priority -5;
+//!                   ip saddr . th sport @over4 drop; ip6 saddr . th sport @over6 drop;
+//!                   ip saddr vmap @v4; ip6 saddr vmap @v6 }
 //!   chain output  { type filter hook output priority -5;  ip daddr vmap @v4; ip6 daddr vmap @v6 }
 //!   chain forward { type filter hook forward priority -5; (saddr and daddr, v4 and v6) }
 //!   quota q<key> { over N bytes }
-//!   chain c<key> { quota name "q<key>" drop }  # blocked: { drop }
+//!   chain c<key> { quota name "q<key>" add @over4 { REAL . PORT } drop }  # blocked: { drop }
 //! }
 //! ```
 //!
@@ -19,14 +23,20 @@
 //! limit is the session's cumulative byte count the core last confirmed plus the budget the
 //! core answered: the quota counts the tunnel's packets since the session started, which
 //! OpenVPN counts (with its own overhead on top) in the same session, so the kernel never
-//! stops a client before the core's limit and stops it at most the overhead after it.
+//! stops a client before the core's limit.
+//!
+//! When the quota runs out, the packet that crossed it also puts the client's real address
+//! and port (its OpenVPN link) into `over4`/`over6`, and from then on the packets it sends
+//! on its link are dropped before OpenVPN reads them. Without this the packets a fast sender still has in
+//! flight would reach OpenVPN, be counted (and charged) there, and only then be dropped at
+//! the tunnel. A block (the cut) does the same at once.
 //!
 //! The task runs `nft -f -` scripts in the order the actor sends them, so the actor never
 //! waits for `nft`; a block reports back when it is in place so the kill follows it.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -37,6 +47,15 @@ use tracing::{error, info, warn, Instrument};
 
 /// How long one `nft` run may take.
 const NFT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client's addresses as the fence sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FenceAddrs {
+    /// Its VPN addresses (the tunnel's packets).
+    pub tun: ClientAddrs,
+    /// Its real address and port (OpenVPN's link packets), when known.
+    pub link: Option<SocketAddr>,
+}
 
 /// Settings of the fence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +119,12 @@ impl Scripts {
         let _ = writeln!(s, "add table {t}");
         let _ = writeln!(s, "add map {t} v4 {{ type ipv4_addr : verdict; }}");
         let _ = writeln!(s, "add map {t} v6 {{ type ipv6_addr : verdict; }}");
+        for (set, ty) in [("over4", "ipv4_addr"), ("over6", "ipv6_addr")] {
+            let _ = writeln!(
+                s,
+                "add set {t} {set} {{ type {ty} . inet_service; flags dynamic; }}"
+            );
+        }
         for (chain, hook, dirs) in [
             ("input", "input", &["saddr"][..]),
             ("output", "output", &["daddr"][..]),
@@ -109,6 +134,13 @@ impl Scripts {
                 s,
                 "add chain {t} {chain} {{ type filter hook {hook} priority -5; policy accept; }}"
             );
+            // What a client over its quota or cut still sends on its link (OpenVPN's own
+            // packets). Only inbound: what OpenVPN sends is counted from the tunnel, which
+            // the client's chain drops, and the `client-kill` message must still go out.
+            if chain == "input" {
+                let _ = writeln!(s, "add rule {t} input ip saddr . th sport @over4 drop");
+                let _ = writeln!(s, "add rule {t} input ip6 saddr . th sport @over6 drop");
+            }
             for dir in dirs {
                 let _ = writeln!(s, "add rule {t} {chain} ip {dir} vmap @v4");
                 let _ = writeln!(s, "add rule {t} {chain} ip6 {dir} vmap @v6");
@@ -125,39 +157,52 @@ impl Scripts {
 
     /// Sets client `key`'s quota to `limit` bytes (creating its quota, chain and address
     /// entries when `install`; the quota keeps what it counted when only its limit changes).
-    pub fn quota(&self, key: u64, addrs: &ClientAddrs, limit: u64, install: bool) -> String {
+    pub fn quota(&self, key: u64, addrs: &FenceAddrs, limit: u64, install: bool) -> String {
         let t = self.t();
         let mut s = format!("add quota {t} q{key} {{ over {limit} bytes }}\n");
         if install {
+            let over = match link_element(addrs.link) {
+                Some((set, elem)) => format!("add @{set} {{ {elem} }} "),
+                None => String::new(),
+            };
             let _ = writeln!(s, "add chain {t} c{key}");
             let _ = writeln!(s, "flush chain {t} c{key}");
-            let _ = writeln!(s, "add rule {t} c{key} quota name \"q{key}\" drop");
-            s.push_str(&self.elements("add", key, addrs));
+            let _ = writeln!(s, "add rule {t} c{key} quota name \"q{key}\" {over}drop");
+            s.push_str(&self.elements("add", key, &addrs.tun));
         }
         s
     }
 
-    /// Drops every packet of client `key` (creating its chain and entries if needed).
-    pub fn block(&self, key: u64, addrs: &ClientAddrs, installed: bool) -> String {
+    /// Drops every packet of client `key`, tunnel and link (creating its chain and entries
+    /// if needed).
+    pub fn block(&self, key: u64, addrs: &FenceAddrs, installed: bool) -> String {
         let t = self.t();
         let mut s = String::new();
         let _ = writeln!(s, "add chain {t} c{key}");
         let _ = writeln!(s, "flush chain {t} c{key}");
         let _ = writeln!(s, "add rule {t} c{key} drop");
         if !installed {
-            s.push_str(&self.elements("add", key, addrs));
+            s.push_str(&self.elements("add", key, &addrs.tun));
+        }
+        if let Some((set, elem)) = link_element(addrs.link) {
+            let _ = writeln!(s, "add element {t} {set} {{ {elem} }}");
         }
         s
     }
 
     /// Removes everything of client `key`.
-    pub fn remove(&self, key: u64, addrs: &ClientAddrs, has_quota: bool) -> String {
+    pub fn remove(&self, key: u64, addrs: &FenceAddrs, has_quota: bool) -> String {
         let t = self.t();
-        let mut s = self.elements("delete", key, addrs);
+        let mut s = self.elements("delete", key, &addrs.tun);
         let _ = writeln!(s, "flush chain {t} c{key}");
         let _ = writeln!(s, "delete chain {t} c{key}");
         if has_quota {
             let _ = writeln!(s, "delete quota {t} q{key}");
+        }
+        if let Some((set, elem)) = link_element(addrs.link) {
+            // Added first: the quota may or may not have put it there.
+            let _ = writeln!(s, "add element {t} {set} {{ {elem} }}");
+            let _ = writeln!(s, "delete element {t} {set} {{ {elem} }}");
         }
         s
     }
@@ -180,6 +225,19 @@ impl Scripts {
         }
         s
     }
+}
+
+/// The set and element (`ADDR . PORT`) of a real address; an IPv4-mapped IPv6 address
+/// (a dual-stack `udp6` socket) is the IPv4 address it carries on the wire.
+fn link_element(link: Option<SocketAddr>) -> Option<(&'static str, String)> {
+    let link = link?;
+    Some(match link.ip() {
+        IpAddr::V4(a) => ("over4", format!("{a} . {}", link.port())),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(a) => ("over4", format!("{a} . {}", link.port())),
+            None => ("over6", format!("{a} . {}", link.port())),
+        },
+    })
 }
 
 /// Runs one script with `nft -f -`.
@@ -229,12 +287,12 @@ enum FenceOp {
     Setup,
     Quota {
         key: u64,
-        addrs: ClientAddrs,
+        addrs: FenceAddrs,
         limit: u64,
     },
     Block {
         key: u64,
-        addrs: ClientAddrs,
+        addrs: FenceAddrs,
         done: oneshot::Sender<bool>,
     },
     Remove {
@@ -245,7 +303,7 @@ enum FenceOp {
 
 /// What is installed for one client.
 struct Installed {
-    addrs: ClientAddrs,
+    addrs: FenceAddrs,
     has_quota: bool,
     blocked: bool,
 }
@@ -267,12 +325,12 @@ impl FenceHandle {
 
     /// Client `key` may pass `limit` bytes (tunnel packets, both directions, all its
     /// addresses) since its session started.
-    pub fn quota(&self, key: u64, addrs: ClientAddrs, limit: u64) {
+    pub fn quota(&self, key: u64, addrs: FenceAddrs, limit: u64) {
         let _ = self.0.send(FenceOp::Quota { key, addrs, limit });
     }
 
     /// Drops all traffic of client `key`; the answer (true: in place) comes once `nft` ran.
-    pub fn block(&self, key: u64, addrs: ClientAddrs) -> oneshot::Receiver<bool> {
+    pub fn block(&self, key: u64, addrs: FenceAddrs) -> oneshot::Receiver<bool> {
         let (done, rx) = oneshot::channel();
         let _ = self.0.send(FenceOp::Block { key, addrs, done });
         rx
@@ -297,7 +355,7 @@ impl FenceHandle {
 fn owner_of(installed: &HashMap<u64, Installed>, v4: Ipv4Addr, v6: Option<Ipv6Addr>) -> Vec<u64> {
     installed
         .iter()
-        .filter(|(_, i)| i.addrs.v4 == v4 || (v6.is_some() && i.addrs.v6 == v6))
+        .filter(|(_, i)| i.addrs.tun.v4 == v4 || (v6.is_some() && i.addrs.tun.v6 == v6))
         .map(|(k, _)| *k)
         .collect()
 }
@@ -332,7 +390,7 @@ async fn fence_task(cfg: FenceConfig, mut rx: mpsc::UnboundedReceiver<FenceOp>) 
                 };
                 let mut script = String::new();
                 if fresh {
-                    for other in owner_of(&installed, addrs.v4, addrs.v6) {
+                    for other in owner_of(&installed, addrs.tun.v4, addrs.tun.v6) {
                         if let Some(o) = installed.remove(&other) {
                             script.push_str(&scripts.remove(other, &o.addrs, o.has_quota));
                         }
@@ -341,7 +399,7 @@ async fn fence_task(cfg: FenceConfig, mut rx: mpsc::UnboundedReceiver<FenceOp>) 
                 script.push_str(&scripts.quota(key, &addrs, limit, fresh));
                 match run_nft(&cfg, &script).await {
                     Ok(()) => {
-                        info!(addr = %addrs.v4, addr6 = ?addrs.v6, limit, "client byte quota set");
+                        info!(addr = %addrs.tun.v4, addr6 = ?addrs.tun.v6, link = ?addrs.link, limit, "client byte quota set");
                         installed.insert(
                             key,
                             Installed {
@@ -352,7 +410,7 @@ async fn fence_task(cfg: FenceConfig, mut rx: mpsc::UnboundedReceiver<FenceOp>) 
                         );
                     }
                     Err(e) => {
-                        warn!(addr = %addrs.v4, "setting the client's byte quota failed: {e:#}")
+                        warn!(addr = %addrs.tun.v4, "setting the client's byte quota failed: {e:#}")
                     }
                 }
             }
@@ -369,7 +427,7 @@ async fn fence_task(cfg: FenceConfig, mut rx: mpsc::UnboundedReceiver<FenceOp>) 
                     if let Some(o) = installed.remove(&key) {
                         script.push_str(&scripts.remove(key, &o.addrs, false));
                     }
-                    for other in owner_of(&installed, addrs.v4, addrs.v6) {
+                    for other in owner_of(&installed, addrs.tun.v4, addrs.tun.v6) {
                         if let Some(o) = installed.remove(&other) {
                             script.push_str(&scripts.remove(other, &o.addrs, o.has_quota));
                         }
@@ -378,7 +436,7 @@ async fn fence_task(cfg: FenceConfig, mut rx: mpsc::UnboundedReceiver<FenceOp>) 
                 script.push_str(&scripts.block(key, &addrs, same));
                 let ok = match run_nft(&cfg, &script).await {
                     Ok(()) => {
-                        info!(addr = %addrs.v4, addr6 = ?addrs.v6, "client traffic dropped");
+                        info!(addr = %addrs.tun.v4, addr6 = ?addrs.tun.v6, link = ?addrs.link, "client traffic dropped");
                         installed.insert(
                             key,
                             Installed {
@@ -390,7 +448,7 @@ async fn fence_task(cfg: FenceConfig, mut rx: mpsc::UnboundedReceiver<FenceOp>) 
                         true
                     }
                     Err(e) => {
-                        warn!(addr = %addrs.v4, "dropping the client's traffic failed: {e:#}");
+                        warn!(addr = %addrs.tun.v4, "dropping the client's traffic failed: {e:#}");
                         false
                     }
                 };
@@ -401,9 +459,9 @@ async fn fence_task(cfg: FenceConfig, mut rx: mpsc::UnboundedReceiver<FenceOp>) 
                     continue;
                 };
                 match run_nft(&cfg, &scripts.remove(key, &i.addrs, i.has_quota)).await {
-                    Ok(()) => info!(addr = %i.addrs.v4, "client fence removed"),
+                    Ok(()) => info!(addr = %i.addrs.tun.v4, "client fence removed"),
                     Err(e) => {
-                        warn!(addr = %i.addrs.v4, "removing the client's fence failed: {e:#}")
+                        warn!(addr = %i.addrs.tun.v4, "removing the client's fence failed: {e:#}")
                     }
                 }
             }
@@ -426,10 +484,20 @@ async fn fence_task(cfg: FenceConfig, mut rx: mpsc::UnboundedReceiver<FenceOp>) 
 mod tests {
     use super::*;
 
-    fn addrs(v6: bool) -> ClientAddrs {
-        ClientAddrs {
-            v4: Ipv4Addr::new(10, 8, 0, 6),
-            v6: v6.then(|| "fd00:8::1000".parse().expect("v6")),
+    fn addrs(v6: bool) -> FenceAddrs {
+        FenceAddrs {
+            tun: ClientAddrs {
+                v4: Ipv4Addr::new(10, 8, 0, 6),
+                v6: v6.then(|| "fd00:8::1000".parse().expect("v6")),
+            },
+            link: None,
+        }
+    }
+
+    fn linked(link: &str) -> FenceAddrs {
+        FenceAddrs {
+            link: Some(link.parse().expect("link")),
+            ..addrs(false)
         }
     }
 
@@ -448,10 +516,22 @@ mod tests {
             "add rule inet adapter_server forward ip daddr vmap @v4",
             "add rule inet adapter_server forward ip6 saddr vmap @v6",
             "add rule inet adapter_server forward ip6 daddr vmap @v6",
+            "add set inet adapter_server over4 { type ipv4_addr . inet_service; flags dynamic; }",
+            "add set inet adapter_server over6 { type ipv6_addr . inet_service; flags dynamic; }",
+            "add rule inet adapter_server input ip saddr . th sport @over4 drop",
+            "add rule inet adapter_server input ip6 saddr . th sport @over6 drop",
         ] {
             assert!(s.lines().any(|l| l == line), "missing {line:?} in\n{s}");
         }
         assert!(!s.contains(" fwd "), "fwd is an nft keyword");
+        // The link drop comes before the jump to the client's chain.
+        let pos = |l: &str| s.lines().position(|x| x == l).expect(l);
+        assert!(
+            pos("add rule inet adapter_server input ip saddr . th sport @over4 drop")
+                < pos("add rule inet adapter_server input ip saddr vmap @v4")
+        );
+        // Outbound link packets pass: the kill message must reach the client.
+        assert!(!s.contains("th dport"), "{s}");
     }
 
     #[test]
@@ -471,6 +551,27 @@ mod tests {
             sc.quota(3, &addrs(false), 5, false),
             "add quota inet t q3 { over 5 bytes }\n"
         );
+    }
+
+    #[test]
+    fn the_quota_puts_the_real_address_into_the_link_drop_set() {
+        let sc = Scripts::new("t");
+        assert!(sc.quota(3, &linked("192.0.2.7:50123"), 9, true).contains(
+            "add rule inet t c3 quota name \"q3\" add @over4 { 192.0.2.7 . 50123 } drop\n"
+        ));
+        assert!(sc
+            .quota(3, &linked("[2001:db8::7]:1194"), 9, true)
+            .contains("add @over6 { 2001:db8::7 . 1194 } drop\n"));
+        // A dual-stack socket's IPv4-mapped address is IPv4 on the wire.
+        assert!(sc
+            .quota(3, &linked("[::ffff:192.0.2.7]:5"), 9, true)
+            .contains("add @over4 { 192.0.2.7 . 5 } drop\n"));
+        let blocked = sc.block(3, &linked("192.0.2.7:50123"), true);
+        assert!(blocked.ends_with("add element inet t over4 { 192.0.2.7 . 50123 }\n"));
+        assert!(sc.remove(3, &linked("192.0.2.7:50123"), true).ends_with(
+            "add element inet t over4 { 192.0.2.7 . 50123 }\n\
+             delete element inet t over4 { 192.0.2.7 . 50123 }\n"
+        ));
     }
 
     #[test]
