@@ -441,6 +441,39 @@ async fn max_units_terminates_and_stop_finishes() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reports that stay within one unit skip the billing rules (no status can change); their
+/// answer must still carry the budget the rules would give.
+#[tokio::test]
+async fn reports_within_one_unit_answer_the_exact_budget() -> anyhow::Result<()> {
+    let a = agent(1000).await?;
+    let (_, key) = a.core.create_channel(&a.offering, Some(500_000))?;
+    let c = client(&a.core, &a.product_token);
+    let s = c
+        .start_session(&StartSessionRequest::new(key.clone(), None))
+        .await?;
+    assert_eq!(s.remaining_bytes, Some(5_000_000));
+    for (bytes_in, bytes_out, left) in [
+        (1_000_001, 0, 3_999_999),
+        (1_500_000, 0, 3_500_000),
+        (1_500_000, 499_999, 3_000_001),
+        (1_500_000, 499_999, 3_000_001),
+        (4_000_000, 999_999, 1),
+    ] {
+        let r = c
+            .update_session(&UpdateSessionRequest {
+                session_id: s.session_id.clone(),
+                bytes_in,
+                bytes_out,
+            })
+            .await?;
+        assert_eq!(r.status, ServiceStatus::Active);
+        assert_eq!(r.remaining_bytes, Some(left), "after {bytes_in} + {bytes_out}");
+        assert_eq!(r.channel_bytes, bytes_in + bytes_out);
+    }
+    assert_eq!(a.core.channel(&key.0)?.bytes_total, 4_999_999);
+    Ok(())
+}
+
 #[tokio::test]
 async fn deposit_exhaustion_terminates() -> anyhow::Result<()> {
     let a = agent(1000).await?;

@@ -363,15 +363,27 @@ fn record_in_tx(
     if delta > 0 {
         channels::add_bytes(tx, &s.channel_id, delta)?;
     }
-    // Billing looks again only when usage or the session changed (timers and cheques
-    // apply it themselves).
-    let (status, remaining_bytes) = if s.side != Side::Agent {
-        (s.channel_status, None)
-    } else if delta > 0 || stopped_now {
-        let (status, left) = apply_billing_budget(tx, &s.channel_id, now)?;
-        (status, Some(left))
-    } else {
-        (s.channel_status, Some(budget(tx, &s.channel_id)?))
+    // Billing looks again only when the units used or the session changed: every usage
+    // rule of `billing::next_status` counts whole units, so a report that stays within the
+    // same unit changes no status (timers and cheques apply the rules themselves; the
+    // timers run every second). Most reports take this path: three statements, no billing.
+    let same_units = billing::units_used(s.channel_bytes) == billing::units_used(channel_bytes);
+    let (status, remaining_bytes) = match (&s.terms, s.side) {
+        (_, Side::Client) => (s.channel_status, None),
+        (Some(terms), Side::Agent) if same_units && !stopped_now => (
+            s.channel_status,
+            Some(billing::remaining_bytes(
+                terms,
+                s.channel_status,
+                channel_bytes,
+                s.channel_deposit,
+            )),
+        ),
+        (_, Side::Agent) if delta > 0 || stopped_now => {
+            let (status, left) = apply_billing_budget(tx, &s.channel_id, now)?;
+            (status, Some(left))
+        }
+        (_, Side::Agent) => (s.channel_status, Some(budget(tx, &s.channel_id)?)),
     };
     Ok(Usage {
         status,
