@@ -27,6 +27,8 @@ struct Usage {
     bytes_out: u64,
     channel_bytes: u64,
     stopped_now: bool,
+    /// A usage report on a session that is no longer open.
+    closed: bool,
     /// Bytes the channel may still use (agent side only).
     remaining_bytes: Option<u64>,
     /// What this report added, for the usage series: (channel, in, out, at unix ms).
@@ -306,6 +308,7 @@ fn update_answer(session_id: &SessionId, r: &Usage) -> UpdateSessionResponse {
         channel_bytes: r.channel_bytes,
         units_used: billing::units_used(r.channel_bytes),
         remaining_bytes: r.remaining_bytes,
+        closed: r.closed,
     }
 }
 
@@ -331,15 +334,13 @@ fn record_in_tx(
         return Err(not_found());
     }
     let (old_in, old_out) = (s.bytes_in, s.bytes_out);
-    // Per-field maximum. After the stop, a usage report changes nothing; a later
-    // StopSession with higher final counts still wins (the monitor may stop a session
-    // with its last bytecount before the client-disconnect hook brings OpenVPN's exact
-    // final counters).
-    let (new_in, new_out) = if s.stopped && !stop {
-        (old_in, old_out)
-    } else {
-        (old_in.max(bytes_in), old_out.max(bytes_out))
-    };
+    // Per-field maximum, also after the stop: a later StopSession with higher final counts
+    // wins (the monitor may stop a session with its last bytecount before the
+    // client-disconnect hook brings OpenVPN's exact final counters), and a session that a
+    // newer one replaced while its connection lived on (the client logged in again
+    // elsewhere) is counted to its last byte; its answer says `closed`, so its adapter
+    // disconnects the client.
+    let (new_in, new_out) = (old_in.max(bytes_in), old_out.max(bytes_out));
     // Counters only grow (per-field maximum), and each is at most MAX_BYTE_COUNT (a
     // rule of the request), so neither difference underflows; their sum and the
     // channel's new total are checked.
@@ -391,6 +392,7 @@ fn record_in_tx(
         bytes_out: new_out,
         channel_bytes,
         stopped_now,
+        closed: s.stopped && !stop,
         remaining_bytes,
         added: (
             s.channel_id,
