@@ -5,7 +5,9 @@
 //! loopback); both cores share one PostgreSQL database and the agent's key. One client
 //! connects to server A, moves data, disconnects, then to server B and does the same: the
 //! channel's bytes, read on either core, equal OpenVPN's own final counters of both
-//! connections to the byte.
+//! connections to the byte. Then the client logs in on both at once (A, then B while A's
+//! connection lives): B's session replaces A's, A's monitor cuts its client at its next
+//! report, and every byte of all four connections is counted.
 //!
 //! Needs PostgreSQL: run under `scripts/pg-test.sh` (it sets `CORE_LITE_TEST_DATABASE`; the
 //! cores reach it on its unix socket, which every namespace sees).
@@ -125,6 +127,38 @@ fn one_channel_used_on_two_servers_with_two_cores_on_postgres_is_accounted_exact
             client.proc.terminate(TIMEOUT)?;
             wait_until(TIMEOUT, "OpenVPN recorded the disconnect", || {
                 rec.connections(&channel.key).is_ok_and(|c| c.len() == 1)
+            })?;
+        }
+
+        // At once: connected on A, the client logs in on B too. B's session replaces A's,
+        // A's monitor learns it from its next report's answer (`closed`) and cuts that
+        // client; what both connections moved is counted.
+        let on_a = OpenVpnClient::new(&env, &client_ns, &pki, link_a.addr_a(), PORT)
+            .credentials(&channel.key, &channel.password)
+            .start()?;
+        on_a.wait_connected(TIMEOUT)?;
+        mon_a.wait_for_line_count("session started", 2, TIMEOUT)?;
+        client_ns.wait_for_tcp(echo_a, TIMEOUT)?;
+        let data = payload(300_000);
+        echo_exchange(client_ns.tcp_connect(echo_a, TIMEOUT)?, &data, TIMEOUT)?;
+        expected_min += 2 * data.len() as u64;
+        let on_b = OpenVpnClient::new(&env, &client_ns, &pki, link_b.addr_a(), PORT)
+            .credentials(&channel.key, &channel.password)
+            .start()?;
+        on_b.wait_connected(TIMEOUT)?;
+        mon_b.wait_for_line_count("session started", 2, TIMEOUT)?;
+        mon_a.wait_for_line("session replaced by a newer login", TIMEOUT)?;
+        on_a.proc
+            .wait_exit(TIMEOUT)
+            .context("the client on A was not cut")?;
+        client_ns.wait_for_tcp(echo_b, TIMEOUT)?;
+        let data = payload(200_000);
+        echo_exchange(client_ns.tcp_connect(echo_b, TIMEOUT)?, &data, TIMEOUT)?;
+        expected_min += 2 * data.len() as u64;
+        on_b.proc.terminate(TIMEOUT)?;
+        for rec in [&rec_a, &rec_b] {
+            wait_until(TIMEOUT, "OpenVPN recorded both disconnects", || {
+                rec.connections(&channel.key).is_ok_and(|c| c.len() == 2)
             })?;
         }
 
