@@ -319,7 +319,8 @@ async fn sessions_count_cumulatively_and_exactly() -> anyhow::Result<()> {
         .await?;
     assert!(stop.stopped);
     assert_eq!(stop.channel_bytes, 1_502_200);
-    // Stop again with lower counts, or a usage report after the stop: nothing changes.
+    // Stop again with lower counts, or an older usage report after the stop: nothing
+    // changes, and the report is answered `closed`.
     let stop2 = c
         .stop_session(&StopSessionRequest {
             session_id: s.session_id.clone(),
@@ -329,8 +330,10 @@ async fn sessions_count_cumulatively_and_exactly() -> anyhow::Result<()> {
         .await?;
     assert!(!stop2.stopped);
     assert_eq!(stop2.channel_bytes, 1_502_200);
-    let late = c.update_session(&up(8_000_000, 0)).await?;
+    let late = c.update_session(&up(1_000, 0)).await?;
     assert_eq!(late.channel_bytes, 1_502_200);
+    assert!(late.closed);
+    assert!(!stop2.stopped);
     // A later StopSession with higher final counts (OpenVPN's exact counters arriving after
     // the monitor stopped with its last bytecount) raises them.
     let exact = c
@@ -373,8 +376,28 @@ async fn sessions_count_cumulatively_and_exactly() -> anyhow::Result<()> {
         .start_session(&StartSessionRequest::new(key.clone(), None))
         .await?;
     let info = a.core.channel(&key.0)?;
-    assert_eq!(info.open_session, Some(s3.session_id));
+    assert_eq!(info.open_session, Some(s3.session_id.clone()));
     assert_eq!(info.bytes_total, 1_502_280);
+    // The replaced session's connection may live on (the client logged in again on another
+    // server): what it still reports is counted, and its answer tells its adapter to cut it.
+    let r = c
+        .update_session(&UpdateSessionRequest {
+            session_id: s2.session_id.clone(),
+            bytes_in: 1_010,
+            bytes_out: 20,
+        })
+        .await?;
+    assert!(r.closed, "the replaced session is answered closed");
+    assert_eq!(r.channel_bytes, 1_503_280);
+    let r = c
+        .update_session(&UpdateSessionRequest {
+            session_id: s3.session_id,
+            bytes_in: 5,
+            bytes_out: 0,
+        })
+        .await?;
+    assert!(!r.closed, "the open session is not closed");
+    assert_eq!(r.channel_bytes, 1_503_285);
     Ok(())
 }
 
@@ -438,6 +461,43 @@ async fn max_units_terminates_and_stop_finishes() -> anyhow::Result<()> {
         .await
         .expect_err("terminated");
     assert_eq!(code(&e), Some(ErrorCode::ChannelInactive));
+    Ok(())
+}
+
+/// Reports that stay within one unit skip the billing rules (no status can change); their
+/// answer must still carry the budget the rules would give.
+#[tokio::test]
+async fn reports_within_one_unit_answer_the_exact_budget() -> anyhow::Result<()> {
+    let a = agent(1000).await?;
+    let (_, key) = a.core.create_channel(&a.offering, Some(500_000))?;
+    let c = client(&a.core, &a.product_token);
+    let s = c
+        .start_session(&StartSessionRequest::new(key.clone(), None))
+        .await?;
+    assert_eq!(s.remaining_bytes, Some(5_000_000));
+    for (bytes_in, bytes_out, left) in [
+        (1_000_001, 0, 3_999_999),
+        (1_500_000, 0, 3_500_000),
+        (1_500_000, 499_999, 3_000_001),
+        (1_500_000, 499_999, 3_000_001),
+        (4_000_000, 999_999, 1),
+    ] {
+        let r = c
+            .update_session(&UpdateSessionRequest {
+                session_id: s.session_id.clone(),
+                bytes_in,
+                bytes_out,
+            })
+            .await?;
+        assert_eq!(r.status, ServiceStatus::Active);
+        assert_eq!(
+            r.remaining_bytes,
+            Some(left),
+            "after {bytes_in} + {bytes_out}"
+        );
+        assert_eq!(r.channel_bytes, bytes_in + bytes_out);
+    }
+    assert_eq!(a.core.channel(&key.0)?.bytes_total, 4_999_999);
     Ok(())
 }
 

@@ -172,6 +172,11 @@ pub struct UpdateSessionResponse {
     /// (a client core). The server adapter turns it into a kernel byte quota per client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remaining_bytes: Option<u64>,
+    /// True when this session is no longer the channel's open session: it was stopped, or a
+    /// newer session replaced it (the client logged in again, on this server or another).
+    /// The report is still counted; the adapter must disconnect the client. Absent: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closed: bool,
 }
 
 /// Most reports in one UpdateSessions call.

@@ -321,6 +321,9 @@ impl Client {
                         if r.status.must_disconnect() {
                             info!(connection = %conn_id, status = %r.status, "core says stop service");
                             self.kill("channel suspended or terminated", ctx)
+                        } else if r.closed {
+                            info!(connection = %conn_id, "core says the session is closed (a newer login of the channel replaced it)");
+                            self.kill("session replaced by a newer login", ctx)
                         } else if counts != sent {
                             self.update()
                         } else {

@@ -187,11 +187,20 @@ async fn closed_loop(
                 let t = Instant::now();
                 let r = match op {
                     Op::Auth => {
-                        let cr = &creds[i % creds.len()];
+                        let k = i % creds.len();
+                        let cr = &creds[k];
+                        // Each client from its own address, as a VPN server's clients are
+                        // (one address for all would spend that address's throttle budget:
+                        // a check in flight holds one unit of it).
                         c.auth_client(&AuthClientRequest {
                             client_key: cr.key.clone(),
                             password: cr.password.clone(),
-                            client_addr: Some("10.1.2.3:40000".into()),
+                            client_addr: Some(format!(
+                                "10.{}.{}.{}:40000",
+                                k / 65_536 % 256,
+                                k / 256 % 256,
+                                k % 256
+                            )),
                         })
                         .await
                         .map(drop)

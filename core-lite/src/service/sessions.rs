@@ -27,6 +27,8 @@ struct Usage {
     bytes_out: u64,
     channel_bytes: u64,
     stopped_now: bool,
+    /// A usage report on a session that is no longer open.
+    closed: bool,
     /// Bytes the channel may still use (agent side only).
     remaining_bytes: Option<u64>,
     /// What this report added, for the usage series: (channel, in, out, at unix ms).
@@ -306,6 +308,7 @@ fn update_answer(session_id: &SessionId, r: &Usage) -> UpdateSessionResponse {
         channel_bytes: r.channel_bytes,
         units_used: billing::units_used(r.channel_bytes),
         remaining_bytes: r.remaining_bytes,
+        closed: r.closed,
     }
 }
 
@@ -331,15 +334,13 @@ fn record_in_tx(
         return Err(not_found());
     }
     let (old_in, old_out) = (s.bytes_in, s.bytes_out);
-    // Per-field maximum. After the stop, a usage report changes nothing; a later
-    // StopSession with higher final counts still wins (the monitor may stop a session
-    // with its last bytecount before the client-disconnect hook brings OpenVPN's exact
-    // final counters).
-    let (new_in, new_out) = if s.stopped && !stop {
-        (old_in, old_out)
-    } else {
-        (old_in.max(bytes_in), old_out.max(bytes_out))
-    };
+    // Per-field maximum, also after the stop: a later StopSession with higher final counts
+    // wins (the monitor may stop a session with its last bytecount before the
+    // client-disconnect hook brings OpenVPN's exact final counters), and a session that a
+    // newer one replaced while its connection lived on (the client logged in again
+    // elsewhere) is counted to its last byte; its answer says `closed`, so its adapter
+    // disconnects the client.
+    let (new_in, new_out) = (old_in.max(bytes_in), old_out.max(bytes_out));
     // Counters only grow (per-field maximum), and each is at most MAX_BYTE_COUNT (a
     // rule of the request), so neither difference underflows; their sum and the
     // channel's new total are checked.
@@ -363,15 +364,27 @@ fn record_in_tx(
     if delta > 0 {
         channels::add_bytes(tx, &s.channel_id, delta)?;
     }
-    // Billing looks again only when usage or the session changed (timers and cheques
-    // apply it themselves).
-    let (status, remaining_bytes) = if s.side != Side::Agent {
-        (s.channel_status, None)
-    } else if delta > 0 || stopped_now {
-        let (status, left) = apply_billing_budget(tx, &s.channel_id, now)?;
-        (status, Some(left))
-    } else {
-        (s.channel_status, Some(budget(tx, &s.channel_id)?))
+    // Billing looks again only when the units used or the session changed: every usage
+    // rule of `billing::next_status` counts whole units, so a report that stays within the
+    // same unit changes no status (timers and cheques apply the rules themselves; the
+    // timers run every second). Most reports take this path: three statements, no billing.
+    let same_units = billing::units_used(s.channel_bytes) == billing::units_used(channel_bytes);
+    let (status, remaining_bytes) = match (&s.terms, s.side) {
+        (_, Side::Client) => (s.channel_status, None),
+        (Some(terms), Side::Agent) if same_units && !stopped_now => (
+            s.channel_status,
+            Some(billing::remaining_bytes(
+                terms,
+                s.channel_status,
+                channel_bytes,
+                s.channel_deposit,
+            )),
+        ),
+        (_, Side::Agent) if delta > 0 || stopped_now => {
+            let (status, left) = apply_billing_budget(tx, &s.channel_id, now)?;
+            (status, Some(left))
+        }
+        (_, Side::Agent) => (s.channel_status, Some(budget(tx, &s.channel_id)?)),
     };
     Ok(Usage {
         status,
@@ -379,6 +392,7 @@ fn record_in_tx(
         bytes_out: new_out,
         channel_bytes,
         stopped_now,
+        closed: s.stopped && !stop,
         remaining_bytes,
         added: (
             s.channel_id,

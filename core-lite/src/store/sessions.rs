@@ -7,6 +7,7 @@ use super::channels::Side;
 use super::codec::{from_sql_u64, status, to_sql_u64};
 use super::db::{args, Tx};
 use super::error::StoreError;
+use crate::billing::BillingTerms;
 
 /// A session's counters with what a usage report needs of its channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,56 +21,89 @@ pub struct SessionUsage {
     pub stopped: bool,
     pub channel_status: ServiceStatus,
     pub channel_bytes: u64,
+    pub channel_deposit: u64,
+    /// The billing terms of the channel's offering (agent side).
+    pub terms: Option<BillingTerms>,
 }
 
 pub fn usage(tx: &Tx<'_>, session_id: &str) -> Result<Option<SessionUsage>, StoreError> {
-    type Row = (
-        String,
-        String,
-        Option<String>,
-        i64,
-        i64,
-        Option<i64>,
-        String,
-        i64,
-    );
     // In a write, the session's channel is locked first (as every write to a channel does):
     // the counters read below are then the latest, and two cores add usage in turn.
     tx.lock(
         "SELECT id FROM channels WHERE id = (SELECT channel_id FROM sessions WHERE id = ?1)",
         args![session_id],
     )?;
-    let row: Option<Row> = tx.opt_row(
+    let row = tx.opt_row(
         "SELECT s.channel_id, c.side, o.product_id, s.bytes_in, s.bytes_out, s.stopped_at_ms,
-                c.status, c.bytes_total
+                c.status, c.bytes_total, c.deposit,
+                o.unit_price, o.setup_price, o.min_units, o.max_units, o.free_units,
+                o.max_billing_unit_lag, o.billing_interval, o.max_suspend_time_s,
+                o.max_inactive_time_s
          FROM sessions s JOIN channels c ON c.id = s.channel_id
          LEFT JOIN offerings o ON o.hash = c.offering_hash
          WHERE s.id = ?1",
         args![session_id],
         |r| {
+            let u = |i| r.get::<_, i64>(i).map(from_sql_u64);
+            let ou = |i| r.get::<_, Option<i64>>(i).map(|v| v.map(from_sql_u64));
+            let terms = match (ou(9)?, ou(10)?, ou(11)?, ou(12)?, ou(13)?) {
+                (
+                    Some(unit_price),
+                    Some(setup_price),
+                    Some(min_units),
+                    Some(max_units),
+                    Some(free_units),
+                ) => Some(BillingTerms {
+                    unit_price,
+                    setup_price,
+                    min_units,
+                    max_units,
+                    free_units,
+                    max_billing_unit_lag: ou(14)?.unwrap_or(0),
+                    billing_interval: ou(15)?.unwrap_or(0),
+                    max_suspend_time_s: ou(16)?.unwrap_or(0),
+                    max_inactive_time_s: ou(17)?.unwrap_or(0),
+                }),
+                _ => None,
+            };
             Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                u(3)?,
+                u(4)?,
+                r.get::<_, Option<i64>>(5)?.is_some(),
+                r.get::<_, String>(6)?,
+                u(7)?,
+                u(8)?,
+                terms,
             ))
         },
     )?;
     row.map(
-        |(channel_id, side, product_id, bytes_in, bytes_out, stopped, st, total)| {
+        |(
+            channel_id,
+            side,
+            product_id,
+            bytes_in,
+            bytes_out,
+            stopped,
+            st,
+            total,
+            deposit,
+            terms,
+        )| {
             Ok(SessionUsage {
                 channel_id,
                 side: Side::parse(&side)?,
                 product_id,
-                bytes_in: from_sql_u64(bytes_in),
-                bytes_out: from_sql_u64(bytes_out),
-                stopped: stopped.is_some(),
+                bytes_in,
+                bytes_out,
+                stopped,
                 channel_status: status("channels.status", &st)?,
-                channel_bytes: from_sql_u64(total),
+                channel_bytes: total,
+                channel_deposit: deposit,
+                terms,
             })
         },
     )

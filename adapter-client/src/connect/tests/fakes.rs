@@ -371,6 +371,7 @@ impl CoreApi for FakeCore {
             channel_bytes: counts.0 + counts.1,
             units_used: 0,
             remaining_bytes: None,
+            closed: false,
         })
     }
 

@@ -60,6 +60,7 @@ pub(crate) fn updated(status: ServiceStatus) -> Result<UpdateSessionResponse, Ap
         channel_bytes: 0,
         units_used: 0,
         remaining_bytes: None,
+        closed: false,
     })
 }
 
@@ -245,6 +246,23 @@ fn failing_reports_cut_the_client_after_the_grace_period() {
         vec![Action::Kill {
             cid: 7,
             why: "no successful report to the core within the grace period"
+        }]
+    );
+}
+
+#[test]
+fn a_session_the_core_says_is_closed_kills() {
+    let mut c = active();
+    c.on_counts((1, 1), &ctx());
+    let mut answer = updated(ServiceStatus::Active);
+    if let Ok(r) = &mut answer {
+        r.closed = true;
+    }
+    assert_eq!(
+        c.on_updated((1, 1), answer, &ctx()),
+        vec![Action::Kill {
+            cid: 7,
+            why: "session replaced by a newer login"
         }]
     );
 }

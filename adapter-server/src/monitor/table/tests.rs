@@ -62,6 +62,7 @@ fn status_learns_and_vanished_clients_are_stopped() {
                 channel_bytes: 1100,
                 units_used: 0,
                 remaining_bytes: None,
+                closed: false,
             }),
             &ctx,
         )
