@@ -19,13 +19,10 @@ pub fn check(path: &Path) -> Report {
     let Some(f) = c.config().cloned() else {
         return c.finish();
     };
-    if let Some(url) = &f.core_url {
-        if let Err(e) =
-            service_api::Client::new(url, Secret(String::new()), settings::DEFAULT_CORE_TIMEOUT)
-        {
-            c.problem("core_url", format!("{e} (e.g. {DEFAULT_CORE_URL})"));
-        }
-    }
+    c.check("core_url", f.core_url.as_deref(), |url| {
+        service_api::Client::new(url, Secret(String::new()), settings::DEFAULT_CORE_TIMEOUT)
+            .map_err(|e| format!("{e} (e.g. {DEFAULT_CORE_URL})"))
+    });
     if let Some(t) = &f.token {
         if settings::parse_token(t.expose().as_bytes()).is_none() {
             c.problem(
@@ -33,42 +30,30 @@ pub fn check(path: &Path) -> Report {
                 "must be one line of printable ASCII (value not shown)",
             );
         }
-        if f.token_file.is_some() {
-            c.problem("token_file", "give token or token_file, not both");
-        }
+        c.not_both(("token", true), ("token_file", f.token_file.is_some()));
     }
-    if let Some(p) = &f.token_file {
-        if let Err(e) = settings::read_token_file(p) {
-            c.problem("token_file", e);
-        }
-    }
-    if f.core_timeout_ms == Some(0) {
-        c.problem("core_timeout_ms", "must be at least 1");
-    }
-    if f.bytecount_interval == Some(0) {
-        c.problem("bytecount_interval", "must be at least 1 (seconds)");
-    }
-    if let Some(m) = &f.management {
-        if let Err(e) = m.parse::<crate::monitor::MgmtAddr>() {
-            c.problem("management", e);
-        }
-    }
+    c.check(
+        "token_file",
+        f.token_file.as_deref(),
+        settings::read_token_file,
+    );
+    c.at_least_one("core_timeout_ms", f.core_timeout_ms, "");
+    c.at_least_one(
+        "bytecount_interval",
+        f.bytecount_interval.map(u64::from),
+        "seconds",
+    );
+    c.check(
+        "management",
+        f.management.as_deref(),
+        str::parse::<crate::monitor::MgmtAddr>,
+    );
     if let Some(p) = &f.management_password_file {
-        match settings::read_bounded(p, 4096) {
-            Ok(b)
-                if String::from_utf8_lossy(&b)
-                    .lines()
-                    .next()
-                    .is_some_and(|l| !l.is_empty()) => {}
-            Ok(_) => c.problem(
-                "management_password_file",
-                format!("{} is empty", p.display()),
-            ),
-            Err(e) => c.problem(
-                "management_password_file",
-                format!("cannot read {}: {e}", p.display()),
-            ),
-        }
+        let read = settings::read_bounded(p, 4096)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(|e| format!("cannot read {}: {e}", p.display()));
+        // The monitor sends the first line as it is (spaces are part of the password).
+        c.first_line_file("management_password_file", p, read, |l| l);
     }
     let mut server_user = None;
     if let Some(p) = &f.server_config {
@@ -88,17 +73,13 @@ pub fn check(path: &Path) -> Report {
         c.problem("endpoint", "must not be empty (HOST or HOST:PORT)");
     }
     for (key, dev) in [("tun", &f.tun), ("ifb", &f.ifb)] {
-        if let Some(d) = dev {
-            if let Err(e) = tc_shaper::check_dev(d) {
-                c.problem(key, e);
-            }
-        }
+        c.check(key, dev.as_deref(), tc_shaper::check_dev);
     }
-    if let Some(r) = &f.link_capacity {
-        if let Err(e) = tc_shaper::parse_rate(r) {
-            c.problem("link_capacity", e);
-        }
-    }
+    c.check(
+        "link_capacity",
+        f.link_capacity.as_deref(),
+        tc_shaper::parse_rate,
+    );
     if let Some(n) = f.max_clients {
         if n == 0 || n > tc_shaper::MAX_SLOTS {
             c.problem(

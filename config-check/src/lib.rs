@@ -192,6 +192,62 @@ impl<T> Checker<T> {
         }
     }
 
+    /// Checks the value of `key`, when given, with the program's own `check` (a parser, a
+    /// name rule); its error is the problem. Gives what `check` returns when it passes.
+    pub fn check<V: ?Sized, R, E: fmt::Display>(
+        &mut self,
+        key: &str,
+        value: Option<&V>,
+        check: impl FnOnce(&V) -> Result<R, E>,
+    ) -> Option<R> {
+        match check(value?) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.problem(key, e);
+                None
+            }
+        }
+    }
+
+    /// Two keys that exclude each other (a value and the file holding it): when both are
+    /// given, a problem of `b`.
+    pub fn not_both(&mut self, (a, a_given): (&str, bool), (b, b_given): (&str, bool)) {
+        if a_given && b_given {
+            self.problem(b, format!("give {a} or {b}, not both"));
+        }
+    }
+
+    /// A count that must not be 0 (an interval, a timeout); `unit` (e.g. "seconds"), when not
+    /// empty, is named in the problem.
+    pub fn at_least_one(&mut self, key: &str, value: Option<u64>, unit: &str) {
+        if value != Some(0) {
+            return;
+        }
+        if unit.is_empty() {
+            self.problem(key, "must be at least 1");
+        } else {
+            self.problem(key, format!("must be at least 1 ({unit})"));
+        }
+    }
+
+    /// Checks the file named by `key` that holds one value on its first line (a token, a
+    /// password). `read` is the program's own reading of the file at `path` (its error is the
+    /// problem); `value` takes the value out of the first line as the program does (e.g.
+    /// [`str::trim`]); no value is the problem "`path` is empty".
+    pub fn first_line_file<E: fmt::Display>(
+        &mut self,
+        key: &str,
+        path: &Path,
+        read: Result<String, E>,
+        value: impl Fn(&str) -> &str,
+    ) {
+        match read {
+            Ok(text) if text.lines().next().is_some_and(|l| !value(l).is_empty()) => {}
+            Ok(_) => self.problem(key, format!("{} is empty", path.display())),
+            Err(e) => self.problem(key, e),
+        }
+    }
+
     pub fn finish(mut self) -> Report {
         self.problems.sort_by_key(|p| p.line.unwrap_or(0));
         Report {
@@ -333,6 +389,72 @@ mod tests {
         let r = check("port = 1\nport = 2\n").finish();
         assert_eq!(r.problems.len(), 1, "{r}");
         assert!(!r.is_ok());
+    }
+
+    #[test]
+    fn value_checks_report_the_program_error_on_the_key_line() {
+        let mut c = check("port = 0\nlisten = \"x y\"\ntoken = \"t\"\n");
+        let no_space = |v: &str| {
+            if v.contains(' ') {
+                Err(format!("`{v}` has a space"))
+            } else {
+                Ok(v.len())
+            }
+        };
+        assert_eq!(c.check("listen", Some("x y"), no_space), None);
+        assert_eq!(c.check("listen", Some("xy"), no_space), Some(2));
+        assert_eq!(c.check("listen", None::<&str>, no_space), None);
+        c.not_both(("token", true), ("listen", false));
+        c.not_both(("token", false), ("listen", true));
+        c.not_both(("listen", true), ("token", true));
+        c.at_least_one("port", Some(0), "seconds");
+        c.at_least_one("port", Some(1), "seconds");
+        c.at_least_one("port", None, "seconds");
+        c.at_least_one("flag", Some(0), "");
+        let r = c.finish();
+        let got: Vec<_> = r
+            .problems
+            .iter()
+            .map(|p| (p.line, p.key.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (None, "flag", "must be at least 1"),
+                (Some(1), "port", "must be at least 1 (seconds)"),
+                (Some(2), "listen", "`x y` has a space"),
+                (Some(3), "token", "give listen or token, not both"),
+            ],
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn first_line_file_needs_a_value_on_the_first_line() {
+        let mut c = check("token = \"t\"\nport = 1\n");
+        let p = Path::new("/etc/tok");
+        let ok = |s: &str| Ok::<_, String>(s.to_string());
+        c.first_line_file("token", p, ok("tok\n"), str::trim);
+        c.first_line_file("token", p, ok(" tok \nmore"), |l| l);
+        c.first_line_file("port", p, ok("  \ntok\n"), |l| l);
+        c.first_line_file("token", p, ok("  \ntok\n"), str::trim);
+        c.first_line_file("token", p, ok(""), |l| l);
+        c.first_line_file("port", p, Err("cannot read /etc/tok: denied"), str::trim);
+        let r = c.finish();
+        let got: Vec<_> = r
+            .problems
+            .iter()
+            .map(|p| (p.line, p.key.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(1), "token", "/etc/tok is empty"),
+                (Some(1), "token", "/etc/tok is empty"),
+                (Some(2), "port", "cannot read /etc/tok: denied"),
+            ],
+            "{r}"
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod prom;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

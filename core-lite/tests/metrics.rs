@@ -3,59 +3,12 @@
 //! client; both formats are served; and `promtool check metrics` (Debian's `prometheus`)
 //! accepts every scrape.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
+use core_lite::testkit::prom::{promtool_check, value};
 use core_lite::testkit::{vpn_offering_input, TestCore};
 use service_api::{ClientKey, Secret, StartSessionRequest, UpdateSessionRequest};
-
-/// `promtool check metrics` on `text`; skipped (printed) when promtool is missing, unless
-/// `E2E_REQUIRED=1` (scripts/test.sh), which makes that a failure.
-fn promtool_check(text: &str) -> Result<()> {
-    let spawned = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if std::env::var("E2E_REQUIRED").is_ok_and(|v| v == "1") {
-                bail!("promtool not found (Debian package prometheus) and E2E_REQUIRED=1");
-            }
-            eprintln!("promtool not found: the lint of the scrape is skipped");
-            return Ok(());
-        }
-        Err(e) => return Err(e).context("running promtool"),
-    };
-    child
-        .stdin
-        .take()
-        .context("promtool stdin")?
-        .write_all(text.as_bytes())?;
-    let out = child.wait_with_output()?;
-    ensure!(
-        out.status.success(),
-        "promtool check metrics failed: {}{}\n--- scrape ---\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
-/// The value of the sample `name{labels}` (labels as written, e.g. `{side="agent"}`).
-fn value(text: &str, sample: &str) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        l.strip_prefix(sample)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
 
 fn must(text: &str, sample: &str) -> Result<f64> {
     value(text, sample).with_context(|| format!("no sample {sample} in\n{text}"))

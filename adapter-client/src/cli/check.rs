@@ -28,16 +28,11 @@ pub fn check(path: &Path) -> Report {
         if t.expose().trim().is_empty() {
             c.problem("token", "is empty");
         }
-        if f.token_file.is_some() {
-            c.problem("token_file", "give token or token_file, not both");
-        }
+        c.not_both(("token", true), ("token_file", f.token_file.is_some()));
     }
     if let Some(p) = &f.token_file {
-        match super::config::read_small("token file", p) {
-            Ok(text) if text.lines().next().is_some_and(|l| !l.trim().is_empty()) => {}
-            Ok(_) => c.problem("token_file", format!("{} is empty", p.display())),
-            Err(e) => c.problem("token_file", e),
-        }
+        let read = super::config::read_small("token file", p);
+        c.first_line_file("token_file", p, read, str::trim);
     }
     if let Some(k) = &f.client_key {
         if k.is_empty() || k.len() > service_api::MAX_FIELD_LEN || k.chars().any(char::is_control) {
@@ -48,11 +43,7 @@ pub fn check(path: &Path) -> Report {
         }
     }
     for (key, dev) in [("tun_dev", &f.tun_dev), ("ifb_dev", &f.ifb_dev)] {
-        if let Some(d) = dev {
-            if let Err(e) = crate::render::check_dev_name(d) {
-                c.problem(key, e);
-            }
-        }
+        c.check(key, dev.as_deref(), crate::render::check_dev_name);
     }
     for (key, prog) in [
         ("openvpn", &f.openvpn),
@@ -75,18 +66,14 @@ pub fn check(path: &Path) -> Report {
         ),
         ("suspend_poll_secs", f.suspend_poll_secs),
     ] {
-        if v == Some(0) {
-            c.problem(key, "must be at least 1 (seconds)");
-        }
+        c.at_least_one(key, v, "seconds");
     }
     if f.verb.is_some_and(|v| v > 11) {
         c.problem("verb", "OpenVPN's verbosity is 0..=11");
     }
     let allow = f.lockdown_allow.clone().unwrap_or_default();
     for v in allow.iter().filter(|v| !v.trim().is_empty()) {
-        if let Err(e) = super::net::parse_allow(v) {
-            c.problem("lockdown_allow", e);
-        }
+        c.check("lockdown_allow", Some(v.as_str()), super::net::parse_allow);
     }
     if !allow.is_empty() && !f.lockdown.unwrap_or(false) {
         c.problem("lockdown_allow", "needs lockdown = true");

@@ -1,28 +1,29 @@
 //! The actor: owns the client table and the management connection, turns each [`Ev`] into
-//! transitions of the table (pure) and carries out the [`Todo`]s they return: spawned core
-//! calls, management commands, shaping.
+//! transitions of the table (pure) and carries out the [`Todo`](super::table::Todo)s they return (`execute.rs`):
+//! spawned core calls, management commands, shaping.
+
+mod execute;
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use adapter_server_hook::wire::Kind;
 use openvpn_mgmt::{self as mgmt, ClientEventKind, Command, Event as MgmtEvent};
-use service_api::{FindSessionRequest, StartSessionRequest};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::client::{Action, Client, Closing, Ctx, Phase};
+use super::client::{Closing, Ctx, Phase};
 use super::client_auth;
 use super::config_push::ConfigPush;
 use super::core_calls::{BoundedCore, CoreHealth, Report};
 use super::event::Ev;
-use super::fence::{FenceAddrs, FenceHandle};
+use super::fence::FenceHandle;
 use super::handoff::{HandoffEvent, PendingLogins};
 use super::metrics::MonitorMetrics;
 use super::mgmt_conn::{self, Pending, Replies};
 use super::shaping::ShapingHandle;
-use super::table::{ClientTable, Todo};
+use super::table::ClientTable;
 use super::MonitorConfig;
 use crate::script_env::{self, ClientIdentity, RawEnv};
 
@@ -102,29 +103,6 @@ impl Actor {
         }
     }
 
-    /// Sets client `conn`'s byte quota: the session's bytes the core has recorded plus what
-    /// it says is left.
-    fn set_quota(&mut self, conn: &str, recorded: u64, left: Option<u64>) {
-        let (Some(f), Some(left)) = (&self.fence, left) else {
-            return;
-        };
-        let Some(c) = self.table.get(conn) else {
-            return;
-        };
-        let Some(addrs) = c.quota_addrs() else {
-            return;
-        };
-        let addrs = FenceAddrs {
-            tun: addrs,
-            link: c.id.client_addr.parse().ok(),
-        };
-        f.quota(c.serial, addrs, recorded.saturating_add(left));
-        self.table.with(conn, |c| {
-            c.fenced = true;
-            vec![]
-        });
-    }
-
     fn ctx(&self) -> Ctx {
         let now = Instant::now();
         Ctx {
@@ -176,103 +154,6 @@ impl Actor {
     fn request_status(&mut self) {
         if self.send_cmd(Command::Status(3)) {
             self.last_status_req = Some(Instant::now());
-        }
-    }
-
-    /// Carries out what the transitions asked for.
-    fn run(&mut self, todos: Vec<Todo>) {
-        for Todo { conn, action } in todos {
-            match action {
-                Action::Start => {
-                    let Some(c) = self.table.get(&conn) else {
-                        continue;
-                    };
-                    let req = start_request(c);
-                    self.metrics.call_started("StartSession");
-                    self.core.spawn_start(&self.tx, conn, req);
-                }
-                // Sent with the others at the next tick (one UpdateSessions call).
-                Action::Update { session, counts } => {
-                    self.metrics.call_started("UpdateSession");
-                    self.reports.push((conn, session, counts));
-                }
-                Action::Stop { session, fin } => {
-                    self.metrics.call_started("StopSession");
-                    self.core.spawn_stop(&self.tx, conn, session, fin)
-                }
-                Action::Find => {
-                    let Some(c) = self.table.get(&conn) else {
-                        continue;
-                    };
-                    let req = FindSessionRequest {
-                        client_key: c.id.username.clone(),
-                        connection_id: conn.clone(),
-                    };
-                    self.metrics.call_started("FindSession");
-                    self.core.spawn_find(&self.tx, conn, req);
-                }
-                Action::Kill { cid, why } => {
-                    // Drop first (nft), then kill once the drop is in place.
-                    let target = self.table.get(&conn).and_then(|c| {
-                        c.id.vpn_addr.map(|v4| {
-                            (
-                                c.serial,
-                                FenceAddrs {
-                                    tun: tc_shaper::ClientAddrs {
-                                        v4,
-                                        v6: c.id.vpn_addr6,
-                                    },
-                                    link: c.id.client_addr.parse().ok(),
-                                },
-                            )
-                        })
-                    });
-                    match (&self.fence, target) {
-                        (Some(f), Some((key, addrs))) => {
-                            warn!(cid, connection = %conn, addr = %addrs.tun.v4, "dropping client traffic before the kill: {why}");
-                            let done = f.block(key, addrs);
-                            self.table.with(&conn, |c| {
-                                c.fenced = true;
-                                vec![]
-                            });
-                            let (tx, gen) = (self.tx.clone(), self.gen);
-                            tokio::spawn(async move {
-                                let ok = done.await.unwrap_or(false);
-                                let _ = tx
-                                    .send(Ev::Blocked {
-                                        gen,
-                                        conn_id: conn,
-                                        cid,
-                                        why,
-                                        ok,
-                                    })
-                                    .await;
-                            });
-                        }
-                        _ => {
-                            warn!(cid, connection = %conn, "killing client: {why}");
-                            self.send_cmd(Command::ClientKill { cid });
-                        }
-                    }
-                }
-                Action::Shape { key, addrs, speed } => {
-                    if let Some(s) = &self.shaper {
-                        s.apply(key, addrs, speed);
-                    }
-                }
-                Action::Unshape { key } => {
-                    if let Some(s) = &self.shaper {
-                        s.remove(key);
-                    }
-                }
-                Action::Unfence { key } => {
-                    if let Some(f) = &self.fence {
-                        f.remove(key);
-                    }
-                }
-                // The table carries out Forget itself.
-                Action::Forget => {}
-            }
         }
     }
 
@@ -641,15 +522,5 @@ impl Actor {
         if let Some(f) = self.fence.take() {
             f.teardown().await;
         }
-    }
-}
-
-/// The StartSession of a connection.
-fn start_request(c: &Client) -> StartSessionRequest {
-    StartSessionRequest {
-        client_key: c.id.username.clone(),
-        connection_id: Some(c.conn_id.clone()),
-        client_addr: Some(c.id.client_addr.clone()),
-        vpn_addr: c.id.vpn_addr.map(|a| a.to_string()),
     }
 }
