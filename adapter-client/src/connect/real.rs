@@ -74,12 +74,18 @@ impl OpenVpnLauncher for RealOpenVpn {
         let (mut child, tail) = OpenVpnCommand::new(&self.program, &self.config).spawn()?;
         let pid = child.id().unwrap_or(0);
         let waiter_events = events.clone();
+        // The reader's end: OpenVPN's last lines (its final BYTECOUNT, EXITING) are read
+        // and forwarded before the exit is reported, or they would come after the session
+        // was closed with older counts.
+        let reader_done = CancellationToken::new();
+        let drained = reader_done.clone();
         tokio::spawn(
             async move {
                 let status = match child.wait().await {
                     Ok(st) => st.to_string(),
                     Err(e) => format!("wait failed: {e}"),
                 };
+                let _ = tokio::time::timeout(MGMT_DRAIN, drained.cancelled()).await;
                 waiter_events.send(ProcEvent::Exited(status)).await;
             }
             .in_current_span(),
@@ -91,6 +97,7 @@ impl OpenVpnLauncher for RealOpenVpn {
                 events,
                 self.connect_timeout,
                 reader.clone(),
+                reader_done,
             )
             .in_current_span(),
         );
@@ -129,13 +136,20 @@ impl OpenVpnProcess for RealProcess {
     }
 }
 
+/// How long the exit waiter waits for the management reader to reach the end of the
+/// socket (the kernel closes it when OpenVPN exits, so this is only a bound).
+const MGMT_DRAIN: Duration = Duration::from_secs(1);
+
 /// Connects to the management socket (retrying until `timeout`), then forwards parsed lines.
 async fn mgmt_task(
     path: PathBuf,
     events: ProcEvents,
     timeout: Duration,
     cancel: CancellationToken,
+    done: CancellationToken,
 ) {
+    // Whatever way the reader ends, the exit waiter learns it.
+    let _done = done.drop_guard();
     let deadline = Instant::now() + timeout;
     let stream = loop {
         let attempt = tokio::select! {
