@@ -46,6 +46,13 @@ if [ "$build" = 1 ]; then
 fi
 t_built=$(date +%s)
 export BENCH_BIN_DIR="$bin"
+# The hook as shipped: statically linked (scripts/static-hook.sh; its own target dir).
+if [ "$build" = 1 ]; then
+    BENCH_HOOK="$(CARGO_TARGET_DIR="$target" scripts/static-hook.sh release)"
+else
+    BENCH_HOOK="$target/static-hook/$(rustc -vV | sed -n 's/^host: //p')/release/adapter-server-hook"
+fi
+export BENCH_HOOK
 
 ncpu=$(nproc)
 # The load generator and core-lite on different CPUs when there are two or more.
@@ -63,7 +70,7 @@ if [ "$quick" = 1 ]; then
     net_args=(--storm 10 --storm-repeats 1 --rounds 1 --iperf-secs 2 --cutoff-trials 2 --exhaustion-trials 1)
 else
     auth_args=(--logins 300)
-    core_args=(--point-secs 5 --report-secs 20 --sessions 1000)
+    core_args=(--point-secs 5 --report-secs 60 --sessions 1000)
     net_args=(--storm 50 --storm-repeats 2 --rounds 2 --iperf-secs 5 --cutoff-trials 40 --exhaustion-trials 20)
 fi
 
@@ -86,6 +93,7 @@ load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "Commands (what bench.sh ran):"
     echo
     echo '```'
+    echo "export BENCH_HOOK=$BENCH_HOOK  # scripts/static-hook.sh release"
     echo "${gen_pin[*]} $bin/bench-auth ${core_pin[*]} ${auth_args[*]}"
     echo "${gen_pin[*]} $bin/bench-core ${core_pin[*]} ${core_args[*]}"
     echo "$bin/bench-net ${net_args[*]}"

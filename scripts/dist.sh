@@ -7,7 +7,9 @@
 # off into OUT_DIR/debug/NAME.debug (objcopy --only-keep-debug, compressed) and the binary
 # in OUT_DIR/bin/NAME is stripped, with a .gnu_debuglink to NAME.debug: gdb, addr2line -e
 # NAME.debug, or the -dbgsym packages (/usr/lib/debug/usr/bin/NAME.debug) give the symbols
-# back. Fails when a shipped binary is larger than DIST_MAX_BYTES (default 15 MB).
+# back. adapter-server-hook is linked statically (scripts/static-hook.sh: OpenVPN waits for
+# it at every login). Fails when a shipped binary is larger than DIST_MAX_BYTES (default
+# 15 MB).
 # Env: DIST_SKIP_BUILD=1 uses binaries already in $CARGO_TARGET_DIR/dist.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,8 +29,11 @@ if [ "${DIST_SKIP_BUILD:-0}" != 1 ]; then
   start=$(date +%s)
   CARGO_INCREMENTAL=0 cargo build --profile dist --locked \
     -p core-lite -p adapter-server -p adapter-server-hook -p adapter-client --bins
+  # The hook statically linked (see scripts/static-hook.sh).
+  scripts/static-hook.sh dist >/dev/null
   echo "dist build: $(( $(date +%s) - start )) s"
 fi
+host=$(rustc -vV | sed -n 's/^host: //p')
 
 rm -rf "$out/bin" "$out/debug"
 mkdir -p "$out/bin" "$out/debug"
@@ -36,6 +41,7 @@ status=0
 printf '%-22s %12s %12s %12s\n' binary unstripped shipped debug-file
 for b in "${bins[@]}"; do
   src=$target/dist/$b
+  [ "$b" = adapter-server-hook ] && src=$target/static-hook/$host/dist/$b
   [ -f "$src" ] || { echo "scripts/dist.sh: $src missing (build failed?)" >&2; exit 1; }
   objcopy --only-keep-debug --compress-debug-sections=zlib "$src" "$out/debug/$b.debug"
   # The link is made from the debug file's name and CRC; run it where the file is.

@@ -27,6 +27,10 @@ struct Args {
     /// adapter-server-hook.
     #[arg(long, env = "BENCH_BIN_DIR")]
     bin_dir: PathBuf,
+    /// The adapter-server-hook to use (default: the one in --bin-dir); scripts/bench.sh
+    /// passes the statically linked one that scripts/dist.sh ships.
+    #[arg(long, env = "BENCH_HOOK")]
+    hook: Option<PathBuf>,
     /// Logins per variant.
     #[arg(long, env = "BENCH_LOGINS", default_value_t = 300)]
     logins: usize,
@@ -127,7 +131,10 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let core_bin = binary(&args.bin_dir, "core-lite")?;
     let adapter = binary(&args.bin_dir, "adapter-server")?;
-    let small_hook = binary(&args.bin_dir, "adapter-server-hook")?;
+    let small_hook = match &args.hook {
+        Some(h) => h.clone(),
+        None => binary(&args.bin_dir, "adapter-server-hook")?,
+    };
     let tmp = TempDir::new("bench-auth")?;
     let dir = tmp.path().to_path_buf();
     let prep = prepare_core(

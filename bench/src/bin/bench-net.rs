@@ -37,6 +37,10 @@ struct Args {
     /// adapter-server-hook.
     #[arg(long, env = "BENCH_BIN_DIR")]
     bin_dir: PathBuf,
+    /// The adapter-server-hook to use (default: the one in --bin-dir); scripts/bench.sh
+    /// passes the statically linked one that scripts/dist.sh ships.
+    #[arg(long, env = "BENCH_HOOK")]
+    hook: Option<PathBuf>,
     /// Clients in the login storm.
     #[arg(long, env = "BENCH_STORM", default_value_t = 50)]
     storm: usize,
@@ -866,7 +870,10 @@ fn mbps(bps: f64) -> String {
 fn main() -> Result<()> {
     let args = Args::parse();
     let adapter = binary(&args.bin_dir, "adapter-server")?;
-    let small_hook = binary(&args.bin_dir, "adapter-server-hook")?;
+    let small_hook = match &args.hook {
+        Some(h) => h.clone(),
+        None => binary(&args.bin_dir, "adapter-server-hook")?,
+    };
     let core_bin = binary(&args.bin_dir, "core-lite")?;
     pin_self(SERVER_CPU);
     let env = TestEnv::new("bench-net")?.context("namespaces are not available here")?;
