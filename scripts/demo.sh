@@ -286,18 +286,25 @@ info "agent status: $(agent channel show "$CLIENT_KEY" | jq -r .status)"
 step "Measure: iperf3 through the tunnel, ${IPERF_SECS}s each way (+${IPERF_OMIT}s slow start omitted)"
 spawn iperf3-server "$NS_A" iperf3 -s -B "$VPN_SERVER_IP" -p "$IPERF_PORT"
 wait_until 10 "the iperf3 server" in_a bash -c "ss -ltn | grep -q ':$IPERF_PORT '"
+# iperf3 runs in the background and the script waits for it, in the script's own shell (not
+# in a command substitution): a Ctrl-C then ends the wait at once and runs the INT trap
+# ("demo: interrupted", cleanup). In the foreground, iperf3 would catch the SIGINT itself,
+# exit 1, and the script would report an iperf3 failure instead.
 measure() { # OUT_JSON [-R]
-  local out=$1
+  local out=$1 pid
   shift
   in_c iperf3 -c "$VPN_SERVER_IP" -p "$IPERF_PORT" -t "$IPERF_SECS" -O "$IPERF_OMIT" -J "$@" \
-    >"$out" 2>>"$WORK/logs/iperf3-client.log" || die "iperf3 failed: $(jq -r '.error // empty' "$out" 2>/dev/null)"
-  jq -r '.end.sum_received.bits_per_second' "$out"
+    >"$out" 2>>"$WORK/logs/iperf3-client.log" &
+  pid=$!
+  wait "$pid" || die "iperf3 failed: $(jq -r '.error // empty' "$out" 2>/dev/null)"
 }
 info "download (server -> client, iperf3 -R) ..."
-DOWN_BPS=$(measure "$WORK/iperf-down.json" -R)
+measure "$WORK/iperf-down.json" -R
+DOWN_BPS=$(jq -r '.end.sum_received.bits_per_second' "$WORK/iperf-down.json")
 info "download: $(mbit "$DOWN_BPS") Mbit/s (offered $DOWN_MBIT)"
 info "upload (client -> server) ..."
-UP_BPS=$(measure "$WORK/iperf-up.json")
+measure "$WORK/iperf-up.json"
+UP_BPS=$(jq -r '.end.sum_received.bits_per_second' "$WORK/iperf-up.json")
 info "upload:   $(mbit "$UP_BPS") Mbit/s (offered $UP_MBIT)"
 info "agent: $(agent channel show "$CLIENT_KEY" | jq -c '{status, unitsUsed, bytesTotal}') of maxUnits $MAX_UNITS"
 

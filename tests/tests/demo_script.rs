@@ -160,6 +160,9 @@ fn demo_interrupted_half_way_cleans_up() -> Result<()> {
         let _ = child.wait();
         bail!("{e:#}\n{}", read(&out));
     }
+    // The line comes just before iperf3 starts: give it time to be running (it catches
+    // SIGINT itself; the demo must still report the interruption, not an iperf3 failure).
+    std::thread::sleep(Duration::from_millis(1500));
     let running = leaks.find()?;
     ensure!(
         running
