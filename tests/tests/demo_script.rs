@@ -53,8 +53,12 @@ fn demo_command(env: &TestEnv, out: &Path) -> Result<Command> {
     let core = bin_path("core-lite")?;
     let bin_dir = core.parent().context("the binary directory of core-lite")?;
     let log = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut cmd = Command::new("bash");
-    cmd.arg(script())
+    // As from a terminal: SIGINT at its default. A test run started in the background (nohup,
+    // `cmd &`) inherits SIGINT ignored, and a shell cannot trap a signal ignored at its
+    // start, so the demo's Ctrl-C handling would not be tested (coreutils `env`).
+    let mut cmd = Command::new("env");
+    cmd.args(["--default-signal=INT", "bash"])
+        .arg(script())
         .env("DEMO_BIN_DIR", bin_dir)
         .env("DEMO_QUICK", "1")
         .env("DEMO_PREFIX", env.prefix())
