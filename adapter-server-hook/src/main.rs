@@ -16,11 +16,11 @@ Usage: the full hook's command line with this binary in front, e.g. in the serve
     auth-user-pass-verify \"/usr/local/bin/adapter-server-hook --config /etc/adapter-server/config.toml hook\" via-file
     client-disconnect \"/usr/local/bin/adapter-server-hook --config /etc/adapter-server/config.toml hook\"
 
-It hands the event to the monitor over the unix socket and exits at once: 2 for auth (the
-monitor answers through auth_control_file), 0 for client-connect / client-disconnect (the
-monitor calls StartSession / StopSession with the event's data). When no monitor takes the
-event (socket absent or refused, no reply within 500 ms), with --sync, or when OpenVPN
-offers no auth_control_file, it execs the full `adapter-server` with the same arguments and
+It writes the event to the monitor's unix socket and exits at once, without waiting for
+the monitor: 2 for auth (the monitor answers through auth_control_file), 0 for
+client-connect / client-disconnect (the monitor calls StartSession / StopSession with the
+event's data). When no monitor takes the event (no socket, nobody listening, its backlog
+full, a write error), with --sync, or when OpenVPN offers no auth_control_file, it execs the full `adapter-server` with the same arguments and
 environment, which answers by itself and fails closed.
 
 Settings:
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
                 .or_else(|| request.var("common_name"))
                 .map(|u| String::from_utf8_lossy(u).into_owned())
                 .unwrap_or_else(|| "-".into());
-            match handoff::hand_off(&socket, &request, handoff::REPLY_TIMEOUT) {
+            match handoff::hand_off(&socket, &request, handoff::WRITE_TIMEOUT) {
                 Ok(()) => {
                     log(&format!(
                         "{} of user {who} handed off to the monitor",

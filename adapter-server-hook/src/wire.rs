@@ -1,24 +1,23 @@
 //! The hand-off protocol between `adapter-server-hook` (the script OpenVPN runs) and
 //! `adapter-server monitor`, version [`VERSION`]. The one place that writes and reads it.
 //!
-//! One unix-socket connection carries one event, in three steps:
+//! One unix-socket connection carries one event, one way:
 //!
 //! ```text
-//! hook    → monitor  request  "ASHK" VERSION LEN(u32 BE) BODY[LEN]       (LEN ≤ MAX_BODY)
-//!                             BODY = KIND(u8) FIELD*
-//!                             FIELD = ID(u8) LEN(u16 BE) VALUE[LEN]
-//! monitor → hook     reply    "ASHK" VERSION 'R'   ready: valid, and it will act on a commit
-//!                             "ASHK" VERSION 'N'   refused: the hook runs the full hook
-//! hook    → monitor  commit   "ASHK" VERSION 'C'   the monitor now owns the event
+//! hook → monitor  "ASHK" VERSION LEN(u32 BE) BODY[LEN]       (LEN ≤ MAX_BODY)
+//!                 BODY = KIND(u8) FIELD*
+//!                 FIELD = ID(u8) LEN(u16 BE) VALUE[LEN]
 //! ```
 //!
-//! The monitor acts on an event only once it has read the commit, and the hook exits as
-//! "handed off" only once its commit was written (a unix stream socket delivers a write
-//! that succeeded into the peer's receive queue; a peer that is gone makes it fail). So
-//! every failure before the commit leaves the event to the hook's fallback and no event is
-//! handled twice: a missing or late reply, a refusal, a closed connection, a failed commit
-//! write all mean "not handed off"; a monitor that has replied and then sees the
-//! connection close, or no commit within its own (longer) bound, drops the event.
+//! The hook connects without waiting, checks who listens (`SO_PEERCRED`), writes the whole
+//! frame and exits; the monitor never answers. The event belongs to the monitor once the
+//! write succeeded: a unix stream connection exists as soon as `connect` returns, even
+//! before the monitor accepts it, and what the hook wrote waits in its receive queue. So
+//! the only step that can fail, the connect (no socket, nobody listening, or a backlog
+//! that is full because the monitor has as many events in hand as it takes), fails before
+//! the monitor has anything, and the hook falls back; no event is handled twice. Version 1
+//! waited for a reply and sent a commit: a round trip through the monitor's scheduler
+//! inside the time OpenVPN is blocked on the script.
 //!
 //! `KIND` is 1 auth (`user-pass-verify`), 2 `client-connect`, 3 `client-disconnect`.
 //! Field `ID` `n` in 1..=[`ENV_VARS`]`.len()` is the script variable `ENV_VARS[n - 1]` with
@@ -34,11 +33,9 @@ use std::fmt;
 /// First bytes of every message.
 pub const MAGIC: [u8; 4] = *b"ASHK";
 /// Protocol version.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Magic, version and body length.
 pub const HEADER_LEN: usize = 9;
-/// Length of a reply and of the commit.
-pub const SHORT_LEN: usize = 6;
 /// Largest value of one script variable (the full hook's bound too).
 pub const MAX_VALUE: usize = 4096;
 /// Largest credentials file carried.
@@ -169,15 +166,6 @@ impl fmt::Debug for Request {
     }
 }
 
-/// The monitor's reply to a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reply {
-    /// Valid; the monitor acts on it when the commit comes.
-    Ready,
-    /// Not taken (another version, an invalid frame, the monitor cannot take more now).
-    Refused,
-}
-
 /// Why a message is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -207,8 +195,6 @@ pub enum WireError {
     Trailing(usize),
     #[error("unknown variable {0:?}")]
     UnknownVariable(String),
-    #[error("unknown reply code {0:#04x}")]
-    BadCode(u8),
 }
 
 fn id_of(name: &str) -> Option<u8> {
@@ -378,48 +364,6 @@ pub fn decode_request(frame: &[u8]) -> Result<Request, WireError> {
         return Err(WireError::Trailing(body.len() - len));
     }
     decode_body(body)
-}
-
-fn short(code: u8) -> [u8; SHORT_LEN] {
-    [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], VERSION, code]
-}
-
-fn short_code(m: &[u8; SHORT_LEN]) -> Result<u8, WireError> {
-    if m[..4] != MAGIC {
-        return Err(WireError::BadMagic);
-    }
-    if m[4] != VERSION {
-        return Err(WireError::Version(m[4]));
-    }
-    Ok(m[5])
-}
-
-/// The reply message.
-pub fn encode_reply(r: Reply) -> [u8; SHORT_LEN] {
-    short(match r {
-        Reply::Ready => b'R',
-        Reply::Refused => b'N',
-    })
-}
-
-/// Parses a reply.
-pub fn decode_reply(m: &[u8; SHORT_LEN]) -> Result<Reply, WireError> {
-    match short_code(m)? {
-        b'R' => Ok(Reply::Ready),
-        b'N' => Ok(Reply::Refused),
-        c => Err(WireError::BadCode(c)),
-    }
-}
-
-/// The commit message.
-pub const COMMIT: [u8; SHORT_LEN] = [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], VERSION, b'C'];
-
-/// Checks a commit message.
-pub fn decode_commit(m: &[u8; SHORT_LEN]) -> Result<(), WireError> {
-    match short_code(m)? {
-        b'C' => Ok(()),
-        c => Err(WireError::BadCode(c)),
-    }
 }
 
 #[cfg(test)]

@@ -127,6 +127,19 @@ async fn hook(
     Ok(cmd.output().await?)
 }
 
+/// A connect that fails at once (EAGAIN) on a full backlog instead of waiting for room.
+fn connect_nowait(path: &Path) -> nix::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &UnixAddr::new(path)?)?;
+    Ok(fd)
+}
+
 fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
@@ -349,7 +362,7 @@ async fn connect_and_disconnect_hand_offs_account_the_session_exactly() -> anyho
     mon.stop().await
 }
 
-/// No monitor (no socket, a stale socket, a monitor that never replies): the full
+/// No monitor (no socket, a stale socket, a monitor that stopped accepting): the full
 /// `adapter-server hook` runs with the same arguments and environment, answers by itself,
 /// and fails closed when the core is down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,7 +405,8 @@ async fn without_a_monitor_the_full_hook_runs_and_fails_closed() -> anyhow::Resu
     let out = hook(&down, token, &place, &[&s(&creds)], &env[..4]).await?;
     assert_eq!(code(&out), 1, "{}", stderr(&out));
 
-    // A socket left by a dead monitor, and a listener that never replies: the same.
+    // A socket left by a dead monitor, and a listener whose backlog is full (a monitor
+    // that stopped accepting): the same.
     std::fs::create_dir_all(place.socket().parent().expect("dir"))?;
     drop(std::os::unix::net::UnixListener::bind(place.socket())?);
     let (acf, arf) = place.answer_files(3)?;
@@ -403,13 +417,19 @@ async fn without_a_monitor_the_full_hook_runs_and_fails_closed() -> anyhow::Resu
     assert_eq!(file_text("the control file", &acf).await?, "1");
     std::fs::remove_file(place.socket())?;
     let silent = std::os::unix::net::UnixListener::bind(place.socket())?;
+    nix::sys::socket::listen(&silent, nix::sys::socket::Backlog::new(1)?)?;
+    let mut queued = Vec::new();
+    while let Ok(c) = connect_nowait(&place.socket()) {
+        queued.push(c);
+        anyhow::ensure!(queued.len() < 16, "the backlog never filled");
+    }
     let (acf, arf) = place.answer_files(4)?;
     let (acf_s, arf_s) = (s(&acf), s(&arf));
     let env = auth_env(&f.key.0, &acf_s, &arf_s);
     let out = hook(url, token, &place, &[&s(&creds)], &env).await?;
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert_eq!(file_text("the control file", &acf).await?, "1");
-    drop(silent);
+    drop((silent, queued));
     assert_eq!(place.fallbacks().len(), 5, "{:?}", place.fallbacks());
 
     // The full binary missing too: nobody can answer, the hook denies by itself.
@@ -430,26 +450,32 @@ async fn without_a_monitor_the_full_hook_runs_and_fails_closed() -> anyhow::Resu
     Ok(())
 }
 
-/// The socket takes hostile input like the management interface: invalid frames are
-/// refused and change nothing, a request without its commit is never acted on, and the
-/// monitor keeps serving.
+/// Writes `bytes` as a hook would (then closes its side) and returns what the monitor
+/// sent back before closing the connection: always nothing, the monitor never answers.
+fn send_raw(socket: &Path, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut c = std::os::unix::net::UnixStream::connect(socket)?;
+    c.set_read_timeout(Some(Duration::from_secs(10)))?;
+    c.write_all(bytes)?;
+    c.shutdown(std::net::Shutdown::Write)?;
+    let mut back = Vec::new();
+    match c.read_to_end(&mut back) {
+        // Closed with bytes of ours unread (an invalid frame is not read to its end).
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(back),
+        Err(e) => Err(e.into()),
+        Ok(_) => Ok(back),
+    }
+}
+
+/// The socket takes hostile input like the management interface: invalid frames and a
+/// frame cut short (a hook that died while writing) are dropped and change nothing, the
+/// monitor never writes back, and it keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_or_uncommitted_hand_offs_change_nothing() -> anyhow::Result<()> {
+async fn invalid_or_cut_short_hand_offs_change_nothing() -> anyhow::Result<()> {
     let f = fixture(None).await?;
     let fake = FakeMgmt::start()?;
     let place = Place::new()?;
     let mon = start_monitor(&f, &fake, &place).await?;
     let socket = place.socket();
-    let exchange = move |bytes: Vec<u8>| -> anyhow::Result<Vec<u8>> {
-        let mut c = std::os::unix::net::UnixStream::connect(&socket)?;
-        c.set_read_timeout(Some(Duration::from_secs(10)))?;
-        c.write_all(&bytes)?;
-        c.shutdown(std::net::Shutdown::Write)?;
-        // The reply; the monitor may close the connection with bytes of ours unread.
-        let mut back = vec![0u8; wire::SHORT_LEN];
-        c.read_exact(&mut back)?;
-        Ok(back)
-    };
     let connect = wire::Request {
         kind: wire::Kind::ClientConnect,
         env: vec![
@@ -460,17 +486,8 @@ async fn invalid_or_uncommitted_hand_offs_change_nothing() -> anyhow::Result<()>
         ],
         credentials: None,
     };
-    let commit = |req: &wire::Request| -> anyhow::Result<()> {
-        let mut c = std::os::unix::net::UnixStream::connect(place.socket())?;
-        c.write_all(&wire::encode_request(req)?)?;
-        let mut reply = [0u8; wire::SHORT_LEN];
-        c.read_exact(&mut reply)?;
-        assert_eq!(wire::decode_reply(&reply)?, wire::Reply::Ready);
-        c.write_all(&wire::COMMIT)?;
-        Ok(())
-    };
-    commit(&connect)?;
-    let session = wait_for("the committed connect's session", || {
+    assert_eq!(send_raw(&socket, &wire::encode_request(&connect)?)?, b"");
+    let session = wait_for("the handed-off connect's session", || {
         f.channel().ok()?.open_session
     })
     .await?;
@@ -482,9 +499,8 @@ async fn invalid_or_uncommitted_hand_offs_change_nothing() -> anyhow::Result<()>
         ("bytes_sent", b"6".to_vec()),
     ]);
     let good = wire::encode_request(&disconnect)?;
-    let refused = wire::encode_reply(wire::Reply::Refused).to_vec();
-    let mut bad_version = good.clone();
-    bad_version[4] = 9;
+    let mut old_version = good.clone();
+    old_version[4] = 1;
     let mut huge = good[..5].to_vec();
     huge.extend_from_slice(&u32::MAX.to_be_bytes());
     let mut unknown_field = good[..5].to_vec();
@@ -495,19 +511,18 @@ async fn invalid_or_uncommitted_hand_offs_change_nothing() -> anyhow::Result<()>
     password_twice.extend_from_slice(&[1, 2, 0, 1, b'a', 2, 0, 1, b'b']);
     for (what, bytes) in [
         ("not the protocol", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
-        ("another version", bad_version),
+        ("another version", old_version),
         ("a body beyond the bound", huge),
         ("an unknown field", unknown_field),
         ("a field twice", password_twice),
+        (
+            "a valid disconnect cut short",
+            good[..good.len() - 3].to_vec(),
+        ),
+        ("a header cut short", good[..4].to_vec()),
     ] {
-        assert_eq!(exchange(bytes)?, refused, "{what}");
+        assert_eq!(send_raw(&socket, &bytes)?, b"", "{what}");
     }
-    // A valid disconnect that the hook never commits (it gave up and went away): the
-    // monitor said ready, then dropped it.
-    assert_eq!(
-        exchange(good)?,
-        wire::encode_reply(wire::Reply::Ready).to_vec()
-    );
     // The session is still open: usage reported through the management interface lands
     // on it.
     let mut env = vec![
@@ -531,6 +546,76 @@ async fn invalid_or_uncommitted_hand_offs_change_nothing() -> anyhow::Result<()>
     })
     .await?;
     mon.stop().await
+}
+
+/// A busy monitor stops accepting rather than dropping events, and events the kernel
+/// still holds when the monitor stops (their hooks have exited counting them as handed
+/// off) are served: here a disconnect queued behind 256 connections that send nothing
+/// reaches the final StopSession with its exact counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_offs_queued_when_the_monitor_stops_are_served() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let fake = FakeMgmt::start()?;
+    let place = Place::new()?;
+    let mon = start_monitor(&f, &fake, &place).await?;
+    let (url, token) = (f.core.url.as_str(), f.token.expose());
+    let identity = vec![
+        ("username", f.key.0.as_str()),
+        ("untrusted_ip", IP),
+        ("untrusted_port", PORT),
+        ("time_unix", "1700000000"),
+    ];
+    fake.set_status_rows(vec![status_row(
+        &f.key.0,
+        &format!("{IP}:{PORT}"),
+        "10.8.0.6",
+        0,
+        0,
+        1_700_000_000,
+        7,
+    )]);
+    let mut env = identity.clone();
+    env.push(("script_type", "client-connect"));
+    let dynamic = s(&place.path("dynamic.conf"));
+    let out = hook(url, token, &place, &[&dynamic], &env).await?;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    wait_for("the session opened", || f.channel().ok()?.open_session).await?;
+
+    // Every slot of the monitor taken by a connection that sends nothing (each is given
+    // up after 2 s).
+    let mut idle = Vec::new();
+    for _ in 0..256 {
+        idle.push(std::os::unix::net::UnixStream::connect(place.socket())?);
+    }
+    // Let the monitor accept them all (a few milliseconds), so that the hook's connection
+    // is the one left in the kernel's queue rather than refused by a full backlog.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut env = identity.clone();
+    env.extend([
+        ("script_type", "client-disconnect"),
+        ("bytes_received", "1111"),
+        ("bytes_sent", "2222"),
+    ]);
+    let out = hook(url, token, &place, &[], &env).await?;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("handed off"),
+        "not handed off: {}",
+        stderr(&out)
+    );
+    // Still queued in the kernel: the session is open.
+    assert!(f.channel()?.open_session.is_some());
+    mon.stop().await?;
+    let c = f.channel()?;
+    assert_eq!(c.open_session, None);
+    assert_eq!(c.bytes_total, 1111 + 2222);
+    assert_eq!(
+        place.fallbacks(),
+        Vec::<String>::new(),
+        "the full binary ran"
+    );
+    drop(idle);
+    Ok(())
 }
 
 /// The socket is 0600 and owned by OpenVPN's user; a live socket of another monitor is
@@ -575,12 +660,12 @@ async fn the_socket_is_private_and_never_taken_over() -> anyhow::Result<()> {
         "{replaced:?}"
     );
     assert_eq!(std::fs::read_to_string(&file)?, "data");
-    // The first monitor still serves.
-    let mut c = std::os::unix::net::UnixStream::connect(place.socket())?;
-    c.write_all(b"ASHK\x09\x00\x00\x00\x01\x01")?;
-    let mut reply = [0u8; wire::SHORT_LEN];
-    c.read_exact(&mut reply)?;
-    assert_eq!(reply[5], b'N');
+    // The first monitor still serves: it reads (and drops) a frame of another version
+    // and closes the connection.
+    assert_eq!(
+        send_raw(&place.socket(), b"ASHK\x09\x00\x00\x00\x01\x01")?,
+        b""
+    );
     mon.stop().await?;
     assert!(!place.socket().exists(), "socket left behind");
     Ok(())

@@ -495,7 +495,7 @@ impl Actor {
         self.metrics.table(self.table.clients());
     }
 
-    /// Denies the handed-off logins still waiting (and `unstarted_logins`, committed but not
+    /// Denies the handed-off logins still waiting (and `unstarted_logins`, taken but not
     /// handled), gives the pending StopSessions a short chance, closes the management
     /// connection and removes the shaping.
     pub async fn shutdown(&mut self, unstarted_logins: Vec<HandoffEvent>) {

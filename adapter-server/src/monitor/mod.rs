@@ -212,20 +212,29 @@ pub async fn run(
             },
         }
     }
-    if let Some(l) = listener {
-        let _ = l.await;
-    }
-    // Hand-offs committed but not handled yet: disconnects still reach the table (their
-    // final counts are sent below), logins are denied so that their clients retry.
-    rx.close();
+    // Hand-offs taken but not handled yet (those still in the kernel's queue are served
+    // by the listener as it stops): disconnects still reach the table (their final counts
+    // are sent below), logins are denied so that their clients retry.
     let mut logins = Vec::new();
-    while let Ok(ev) = rx.try_recv() {
+    let mut stopping = |ev: Ev| {
         if let Ev::Handoff(h) = ev {
             match h.kind {
                 adapter_server_hook::wire::Kind::Auth => logins.push(h),
                 _ => actor.handle(Ev::Handoff(h)),
             }
         }
+    };
+    if let Some(mut l) = listener {
+        loop {
+            tokio::select! {
+                _ = &mut l => break,
+                Some(ev) = rx.recv() => stopping(ev),
+            }
+        }
+    }
+    rx.close();
+    while let Ok(ev) = rx.try_recv() {
+        stopping(ev);
     }
     actor.shutdown(logins).await;
     Ok(())

@@ -150,7 +150,7 @@ impl PendingLogins {
         }
     }
 
-    /// Denies every login still waiting and the handed-off logins `unstarted` (committed
+    /// Denies every login still waiting and the handed-off logins `unstarted` (taken
     /// but not handled before the monitor stopped), so their clients may retry at once;
     /// waits for the writes.
     pub async fn deny_all(&mut self, unstarted: Vec<HandoffEvent>) {

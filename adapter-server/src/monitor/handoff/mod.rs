@@ -7,12 +7,14 @@
 //! a live socket of another monitor is never taken over, a stale one is replaced, anything
 //! that is not a socket is left alone). The accept task serves each connection in its own
 //! task (`conn.rs`): the peer must be root or OpenVPN's user (`SO_PEERCRED`), the request is
-//! bounded in size and time and parsed by [`adapter_server_hook::wire`]; the monitor replies
-//! "ready" only when the actor's queue has room for the event and hands it to the actor
-//! only after the hook's commit, so an event is handled either here or by the hook's
-//! fallback, never by both. Logins are answered through `auth_control_file` (`auth.rs`);
-//! connects and disconnects go into the client table, merged with the management events of
-//! the same connection id.
+//! bounded in size and time and parsed by [`adapter_server_hook::wire`]. The hook does not
+//! wait for any of this: its event is the monitor's once it was written (see the `wire`
+//! docs), so the monitor never drops a valid event for lack of room; it stops *accepting*
+//! instead, when [`MAX_CONNECTIONS`] events are in hand, and the kernel's backlog then
+//! refuses new hooks, which fall back. When the monitor stops, the socket's path goes
+//! first and the connections the kernel still holds are served before the task ends.
+//! Logins are answered through `auth_control_file` (`auth.rs`); connects and disconnects
+//! go into the client table, merged with the management events of the same connection id.
 
 mod auth;
 mod conn;
@@ -22,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use adapter_server_hook::wire::{Kind, Request};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
@@ -31,9 +33,17 @@ use crate::script_env::RawEnv;
 
 pub use auth::PendingLogins;
 
-/// Hand-off connections served at once; more are closed at once (their hooks run the full
-/// hook).
+/// Hand-off connections served at once (events read but not yet in the actor's queue);
+/// beyond it the monitor stops accepting and the kernel's backlog takes the next ones, up
+/// to its own bound, beyond which hooks fall back.
 const MAX_CONNECTIONS: usize = 256;
+
+/// The listen backlog: connections the kernel holds for the monitor before it accepts
+/// them. OpenVPN runs its scripts one at a time, so a monitor that keeps accepting never
+/// has more than one or two here; a small bound means that a monitor that stopped
+/// accepting altogether (hung) swallows at most this many events (OpenVPN fails those
+/// logins at its hand-window timeout and the clients retry) before hooks fall back.
+const BACKLOG: i32 = 16;
 
 /// Where the monitor listens for hand-offs and who may use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +165,10 @@ impl Listener {
         ));
         clear_stale(&tmp)?;
         let std_listener = std::os::unix::net::UnixListener::bind(&tmp).map_err(bind_err)?;
-        let setup = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        let setup = nix::sys::socket::Backlog::new(BACKLOG)
+            .and_then(|b| nix::sys::socket::listen(&std_listener, b))
+            .map_err(std::io::Error::from)
+            .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)))
             .and_then(|()| std::os::unix::fs::chown(&tmp, Some(cfg.owner), None))
             .and_then(|()| std::fs::rename(&tmp, &path))
             .and_then(|()| std_listener.set_nonblocking(true));
@@ -172,48 +185,93 @@ impl Listener {
         })
     }
 
-    /// Accepts hand-offs until `cancel` fires, then removes the socket.
+    /// Accepts hand-offs until `cancel` fires; then removes the socket and serves the
+    /// connections already queued (their hooks have exited counting them as handed off),
+    /// and ends when every connection is served.
     pub fn spawn(
         self,
         tx: mpsc::Sender<Ev>,
         cancel: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(
-            async move {
-                let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-                loop {
-                    let accepted = tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        a = self.listener.accept() => a,
-                    };
-                    match accepted {
-                        Ok((stream, _)) => {
-                            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                                warn!("too many hand-offs at once; closing one (its hook runs the full hook)");
-                                continue;
-                            };
-                            let (tx, allowed) = (tx.clone(), self.allowed);
-                            tokio::spawn(
-                                async move {
-                                    conn::serve(stream, allowed, tx).await;
-                                    drop(slot);
-                                }
-                                .in_current_span(),
-                            );
-                        }
-                        Err(e) => {
-                            warn!("accepting a hand-off: {e}");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        }
-                    }
+        tokio::spawn(self.serve(tx, cancel).in_current_span())
+    }
+
+    async fn serve(self, tx: mpsc::Sender<Ev>, cancel: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let serve_one = |stream: tokio::net::UnixStream, slot: OwnedSemaphorePermit| {
+            let (tx, allowed) = (tx.clone(), self.allowed);
+            tokio::spawn(
+                async move {
+                    conn::serve(stream, allowed, tx).await;
+                    drop(slot);
                 }
-                let is_socket = std::fs::symlink_metadata(&self.path)
-                    .is_ok_and(|m| m.file_type().is_socket());
-                if is_socket {
-                    let _ = std::fs::remove_file(&self.path);
+                .in_current_span(),
+            );
+        };
+        loop {
+            let slot = tokio::select! {
+                _ = cancel.cancelled() => break,
+                s = slots.clone().acquire_owned() => s,
+            };
+            let Ok(slot) = slot else { break };
+            if slots.available_permits() == 0 {
+                warn!(
+                    "{MAX_CONNECTIONS} hand-offs in hand; accepting no more until the event                      queue has room (new hooks run the full hook)"
+                );
+            }
+            let accepted = tokio::select! {
+                _ = cancel.cancelled() => break,
+                a = self.listener.accept() => a,
+            };
+            match accepted {
+                Ok((stream, _)) => serve_one(stream, slot),
+                Err(e) => {
+                    warn!("accepting a hand-off: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             }
-            .in_current_span(),
-        )
+        }
+        // No hook can connect once the path is gone; the connections the kernel already
+        // holds are served like the others.
+        let is_socket =
+            std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.file_type().is_socket());
+        if is_socket {
+            let _ = std::fs::remove_file(&self.path);
+        }
+        let mut drained = 0usize;
+        match self.listener.into_std() {
+            Ok(listener) => loop {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let stream = stream
+                            .set_nonblocking(true)
+                            .and_then(|()| tokio::net::UnixStream::from_std(stream));
+                        let slot = slots.clone().acquire_owned().await;
+                        match (stream, slot) {
+                            (Ok(stream), Ok(slot)) => {
+                                drained += 1;
+                                serve_one(stream, slot);
+                            }
+                            (Err(e), _) => warn!("a hand-off queued at stop: {e}"),
+                            (_, Err(_)) => break,
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        warn!("accepting the hand-offs queued at stop: {e}");
+                        break;
+                    }
+                }
+            },
+            Err(e) => warn!("the hand-offs queued at stop are lost: {e}"),
+        }
+        if drained > 0 {
+            info!(
+                drained,
+                "served the hand-offs queued when the monitor stopped"
+            );
+        }
+        // Every connection task returns its slot when done.
+        let _ = slots.acquire_many(MAX_CONNECTIONS as u32).await;
     }
 }
