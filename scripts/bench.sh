@@ -71,7 +71,7 @@ if [ "$quick" = 1 ]; then
 else
     auth_args=(--logins 300)
     core_args=(--point-secs 5 --report-secs 60 --sessions 1000)
-    net_args=(--storm 50 --storm-repeats 2 --rounds 2 --iperf-secs 5 --cutoff-trials 40 --exhaustion-trials 20)
+    net_args=(--storm 50 --storm-repeats 10 --rounds 2 --iperf-secs 5 --cutoff-trials 40 --exhaustion-trials 20)
 fi
 
 out="$(mktemp)"
