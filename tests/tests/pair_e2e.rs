@@ -354,8 +354,13 @@ fn a_second_client_with_other_limits_is_unaffected() -> Result<()> {
 #[test]
 fn max_units_exhaustion_terminates_and_cuts_the_client_off() -> Result<()> {
     run_pair_test("pair_max_units", |env| {
+        // The hook also as client-connect / client-disconnect (docs/openvpn-server.conf.example,
+        // mode A): the disconnect hook is where OpenVPN's exact final counters come from.
+        // With the auth hook alone the monitor knows only its last `status` poll, which can
+        // miss the last control packets of the killed client (a CI run counted 1,464 bytes
+        // less than OpenVPN).
         let opts = PairOptions {
-            auth: AuthMode::Hook,
+            auth: AuthMode::HookWithSessionScripts,
             ..PairOptions::default()
         };
         let pair = Pair::start(env, opts)?;
