@@ -94,8 +94,9 @@ scripts/package-test.sh
 
 # Namespace tests are heavy (OpenVPN processes, TLS handshakes): limit parallelism. Under
 # scripts/pg-test.sh: multi_core_pg_e2e runs two cores on that PostgreSQL (the other tests
-# use SQLite in their data dirs, as before).
-step scripts/pg-test.sh cargo test -p e2e --locked -- --test-threads="${E2E_TEST_THREADS:-2}"
-scripts/pg-test.sh cargo test -p e2e --locked -- --test-threads="${E2E_TEST_THREADS:-2}"
+# use SQLite in their data dirs, as before). --no-fail-fast: every e2e binary runs even
+# after one failed, so a red run shows all its failures at once.
+step scripts/pg-test.sh cargo test -p e2e --locked --no-fail-fast -- --test-threads="${E2E_TEST_THREADS:-2}"
+scripts/pg-test.sh cargo test -p e2e --locked --no-fail-fast -- --test-threads="${E2E_TEST_THREADS:-2}"
 
 step all tests passed
