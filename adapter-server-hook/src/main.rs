@@ -20,8 +20,9 @@ It writes the event to the monitor's unix socket and exits at once, without wait
 the monitor: 2 for auth (the monitor answers through auth_control_file), 0 for
 client-connect / client-disconnect (the monitor calls StartSession / StopSession with the
 event's data). When no monitor takes the event (no socket, nobody listening, its backlog
-full, a write error), with --sync, or when OpenVPN offers no auth_control_file, it execs the full `adapter-server` with the same arguments and
-environment, which answers by itself and fails closed.
+full, a write error), with --sync, or when OpenVPN offers no auth_control_file, it execs
+the full `adapter-server` with the same arguments and environment, which answers by
+itself and fails closed.
 
 Settings:
   --handoff-socket PATH          the monitor's socket (env ADAPTER_SERVER_HANDOFF_SOCKET)

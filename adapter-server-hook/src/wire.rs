@@ -13,9 +13,10 @@
 //! frame and exits; the monitor never answers. The event belongs to the monitor once the
 //! write succeeded: a unix stream connection exists as soon as `connect` returns, even
 //! before the monitor accepts it, and what the hook wrote waits in its receive queue. So
-//! the only step that can fail, the connect (no socket, nobody listening, or a backlog
-//! that is full because the monitor has as many events in hand as it takes), fails before
-//! the monitor has anything, and the hook falls back; no event is handled twice. Version 1
+//! the steps that can fail fail before the monitor has a whole event: the connect (no
+//! socket, nobody listening, or a backlog that is full because the monitor has as many
+//! events in hand as it takes) and the write (a frame cut short is dropped by the
+//! monitor); the hook then falls back, and no event is handled twice. Version 1
 //! waited for a reply and sent a commit: a round trip through the monitor's scheduler
 //! inside the time OpenVPN is blocked on the script.
 //!

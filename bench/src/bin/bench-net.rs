@@ -995,19 +995,18 @@ fn main() -> Result<()> {
     // longest gap swings between 30 and 300 ms with the same binaries), the worst run and
     // every run's gap.
     let mut each: HashMap<&'static str, Vec<Duration>> = HashMap::new();
-    let mut worst_gaps: HashMap<&'static str, Duration> = HashMap::new();
     for auth in &storm_auths {
         let mine: Vec<&StormResult> = runs.iter().filter(|r| r.auth == *auth).collect();
-        each.insert(auth.name(), mine.iter().map(|r| r.storm_gap).collect());
+        let gaps: Vec<Duration> = mine.iter().map(|r| r.storm_gap).collect();
         let worst =
             |f: fn(&StormResult) -> Duration| mine.iter().map(|r| f(r)).max().unwrap_or_default();
-        let mut gaps: Vec<Duration> = mine.iter().map(|r| r.storm_gap).collect();
-        gaps.sort();
-        worst_gaps.insert(auth.name(), gaps.last().copied().unwrap_or_default());
+        let mut sorted = gaps.clone();
+        sorted.sort();
+        each.insert(auth.name(), gaps);
         storms.push(StormResult {
             auth: *auth,
             quiet_gap: worst(|r| r.quiet_gap),
-            storm_gap: median(&gaps),
+            storm_gap: median(&sorted),
             connected: mine.iter().map(|r| r.connected).min().unwrap_or(0),
             all_in: worst(|r| r.all_in),
             loss_pct: mine.iter().map(|r| r.loss_pct).fold(0.0, f64::max),
@@ -1047,8 +1046,8 @@ fn main() -> Result<()> {
                 r.auth.name().into(),
                 ms(r.quiet_gap),
                 ms(r.storm_gap),
-                worst_gaps
-                    .get(r.auth.name())
+                each.get(r.auth.name())
+                    .and_then(|v| v.iter().max())
                     .map(|d| ms(*d))
                     .unwrap_or_default(),
                 each.get(r.auth.name())

@@ -216,7 +216,8 @@ impl Listener {
             let Ok(slot) = slot else { break };
             if slots.available_permits() == 0 {
                 warn!(
-                    "{MAX_CONNECTIONS} hand-offs in hand; accepting no more until the event                      queue has room (new hooks run the full hook)"
+                    "{MAX_CONNECTIONS} hand-offs in hand; accepting no more until the event \
+                     queue has room (new hooks run the full hook)"
                 );
             }
             let accepted = tokio::select! {
