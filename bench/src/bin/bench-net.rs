@@ -95,8 +95,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(90);
 const SERVER_CPU: usize = 0;
 const CLIENT_CPU: usize = 1;
 
+/// Whether CPUs 0 and 1 are both ours. Decided once, from the affinity the process started
+/// with: after the first `pin_self` the calling thread's own mask holds one CPU (reading it
+/// again, as `available_parallelism` does, would say "one CPU" and leave every later process
+/// on the server's CPU).
 fn two_cpus() -> bool {
-    std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+    use nix::sched::sched_getaffinity;
+    static TWO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TWO.get_or_init(|| {
+        sched_getaffinity(nix::unistd::Pid::from_raw(0)).is_ok_and(|set| {
+            set.is_set(SERVER_CPU).unwrap_or(false) && set.is_set(CLIENT_CPU).unwrap_or(false)
+        })
+    })
 }
 
 /// Pins the calling thread (and what it starts afterwards) to `cpu`, when there are two CPUs.
@@ -894,6 +904,13 @@ fn main() -> Result<()> {
         None => binary(&args.bin_dir, "adapter-server-hook")?,
     };
     let core_bin = binary(&args.bin_dir, "core-lite")?;
+    if two_cpus() {
+        eprintln!("bench-net: server side on CPU {SERVER_CPU}, client side on CPU {CLIENT_CPU}");
+    } else {
+        eprintln!(
+            "bench-net: CPUs {SERVER_CPU} and {CLIENT_CPU} are not both available: nothing is pinned"
+        );
+    }
     pin_self(SERVER_CPU);
     let env = TestEnv::new("bench-net")?.context("namespaces are not available here")?;
     let hosts = TwoHosts::new(&env)?;
