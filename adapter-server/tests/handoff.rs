@@ -106,6 +106,28 @@ async fn start_monitor(f: &Fixture, fake: &FakeMgmt, place: &Place) -> anyhow::R
     Ok(Running { cancel, task })
 }
 
+/// What most tests start with: the core fixture, the fake management interface, a test
+/// directory and the monitor with its hand-off socket on it.
+struct Setup {
+    f: Fixture,
+    fake: FakeMgmt,
+    place: Place,
+    mon: Running,
+}
+
+async fn setup() -> anyhow::Result<Setup> {
+    let f = fixture(None).await?;
+    let fake = FakeMgmt::start()?;
+    let place = Place::new()?;
+    let mon = start_monitor(&f, &fake, &place).await?;
+    Ok(Setup {
+        f,
+        fake,
+        place,
+        mon,
+    })
+}
+
 /// Runs `adapter-server-hook` like OpenVPN: only its variables, the full hook's command
 /// line (`--core-url --token hook --handoff-socket`) plus `extra` arguments.
 async fn hook(
@@ -172,10 +194,12 @@ fn auth_env<'a>(user: &'a str, acf: &'a str, arf: &'a str) -> Vec<(&'a str, &'a 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_are_handed_off_and_answered_through_the_control_file() -> anyhow::Result<()> {
-    let f = fixture(None).await?;
-    let fake = FakeMgmt::start()?;
-    let place = Place::new()?;
-    let mon = start_monitor(&f, &fake, &place).await?;
+    let Setup {
+        f,
+        fake: _fake,
+        place,
+        mon,
+    } = setup().await?;
     let (url, token) = (f.core.url.as_str(), f.token.expose());
 
     // via-file, good credentials: exit 2 at once, the monitor writes "1".
@@ -225,10 +249,12 @@ async fn logins_are_handed_off_and_answered_through_the_control_file() -> anyhow
 /// symbolic link, or that belongs to another user than the hook's, is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linked_or_foreign_control_file_is_refused() -> anyhow::Result<()> {
-    let f = fixture(None).await?;
-    let fake = FakeMgmt::start()?;
-    let place = Place::new()?;
-    let mon = start_monitor(&f, &fake, &place).await?;
+    let Setup {
+        f,
+        fake: _fake,
+        place,
+        mon,
+    } = setup().await?;
     let (url, token) = (f.core.url.as_str(), f.token.expose());
     let victim = place.path("victim");
     std::fs::write(&victim, "precious")?;
@@ -275,10 +301,12 @@ async fn a_linked_or_foreign_control_file_is_refused() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_and_disconnect_hand_offs_account_the_session_exactly() -> anyhow::Result<()> {
-    let f = fixture(None).await?;
-    let fake = FakeMgmt::start()?;
-    let place = Place::new()?;
-    let mon = start_monitor(&f, &fake, &place).await?;
+    let Setup {
+        f,
+        fake,
+        place,
+        mon,
+    } = setup().await?;
     let (url, token) = (f.core.url.as_str(), f.token.expose());
     let identity = |time: &'static str| {
         vec![
@@ -471,10 +499,12 @@ fn send_raw(socket: &Path, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
 /// monitor never writes back, and it keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_or_cut_short_hand_offs_change_nothing() -> anyhow::Result<()> {
-    let f = fixture(None).await?;
-    let fake = FakeMgmt::start()?;
-    let place = Place::new()?;
-    let mon = start_monitor(&f, &fake, &place).await?;
+    let Setup {
+        f,
+        fake,
+        place,
+        mon,
+    } = setup().await?;
     let socket = place.socket();
     let connect = wire::Request {
         kind: wire::Kind::ClientConnect,
@@ -554,10 +584,12 @@ async fn invalid_or_cut_short_hand_offs_change_nothing() -> anyhow::Result<()> {
 /// reaches the final StopSession with its exact counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hand_offs_queued_when_the_monitor_stops_are_served() -> anyhow::Result<()> {
-    let f = fixture(None).await?;
-    let fake = FakeMgmt::start()?;
-    let place = Place::new()?;
-    let mon = start_monitor(&f, &fake, &place).await?;
+    let Setup {
+        f,
+        fake,
+        place,
+        mon,
+    } = setup().await?;
     let (url, token) = (f.core.url.as_str(), f.token.expose());
     let identity = vec![
         ("username", f.key.0.as_str()),
@@ -624,10 +656,12 @@ async fn hand_offs_queued_when_the_monitor_stops_are_served() -> anyhow::Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_socket_is_private_and_never_taken_over() -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let f = fixture(None).await?;
-    let fake = FakeMgmt::start()?;
-    let place = Place::new()?;
-    let mon = start_monitor(&f, &fake, &place).await?;
+    let Setup {
+        f,
+        fake,
+        place,
+        mon,
+    } = setup().await?;
     let meta = std::fs::metadata(place.socket())?;
     assert_eq!(meta.mode() & 0o777, 0o600);
     assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
