@@ -149,6 +149,15 @@ want=$(printf '%s\n' /etc/core-lite/agent.toml /etc/core-lite/client.toml \
 [ "$conffiles" = "$want" ] || fail "conffiles are: $conffiles"
 ok "units and conffiles in place"
 
+# The control plane yields the CPU to OpenVPN's data plane (what bench-net --control-nice
+# assumes; docs/BENCHMARKS.md, "Login storm").
+for u in core-lite@.service adapter-server-monitor.service; do
+  for want in Nice=10 CPUWeight=10; do
+    grep -qx "$want" "/lib/systemd/system/$u" || fail "$u lacks $want"
+  done
+done
+ok "core-lite and the monitor run at Nice=10, CPUWeight=10"
+
 # systemd-analyze verify: templates through an instance; the checks cover ExecStart's binary
 # and every directive.
 for u in core-lite@agent.service core-lite@client.service adapter-server-monitor.service \
