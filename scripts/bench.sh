@@ -4,7 +4,7 @@
 # root, /dev/net/tun, openvpn, iperf3, ip, tc, curl) and rewrites the generated part of
 # docs/BENCHMARKS.md (between the BEGIN/END GENERATED markers; the text around it stays).
 #
-#   scripts/bench.sh            full run (about 8-10 minutes after the build)
+#   scripts/bench.sh            full run (about 35 minutes after the build)
 #   scripts/bench.sh --quick    short smoke run (fewer samples; tables go to stdout only)
 #   scripts/bench.sh --no-build use the binaries already in $CARGO_TARGET_DIR/release
 #
@@ -71,7 +71,7 @@ if [ "$quick" = 1 ]; then
 else
     auth_args=(--logins 300)
     core_args=(--point-secs 5 --report-secs 60 --sessions 1000)
-    net_args=(--storm 50 --storm-repeats 10 --rounds 2 --iperf-secs 5 --cutoff-trials 40 --exhaustion-trials 20)
+    net_args=(--storm 50 --storm-repeats 10 --rounds 6 --iperf-secs 5 --cutoff-trials 40 --exhaustion-trials 20)
 fi
 
 out="$(mktemp)"
