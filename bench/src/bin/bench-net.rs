@@ -477,12 +477,14 @@ fn stop_all(clients: Vec<OpenVpnClientHandle>) {
     drop(clients);
 }
 
-/// The median (the mean of the middle two for an even count) of sorted `v`.
-fn median(v: &[Duration]) -> Duration {
+/// The median of `v` (the mean of the middle two for an even count; 0 when empty): the
+/// storm's longest gaps (in seconds) and the throughput rounds' ratios and speeds.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
     match v.len() {
-        0 => Duration::ZERO,
+        0 => 0.0,
         n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2,
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
 
@@ -1042,13 +1044,12 @@ fn main() -> Result<()> {
         let gaps: Vec<Duration> = mine.iter().map(|r| r.storm_gap).collect();
         let worst =
             |f: fn(&StormResult) -> Duration| mine.iter().map(|r| f(r)).max().unwrap_or_default();
-        let mut sorted = gaps.clone();
-        sorted.sort();
+        let median_gap = median(gaps.iter().map(Duration::as_secs_f64).collect());
         each.insert(auth.name(), gaps);
         storms.push(StormResult {
             auth: *auth,
             quiet_gap: worst(|r| r.quiet_gap),
-            storm_gap: median(&sorted),
+            storm_gap: Duration::from_secs_f64(median_gap),
             connected: mine.iter().map(|r| r.connected).min().unwrap_or(0),
             all_in: worst(|r| r.all_in),
             loss_pct: mine.iter().map(|r| r.loss_pct).fold(0.0, f64::max),
@@ -1250,14 +1251,6 @@ fn main() -> Result<()> {
     // DESIGN §6: the median of the rounds. Each round's adapters run is compared with the
     // bare run of the same round (the machine's speed drifts between rounds), and the
     // median of those ratios is the figure; the medians of the speeds are shown with it.
-    let median_f = |mut v: Vec<f64>| -> f64 {
-        v.sort_by(f64::total_cmp);
-        match v.len() {
-            0 => 0.0,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        }
-    };
     if rounds > 0 {
         println!(
         "### Unshaped throughput: adapters (monitor --client-auth; unlimited offering) vs the same OpenVPN with no adapter (`/bin/true` auth); iperf3 TCP, {} alternating rounds × {} s per direction, medians\n",
@@ -1279,9 +1272,9 @@ fn main() -> Result<()> {
             ),
             ("download (server → client)", |p: &(f64, f64)| p.1),
         ] {
-            let speeds = |v: &[(f64, f64)]| median_f(v.iter().map(f).collect());
+            let speeds = |v: &[(f64, f64)]| median(v.iter().map(f).collect());
             let ratios = |v: &[(f64, f64)]| {
-                median_f(
+                median(
                     v.iter()
                         .zip(&bare)
                         .map(|(a, b)| f(a) / f(b).max(1.0))
